@@ -1,0 +1,29 @@
+# early_exit: `make test` and `make demo` do all set-up on a fresh clone (Python 3.11, no GPU).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.early_exit_installed
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+PYTEST_ARGS ?= -n 2
+
+.PHONY: install test demo fixtures clean-venv
+
+install: $(STAMP)
+
+# The environment is rebuilt whenever the recipe or the requirements change.
+$(STAMP): requirements.txt scripts/install.sh pyproject.toml
+	bash scripts/install.sh $(VENV)
+	@touch $(STAMP)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+demo: install
+	bash scripts/demo.sh
+
+# Regenerates the tiny random BERT under test_fixtures/ (committed; tests never need a network).
+fixtures: install
+	$(PY) scripts/make_tiny_bert.py test_fixtures/tiny_bert
+
+clean-venv:
+	rm -rf $(VENV)
