@@ -1,1 +1,1 @@
-
+from early_exit.models.early_exit_classifier import EarlyExitClassifier

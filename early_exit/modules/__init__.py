@@ -1,1 +1,2 @@
-
+from early_exit.modules.exit_head import ExitHead
+from early_exit.modules.layerwise_transformer import LayerwiseTransformer

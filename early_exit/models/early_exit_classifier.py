@@ -1,0 +1,422 @@
+import logging
+import os
+from typing import Any, Dict, List, Optional, Union
+
+import torch
+from allennlp.common.checks import ConfigurationError
+from allennlp.common.params import Params
+from allennlp.data import TextFieldTensors, Vocabulary
+from allennlp.models.model import Model
+from allennlp.modules.seq2vec_encoders import BagOfEmbeddingsEncoder, ClsPooler
+from allennlp.nn import InitializerApplicator
+from allennlp.training.metrics import CategoricalAccuracy
+from overrides import overrides
+from transformers import AutoConfig
+
+from early_exit.modules.exit_head import ExitHead
+from early_exit.modules.layerwise_transformer import LayerwiseTransformer
+from early_exit.training.metrics.exit_statistics import ExitStatistics
+from early_exit.training.metrics.expected_calibration_error import ExpectedCalibrationError
+
+logger = logging.getLogger(__name__)
+
+HEAD_POOLING_CHOICES = ("cls_pooler", "cls", "mean")
+
+
+@Model.register("early_exit_classifier")
+class EarlyExitClassifier(Model):
+    """
+    A transformer classifier with classifier heads on several layers that lets each instance leave
+    the network at the first head that is confident enough (Schwartz et al., 2020, "The Right Tool
+    for the Job: Matching Model and Instance Complexities").
+
+    Training runs every head and minimises the (weighted) sum of their cross-entropy losses. At
+    inference an instance exits at the first head whose temperature-scaled maximum probability is at
+    least `confidence_threshold`; the last head always answers. Exits are decided per instance: after
+    each exit layer the finished rows leave the batch, the padding of the remaining rows is trimmed,
+    and only they go through the next layers. Layers above the last exit layer are removed.
+
+    Accepts the output of this package's `early_exit_text_classification` and `early_exit_nli`
+    readers and of allennlp-models' `snli` reader with a pretrained transformer tokenizer (a `tokens`
+    text field and a `label` field).
+
+    Registered as a `Model` with name "early_exit_classifier".
+
+    # Parameters
+
+    vocab : `Vocabulary`
+    transformer_model : `str`
+        A Hugging Face model name or local directory (BERT, RoBERTa, ELECTRA, MiniLM, DistilBERT ...).
+    exit_layers : `List[int]`
+        0-based transformer layer indices that get a classifier head, strictly increasing, e.g.
+        `[0, 4, 12, 23]` for BERT-large as in the paper.
+    head_pooling : `str`, optional (default = `"mean"`)
+        How each layer is pooled into one vector before mixing: `"cls_pooler"` (the paper: the
+        encoder's own pooler on that layer's first token, where the encoder has one), `"cls"` (the raw
+        first-token vector) or `"mean"` (mask-aware mean over tokens).
+    dropout : `float`, optional (default = `0.1`)
+        Dropout before each head's linear layer.
+    add_previous_layer_logits : `bool`, optional (default = `False`)
+        Feed the logits of all earlier heads to each later head (a variant in the paper).
+    loss_weights : `List[float]`, optional
+        One weight per head for the summed training loss; all 1.0 by default.
+    temperatures : `List[float]`, optional
+        One temperature per head (a buffer saved with the weights, never trained by the optimizer);
+        all 1.0 by default. The calibration callback and `allennlp calibrate` set them.
+    confidence_threshold : `float`, optional (default = `1.0`)
+        In [0, 1]. 1.0 means no early exit at all (every instance goes to the last head); 0.0 means
+        every instance exits at the first head.
+    run_all_heads : `bool`, optional (default = `False`)
+        Run every layer and every head for every instance and also return each head's logits and
+        probabilities (`head_logits`, `head_probs`); the exit decisions are still computed from those
+        probabilities exactly as early exit would take them. Needed by calibration, threshold sweeps
+        and per-head accuracies. Training always runs all heads.
+    label_namespace : `str`, optional (default = `"labels"`)
+    load_weights : `bool`, optional (default = `True`)
+        Load the encoder's pretrained weights. Set to `False` automatically when a model is loaded
+        from an archive, whose weights file has them.
+    initializer : `InitializerApplicator`, optional
+        Applied to the heads.
+    """
+
+    default_predictor = "early_exit_classifier"
+
+    def __init__(
+        self,
+        vocab: Vocabulary,
+        transformer_model: str,
+        exit_layers: List[int],
+        head_pooling: str = "mean",
+        dropout: float = 0.1,
+        add_previous_layer_logits: bool = False,
+        loss_weights: Optional[List[float]] = None,
+        temperatures: Optional[List[float]] = None,
+        confidence_threshold: float = 1.0,
+        run_all_heads: bool = False,
+        label_namespace: str = "labels",
+        load_weights: bool = True,
+        initializer: Optional[InitializerApplicator] = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(vocab, **kwargs)
+        exit_layers = list(exit_layers)
+        if not exit_layers:
+            raise ConfigurationError("exit_layers must name at least one transformer layer")
+        if any(not isinstance(layer, int) for layer in exit_layers):
+            raise ConfigurationError(f"exit_layers must be integers, got {exit_layers}")
+        if any(later <= earlier for earlier, later in zip(exit_layers, exit_layers[1:])):
+            raise ConfigurationError(
+                f"exit_layers must be strictly increasing (sorted, no duplicates), got {exit_layers}"
+            )
+        if head_pooling not in HEAD_POOLING_CHOICES:
+            raise ConfigurationError(
+                f"head_pooling must be one of {', '.join(HEAD_POOLING_CHOICES)}; got {head_pooling!r}"
+            )
+        if exit_layers[0] < 0:
+            raise ConfigurationError(
+                f"exit_layers must be 0-based layer indices, got {exit_layers}"
+            )
+        num_heads = len(exit_layers)
+        loss_weights = self._per_head_values("loss_weights", loss_weights, num_heads, 1.0)
+        temperatures = self._per_head_values("temperatures", temperatures, num_heads, 1.0)
+        if any(weight < 0 for weight in loss_weights):
+            raise ConfigurationError(f"loss_weights must not be negative, got {loss_weights}")
+        if any(not temperature > 0 for temperature in temperatures):
+            raise ConfigurationError(f"temperatures must be positive, got {temperatures}")
+
+        self._check_depth(transformer_model, exit_layers)
+        self.encoder = LayerwiseTransformer(
+            transformer_model,
+            num_layers=exit_layers[-1] + 1,
+            keep_pooler=head_pooling == "cls_pooler",
+            load_weights=load_weights,
+        )
+        self.exit_layers = exit_layers
+        self.full_depth = self.encoder.full_depth
+        self.head_pooling = head_pooling
+        hidden_size = self.encoder.hidden_size
+        if head_pooling == "mean":
+            self._pooler = BagOfEmbeddingsEncoder(hidden_size, averaged=True)
+        elif head_pooling == "cls":
+            self._pooler = ClsPooler(hidden_size)
+        else:
+            self._pooler = None  # the encoder's own pooler, applied in _pool
+
+        self._label_namespace = label_namespace
+        self.num_labels = vocab.get_vocab_size(label_namespace)
+        if self.num_labels < 2:
+            raise ConfigurationError(
+                f"the vocabulary's {label_namespace!r} namespace has {self.num_labels} label(s); "
+                "a classifier needs at least 2"
+            )
+        self.add_previous_layer_logits = add_previous_layer_logits
+        self.heads = torch.nn.ModuleList(
+            ExitHead(
+                hidden_size,
+                num_mixed_layers=layer + 1,
+                num_labels=self.num_labels,
+                dropout=dropout,
+                extra_input_dim=index * self.num_labels if add_previous_layer_logits else 0,
+            )
+            for index, layer in enumerate(exit_layers)
+        )
+        self.register_buffer("loss_weights", torch.tensor(loss_weights, dtype=torch.float))
+        self.register_buffer("temperatures", torch.tensor(temperatures, dtype=torch.float))
+        self.confidence_threshold = confidence_threshold
+        self.run_all_heads = run_all_heads
+
+        self._accuracy = CategoricalAccuracy()
+        self._ece = ExpectedCalibrationError()
+        self._exit_statistics = ExitStatistics(exit_layers, self.full_depth)
+        self._head_accuracies = [CategoricalAccuracy() for _ in exit_layers]
+        self._head_accuracies_seen = False
+        self._loss = torch.nn.CrossEntropyLoss(reduction="none")
+        if initializer is not None:
+            initializer(self.heads)
+
+    @staticmethod
+    def _per_head_values(
+        name: str, values: Optional[List[float]], num_heads: int, default: float
+    ) -> List[float]:
+        if values is None:
+            return [default] * num_heads
+        values = [float(value) for value in values]
+        if len(values) != num_heads:
+            raise ConfigurationError(
+                f"{name} must have one value per exit layer ({num_heads}), got {len(values)}: "
+                f"{values}"
+            )
+        return values
+
+    @staticmethod
+    def _check_depth(transformer_model: str, exit_layers: List[int]) -> None:
+        """Checks exit layers against the encoder's depth before any weights are loaded."""
+        config = AutoConfig.from_pretrained(transformer_model)
+        depth = getattr(config, "num_hidden_layers", None) or getattr(config, "n_layers", None)
+        if depth is not None and exit_layers[-1] >= depth:
+            raise ConfigurationError(
+                f"exit_layers {exit_layers} are out of range: {transformer_model} has {depth} "
+                f"layers, numbered 0 to {depth - 1}"
+            )
+
+    @property
+    def confidence_threshold(self) -> float:
+        return self._confidence_threshold
+
+    @confidence_threshold.setter
+    def confidence_threshold(self, value: float) -> None:
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"confidence_threshold must be a number, got {value!r}")
+        if not 0.0 <= value <= 1.0:
+            raise ConfigurationError(f"confidence_threshold must be in [0, 1], got {value}")
+        self._confidence_threshold = value
+
+    def set_temperatures(self, temperatures: List[float]) -> None:
+        """Replaces the per-head temperatures (validated like the constructor argument)."""
+        values = self._per_head_values("temperatures", temperatures, len(self.exit_layers), 1.0)
+        if any(not temperature > 0 for temperature in values):
+            raise ConfigurationError(f"temperatures must be positive, got {values}")
+        self.temperatures.copy_(torch.tensor(values, dtype=torch.float))
+
+    def _pool(self, hidden: torch.Tensor, mask: torch.BoolTensor) -> torch.Tensor:
+        """One layer's output `(batch_size, num_tokens, hidden_size)` -> `(batch_size, hidden_size)`."""
+        if self._pooler is None:
+            return self.encoder.pool(hidden)
+        return self._pooler(hidden, mask)
+
+    def _exits(self, head_probs: torch.Tensor, head: int) -> torch.BoolTensor:
+        """
+        Which instances exit at `head`, from its temperature-scaled probabilities
+        `(batch_size, num_labels)`. Threshold 1.0 disables early exit even when a probability
+        rounds to 1.0 in float32; the last head always answers.
+        """
+        if head == len(self.exit_layers) - 1:
+            return torch.ones(head_probs.shape[0], dtype=torch.bool, device=head_probs.device)
+        if self._confidence_threshold >= 1.0:
+            return torch.zeros(head_probs.shape[0], dtype=torch.bool, device=head_probs.device)
+        return head_probs.max(dim=-1).values >= self._confidence_threshold
+
+    def _scaled_probs(self, logits: torch.Tensor, head: int) -> torch.Tensor:
+        return torch.softmax(logits / self.temperatures[head], dim=-1)
+
+    @overrides(check_signature=False)
+    def forward(  # type: ignore
+        self, tokens: TextFieldTensors, label: Optional[torch.IntTensor] = None, **kwargs: Any
+    ) -> Dict[str, torch.Tensor]:
+        """
+        # Parameters
+
+        tokens : `TextFieldTensors`
+            From a `PretrainedTransformerIndexer`: `token_ids`, `mask` and (optionally) `type_ids`,
+            each of shape `(batch_size, num_tokens)`.
+        label : `torch.IntTensor`, optional
+            Gold labels, shape `(batch_size,)`.
+
+        # Returns
+
+        An output dictionary, every tensor batch-first:
+
+        - `logits` `(batch_size, num_labels)`: the raw logits of the head each instance exited at;
+        - `probs` `(batch_size, num_labels)`: its temperature-scaled probabilities;
+        - `exit_head` `(batch_size,)`: the index of that head; `exit_layer` `(batch_size,)`: its
+          0-based transformer layer; `relative_compute` `(batch_size,)`: `(exit_layer + 1) / full_depth`;
+        - `head_logits`, `head_probs` `(batch_size, num_heads, num_labels)`: every head's raw logits and
+          temperature-scaled probabilities, only when all heads were run (training, `run_all_heads`,
+          or threshold 1.0, where every layer is computed anyway);
+        - `loss` when labels are given.
+        """
+        if len(tokens) != 1:
+            raise ConfigurationError(
+                f"expected one token indexer (a pretrained_transformer indexer), got {list(tokens)}"
+            )
+        indexed = next(iter(tokens.values()))
+        token_ids = indexed["token_ids"]  # (batch_size, num_tokens)
+        mask = indexed["mask"].bool()  # (batch_size, num_tokens)
+        type_ids = indexed.get("type_ids")  # (batch_size, num_tokens) or None
+
+        all_heads = self.training or self.run_all_heads or self._confidence_threshold >= 1.0
+        if all_heads:
+            output = self._forward_all_heads(token_ids, mask, type_ids)
+        else:
+            output = self._forward_early_exit(token_ids, mask, type_ids)
+        exit_head = output["exit_head"]  # (batch_size,)
+        layers = torch.tensor(self.exit_layers, device=exit_head.device)
+        output["exit_layer"] = layers[exit_head]  # (batch_size,)
+        output["relative_compute"] = (output["exit_layer"] + 1).float() / self.full_depth
+
+        if label is not None:
+            label = label.long().view(-1)  # (batch_size,)
+            if "head_logits" in output:
+                head_logits = output["head_logits"]  # (batch_size, num_heads, num_labels)
+                losses = torch.stack(
+                    [self._loss(head_logits[:, k], label) for k in range(len(self.heads))], dim=-1
+                )  # (batch_size, num_heads)
+                output["loss"] = (losses * self.loss_weights).sum(dim=-1).mean()
+                for k, accuracy in enumerate(self._head_accuracies):
+                    accuracy(head_logits[:, k], label)
+                self._head_accuracies_seen = True
+            else:
+                output["loss"] = self._loss(output["logits"], label).mean()
+            self._accuracy(output["logits"], label)
+            self._ece(output["probs"], label)
+        self._exit_statistics(exit_head)
+        return output
+
+    def _forward_all_heads(
+        self, token_ids: torch.Tensor, mask: torch.BoolTensor, type_ids: Optional[torch.Tensor]
+    ) -> Dict[str, torch.Tensor]:
+        hidden = self.encoder.embed(token_ids, type_ids)  # (batch_size, num_tokens, hidden_size)
+        layer_mask = self.encoder.layer_mask(mask, hidden.dtype)
+        pooled: List[torch.Tensor] = []  # per layer: (batch_size, hidden_size)
+        head_logits: List[torch.Tensor] = []  # per head: (batch_size, num_labels)
+        for layer in range(self.encoder.num_layers):
+            hidden = self.encoder.run_layer(layer, hidden, layer_mask)
+            pooled.append(self._pool(hidden, mask))
+            if layer in self.exit_layers:
+                head = len(head_logits)
+                head_logits.append(self.heads[head](pooled, self._previous_logits(head_logits)))
+        logits = torch.stack(head_logits, dim=1)  # (batch_size, num_heads, num_labels)
+        probs = torch.softmax(logits / self.temperatures.view(1, -1, 1), dim=-1)
+        exits = torch.stack(
+            [self._exits(probs[:, k], k) for k in range(len(self.heads))], dim=1
+        )  # (batch_size, num_heads)
+        exit_head = exits.long().argmax(dim=1)  # (batch_size,): the first head that exits
+        rows = torch.arange(token_ids.shape[0], device=token_ids.device)
+        return {
+            "logits": logits[rows, exit_head],  # (batch_size, num_labels)
+            "probs": probs[rows, exit_head],  # (batch_size, num_labels)
+            "exit_head": exit_head,
+            "head_logits": logits,
+            "head_probs": probs,
+        }
+
+    def _previous_logits(self, head_logits: List[torch.Tensor]) -> Optional[torch.Tensor]:
+        if not self.add_previous_layer_logits or not head_logits:
+            return None
+        return torch.cat(head_logits, dim=-1)  # (batch_size, num_previous_heads * num_labels)
+
+    def _forward_early_exit(
+        self, token_ids: torch.Tensor, mask: torch.BoolTensor, type_ids: Optional[torch.Tensor]
+    ) -> Dict[str, torch.Tensor]:
+        batch_size = token_ids.shape[0]
+        device = token_ids.device
+        logits_out = token_ids.new_zeros((batch_size, self.num_labels), dtype=torch.float)
+        probs_out = torch.zeros_like(logits_out)  # (batch_size, num_labels)
+        exit_head_out = token_ids.new_full((batch_size,), len(self.heads) - 1)  # (batch_size,)
+        active = torch.arange(batch_size, device=device)  # rows of the batch still running
+
+        hidden = self.encoder.embed(token_ids, type_ids)  # (active, num_tokens, hidden_size)
+        layer_mask = self.encoder.layer_mask(mask, hidden.dtype)
+        pooled: List[torch.Tensor] = []  # per layer: (active, hidden_size)
+        head_logits: List[torch.Tensor] = []  # per earlier head: (active, num_labels)
+        head = 0
+        for layer in range(self.encoder.num_layers):
+            hidden = self.encoder.run_layer(layer, hidden, layer_mask)
+            pooled.append(self._pool(hidden, mask))
+            if layer != self.exit_layers[head]:
+                continue
+            logits = self.heads[head](pooled, self._previous_logits(head_logits))
+            probs = self._scaled_probs(logits, head)  # (active, num_labels)
+            done = self._exits(probs, head)  # (active,)
+            finished = active[done]
+            logits_out[finished] = logits[done].float()
+            probs_out[finished] = probs[done].float()
+            exit_head_out[finished] = head
+            head += 1
+            if bool(done.all()):
+                break
+            head_logits.append(logits)
+            if bool(done.any()):
+                keep = ~done
+                active = active[keep]
+                hidden, mask = hidden[keep], mask[keep]
+                pooled = [layer_pooled[keep] for layer_pooled in pooled]
+                head_logits = [previous[keep] for previous in head_logits]
+                # Right padding only: drop the columns that only finished rows needed.
+                length = int(mask.sum(dim=1).max())
+                hidden, mask = hidden[:, :length], mask[:, :length]
+                layer_mask = self.encoder.layer_mask(mask, hidden.dtype)
+        return {"logits": logits_out, "probs": probs_out, "exit_head": exit_head_out}
+
+    @overrides
+    def make_output_human_readable(
+        self, output_dict: Dict[str, torch.Tensor]
+    ) -> Dict[str, torch.Tensor]:
+        """Adds `label`, the predicted label string of each instance."""
+        predictions = output_dict["probs"]
+        if predictions.dim() == 2:
+            predictions_list = [predictions[i] for i in range(predictions.shape[0])]
+        else:
+            predictions_list = [predictions]
+        output_dict["label"] = [
+            self.vocab.get_token_from_index(int(p.argmax(dim=-1)), namespace=self._label_namespace)
+            for p in predictions_list
+        ]
+        return output_dict
+
+    @overrides
+    def get_metrics(self, reset: bool = False) -> Dict[str, float]:
+        metrics = {"accuracy": self._accuracy.get_metric(reset), "ece": self._ece.get_metric(reset)}
+        metrics.update(self._exit_statistics.get_metric(reset))
+        if self._head_accuracies_seen:
+            for layer, accuracy in zip(self.exit_layers, self._head_accuracies):
+                metrics[f"accuracy_layer_{layer}"] = accuracy.get_metric(reset)
+            if reset:
+                self._head_accuracies_seen = False
+        return metrics
+
+    @classmethod
+    @overrides
+    def _load(
+        cls,
+        config: Params,
+        serialization_dir: Union[str, os.PathLike],
+        weights_file: Optional[Union[str, os.PathLike]] = None,
+        cuda_device: int = -1,
+    ) -> "Model":
+        # The archive's weights file holds the encoder's weights: build it from its config only.
+        config = config.duplicate()
+        config["model"]["load_weights"] = False
+        return super()._load(config, serialization_dir, weights_file, cuda_device)

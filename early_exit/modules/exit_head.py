@@ -1,0 +1,63 @@
+from typing import List, Optional
+
+import torch
+from allennlp.modules import ScalarMix
+
+
+class ExitHead(torch.nn.Module):
+    """
+    One early-exit classifier, as in Schwartz et al. (2020): a learned weighted sum (allennlp's
+    `ScalarMix`, softmax-normalised weights and a scale) of the pooled representations of all layers
+    up to and including its exit layer, dropout, and a linear layer to the labels. A head that sees a
+    single layer has no mixing weights (they would be a constant 1 and never learn).
+
+    # Parameters
+
+    input_dim : `int`
+        Size of one pooled layer representation.
+    num_mixed_layers : `int`
+        How many layers' representations the head mixes (its exit layer index + 1).
+    num_labels : `int`
+    dropout : `float`
+    extra_input_dim : `int`, optional (default = `0`)
+        Size of extra features concatenated after mixing (the earlier heads' logits when the model
+        uses `add_previous_layer_logits`).
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        num_mixed_layers: int,
+        num_labels: int,
+        dropout: float,
+        extra_input_dim: int = 0,
+    ) -> None:
+        super().__init__()
+        self.scalar_mix = ScalarMix(num_mixed_layers) if num_mixed_layers > 1 else None
+        self.dropout = torch.nn.Dropout(dropout)
+        self.classifier = torch.nn.Linear(input_dim + extra_input_dim, num_labels)
+        self.num_mixed_layers = num_mixed_layers
+
+    def forward(
+        self, pooled_layers: List[torch.Tensor], extra_features: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """
+        # Parameters
+
+        pooled_layers : `List[torch.Tensor]`
+            At least `num_mixed_layers` tensors of shape `(batch_size, input_dim)`, layer 0 first;
+            the first `num_mixed_layers` are used.
+        extra_features : `torch.Tensor`, optional
+            Shape `(batch_size, extra_input_dim)`.
+
+        # Returns
+
+        logits : `torch.Tensor`
+            Shape `(batch_size, num_labels)`.
+        """
+        layers = pooled_layers[: self.num_mixed_layers]
+        mixed = self.scalar_mix(layers) if self.scalar_mix is not None else layers[0]
+        features = self.dropout(mixed)  # (batch_size, input_dim)
+        if extra_features is not None:
+            features = torch.cat([features, extra_features], dim=-1)
+        return self.classifier(features)  # (batch_size, num_labels)

@@ -1,0 +1,72 @@
+from typing import Dict, List
+
+import torch
+from allennlp.common.checks import ConfigurationError
+from allennlp.nn.util import dist_reduce_sum
+from allennlp.training.metrics.metric import Metric
+from overrides import overrides
+
+
+@Metric.register("early_exit_statistics")
+class ExitStatistics(Metric):
+    """
+    Where instances leave an early-exit model, and what that costs.
+
+    Registered as a `Metric` with name "early_exit_statistics".
+
+    # Parameters
+
+    exit_layers : `List[int]`
+        The 0-based transformer layer index of each head, in order.
+    full_depth : `int`
+        The number of transformer layers of the full pretrained encoder (24 for BERT-large). Compute
+        is reported relative to it, so a model cut after layer 11 of BERT-large never exceeds 0.5.
+
+    # Metrics
+
+    `exit_fraction_layer_{l}` for each exit layer `l`: the fraction of instances that exited there.
+    `mean_exit_layer`: the mean 0-based exit layer.
+    `relative_compute`: the mean fraction of the full encoder's layers computed, `(l + 1) / full_depth`.
+    """
+
+    def __init__(self, exit_layers: List[int], full_depth: int) -> None:
+        if full_depth <= 0 or not exit_layers or max(exit_layers) >= full_depth:
+            raise ConfigurationError(
+                f"exit_layers {exit_layers} do not fit an encoder of depth {full_depth}"
+            )
+        self._exit_layers = list(exit_layers)
+        self._full_depth = full_depth
+        self._counts = torch.zeros(len(exit_layers), dtype=torch.long)
+
+    @overrides
+    def __call__(self, exit_heads: torch.Tensor) -> None:  # type: ignore[override]
+        """
+        # Parameters
+
+        exit_heads : `torch.Tensor`
+            Shape `(batch_size,)`: the index (into `exit_layers`) of the head each instance exited at.
+        """
+        exit_heads = exit_heads.detach().reshape(-1).long().cpu()
+        counts = torch.bincount(exit_heads, minlength=len(self._exit_layers))
+        self._counts += dist_reduce_sum(counts)
+
+    @overrides
+    def get_metric(self, reset: bool = False) -> Dict[str, float]:
+        total = int(self._counts.sum())
+        layers = torch.tensor(self._exit_layers, dtype=torch.double)
+        fractions = self._counts.double() / max(total, 1)
+        metrics = {
+            f"exit_fraction_layer_{layer}": float(fraction)
+            for layer, fraction in zip(self._exit_layers, fractions)
+        }
+        metrics["mean_exit_layer"] = float((fractions * layers).sum()) if total else 0.0
+        metrics["relative_compute"] = (
+            float((fractions * (layers + 1)).sum()) / self._full_depth if total else 0.0
+        )
+        if reset:
+            self.reset()
+        return metrics
+
+    @overrides
+    def reset(self) -> None:
+        self._counts.zero_()

@@ -1,0 +1,239 @@
+import copy
+from typing import Dict
+
+import pytest
+import torch
+from allennlp.common.checks import ConfigurationError
+from allennlp.common.testing import ModelTestCase
+from allennlp.data import Batch, Vocabulary
+from allennlp.models import load_archive
+
+from early_exit.models import EarlyExitClassifier
+from tests import FIXTURES_ROOT, PROJECT_ROOT, TINY_BERT
+
+CONFIG = FIXTURES_ROOT / "early_exit_classifier" / "experiment.jsonnet"
+DATA = FIXTURES_ROOT / "data" / "text_classification.tsv"
+
+
+def _count_layer_calls(model: EarlyExitClassifier) -> Dict[int, int]:
+    calls = {index: 0 for index in range(len(model.encoder.layers))}
+
+    def hook(index):
+        def count(module, inputs, output):
+            calls[index] += 1
+
+        return count
+
+    for index, layer in enumerate(model.encoder.layers):
+        layer.register_forward_hook(hook(index))
+    return calls
+
+
+class TestEarlyExitClassifier(ModelTestCase):
+    def setup_method(self):
+        super().setup_method()
+        self.set_up_model(CONFIG, DATA)
+        self.model.eval()
+
+    def _tensors(self, instances):
+        batch = Batch(copy.deepcopy(instances))
+        batch.index_instances(self.vocab)
+        return batch.as_tensor_dict()
+
+    def _threshold_between_heads(self) -> float:
+        """A threshold at which some instances exit at the first head and some do not."""
+        self.model.run_all_heads = True
+        with torch.no_grad():
+            output = self.model(**self._tensors(self.instances))
+        self.model.run_all_heads = False
+        confidence = output["head_probs"][:, 0].max(dim=-1).values.sort().values
+        middle = len(confidence) // 2
+        assert float(confidence[middle - 1]) < float(confidence[middle])
+        # Half-way between two instances' confidences: no instance sits on the threshold.
+        return float(confidence[middle - 1] + confidence[middle]) / 2
+
+    def test_model_can_train_save_and_load(self):
+        # Every trainable parameter (mixing weights included) must receive a gradient.
+        self.ensure_model_can_train_save_and_load(self.param_file)
+
+    def test_batch_predictions_are_consistent(self):
+        self.model.confidence_threshold = self._threshold_between_heads()
+        self.ensure_batch_predictions_are_consistent()
+
+    def test_layers_above_last_exit_are_removed_from_module_and_archive(self):
+        model = EarlyExitClassifier(self.vocab, TINY_BERT, exit_layers=[0, 2])
+        assert len(model.encoder.layers) == 3
+        assert model.full_depth == 4
+        state = model.state_dict()
+        assert any(".layer.2." in name for name in state)
+        assert not any(".layer.3." in name for name in state)
+
+    def test_threshold_zero_exits_at_first_head_and_never_calls_later_layers(self):
+        calls = _count_layer_calls(self.model)
+        self.model.confidence_threshold = 0.0
+        with torch.no_grad():
+            output = self.model(**self._tensors(self.instances))
+        assert output["exit_layer"].tolist() == [0] * len(self.instances)
+        assert output["exit_head"].tolist() == [0] * len(self.instances)
+        assert calls[0] == 1
+        assert all(calls[index] == 0 for index in range(1, len(calls)))
+        metrics = self.model.get_metrics(reset=True)
+        assert metrics["exit_fraction_layer_0"] == 1.0
+        assert metrics["relative_compute"] == pytest.approx(1 / 4)
+
+    def test_threshold_one_equals_full_encoder_and_last_head(self):
+        tensors = self._tensors(self.instances)
+        self.model.confidence_threshold = 1.0
+        with torch.no_grad():
+            output = self.model(**tensors)
+            # The reference: the Hugging Face encoder itself, all layers, then the last head.
+            indexed = tensors["tokens"]["tokens"]
+            hf_output = self.model.encoder.transformer(
+                input_ids=indexed["token_ids"],
+                attention_mask=indexed["mask"].long(),
+                token_type_ids=indexed["type_ids"],
+                output_hidden_states=True,
+            )
+            mask = indexed["mask"].bool()
+            pooled = [self.model._pool(hidden, mask) for hidden in hf_output.hidden_states[1:]]
+            expected = self.model.heads[-1](pooled)
+        assert output["exit_layer"].tolist() == [3] * len(self.instances)
+        torch.testing.assert_close(output["logits"], expected, atol=1e-5, rtol=1e-5)
+
+    def test_probabilities_round_to_one_still_no_early_exit_at_threshold_one(self):
+        self.model.set_temperatures([1e-6, 1e-6, 1.0])  # first heads' probabilities become 1.0
+        self.model.confidence_threshold = 1.0
+        with torch.no_grad():
+            output = self.model(**self._tensors(self.instances))
+        assert output["exit_layer"].tolist() == [3] * len(self.instances)
+
+    def test_mixed_exits_in_a_batch_equal_one_at_a_time(self):
+        self.model.confidence_threshold = self._threshold_between_heads()
+        with torch.no_grad():
+            batched = self.model(**self._tensors(self.instances))
+            singles = [self.model(**self._tensors([instance])) for instance in self.instances]
+        assert len(set(batched["exit_layer"].tolist())) > 1
+        for index, single in enumerate(singles):
+            assert int(single["exit_layer"][0]) == int(batched["exit_layer"][index])
+            torch.testing.assert_close(
+                single["probs"][0], batched["probs"][index], atol=1e-5, rtol=0
+            )
+            assert int(single["probs"][0].argmax()) == int(batched["probs"][index].argmax())
+
+    def test_early_exit_decisions_match_all_heads_run(self):
+        self.model.confidence_threshold = self._threshold_between_heads()
+        tensors = self._tensors(self.instances)
+        with torch.no_grad():
+            early = self.model(**tensors)
+            self.model.run_all_heads = True
+            full = self.model(**tensors)
+        assert early["exit_head"].tolist() == full["exit_head"].tolist()
+        torch.testing.assert_close(early["probs"], full["probs"], atol=1e-5, rtol=0)
+        assert full["head_probs"].shape == (len(self.instances), 3, self.model.num_labels)
+
+    def test_training_loss_is_weighted_sum_of_head_losses(self):
+        tensors = self._tensors(self.instances)
+        model = EarlyExitClassifier(
+            self.vocab, TINY_BERT, exit_layers=[0, 1, 3], loss_weights=[0.5, 0.0, 2.0], dropout=0.0
+        )
+        model.train()
+        output = model(**tensors)
+        labels = tensors["label"]
+        expected = sum(
+            weight * torch.nn.functional.cross_entropy(output["head_logits"][:, k], labels)
+            for k, weight in enumerate([0.5, 0.0, 2.0])
+        )
+        torch.testing.assert_close(output["loss"], expected)
+
+    def test_per_head_accuracies_and_exit_metrics(self):
+        self.model.run_all_heads = True
+        with torch.no_grad():
+            self.model(**self._tensors(self.instances))
+        metrics = self.model.get_metrics(reset=True)
+        for layer in (0, 1, 3):
+            assert 0.0 <= metrics[f"accuracy_layer_{layer}"] <= 1.0
+        assert metrics["exit_fraction_layer_3"] == 1.0  # default threshold 1.0: nobody exits early
+        assert metrics["mean_exit_layer"] == 3.0
+        assert metrics["relative_compute"] == 1.0
+        assert "ece" in metrics
+
+    def test_temperatures_are_a_saved_buffer_not_a_parameter(self):
+        model = EarlyExitClassifier(self.vocab, TINY_BERT, [0, 3], temperatures=[2.0, 0.5])
+        assert "temperatures" in model.state_dict()
+        assert all("temperatures" not in name for name, _ in model.named_parameters())
+        assert model.temperatures.tolist() == [2.0, 0.5]
+
+    def test_human_readable_output_has_label_strings(self):
+        self.model.confidence_threshold = 0.0
+        output = self.model.forward_on_instance(self.instances[0])
+        assert output["label"] in self.vocab.get_token_to_index_vocabulary("labels")
+
+    def test_archive_loads_without_pretrained_weights_and_keeps_temperatures(self, tmp_path):
+        from allennlp.commands.train import train_model_from_file
+
+        serialization_dir = tmp_path / "model"
+        overrides = '{"trainer.num_epochs": 1, "model.temperatures": [1.5, 2.0, 3.0]}'
+        train_model_from_file(CONFIG, serialization_dir, overrides=overrides)
+        archive = load_archive(serialization_dir / "model.tar.gz")
+        assert archive.model.temperatures.tolist() == [1.5, 2.0, 3.0]
+
+
+class TestConfigurationErrors:
+    @pytest.fixture
+    def vocab(self):
+        vocab = Vocabulary()
+        vocab.add_tokens_to_namespace(["good", "bad"], "labels")
+        return vocab
+
+    @pytest.mark.parametrize(
+        "kwargs, message",
+        [
+            ({"exit_layers": [0, 4]}, "out of range"),
+            ({"exit_layers": [2, 1]}, "strictly increasing"),
+            ({"exit_layers": [1, 1, 3]}, "strictly increasing"),
+            ({"exit_layers": []}, "at least one"),
+            ({"exit_layers": [-1, 3]}, "0-based"),
+            ({"exit_layers": [0, 3], "confidence_threshold": 1.5}, r"\[0, 1\]"),
+            ({"exit_layers": [0, 3], "confidence_threshold": -0.1}, r"\[0, 1\]"),
+            ({"exit_layers": [0, 3], "temperatures": [1.0]}, "one value per exit layer"),
+            ({"exit_layers": [0, 3], "temperatures": [1.0, 0.0]}, "positive"),
+            ({"exit_layers": [0, 3], "loss_weights": [1.0, 1.0, 1.0]}, "one value per exit layer"),
+            ({"exit_layers": [0, 3], "head_pooling": "max"}, "head_pooling"),
+        ],
+    )
+    def test_bad_configuration_is_a_clear_configuration_error(self, vocab, kwargs, message):
+        with pytest.raises(ConfigurationError, match=message):
+            EarlyExitClassifier(vocab, TINY_BERT, **kwargs)
+
+    def test_threshold_set_later_is_validated(self, vocab):
+        model = EarlyExitClassifier(vocab, TINY_BERT, [0, 3])
+        with pytest.raises(ConfigurationError, match=r"\[0, 1\]"):
+            model.confidence_threshold = 2
+
+
+def test_training_config_trains_with_allennlp_cli(tmp_path):
+    import subprocess
+    import sys
+
+    serialization_dir = tmp_path / "cli_model"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "allennlp",
+            "train",
+            str(CONFIG),
+            "-s",
+            str(serialization_dir),
+            "--include-package",
+            "early_exit",
+            "-o",
+            '{"trainer.num_epochs": 1}',
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (serialization_dir / "model.tar.gz").exists()

@@ -1,0 +1,100 @@
+import pytest
+import torch
+import transformers
+from allennlp.common.checks import ConfigurationError
+from allennlp.data import Vocabulary
+
+from early_exit.models import EarlyExitClassifier
+from early_exit.modules import LayerwiseTransformer
+from tests import TINY_BERT
+
+SMALL = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=37)
+FAMILIES = {
+    "roberta": lambda: transformers.RobertaConfig(vocab_size=120, **SMALL),
+    "electra": lambda: transformers.ElectraConfig(vocab_size=120, embedding_size=32, **SMALL),
+    "distilbert": lambda: transformers.DistilBertConfig(
+        vocab_size=120, dim=32, n_layers=4, n_heads=2, hidden_dim=37
+    ),
+}
+
+
+def _save_random_encoder(config, directory) -> str:
+    torch.manual_seed(0)
+    transformers.AutoModel.from_config(config).save_pretrained(str(directory))
+    return str(directory)
+
+
+def _vocab() -> Vocabulary:
+    vocab = Vocabulary()
+    vocab.add_tokens_to_namespace(["a", "b", "c"], "labels")
+    return vocab
+
+
+def _inputs():
+    torch.manual_seed(1)
+    token_ids = torch.randint(5, 100, (5, 7))  # (batch_size, num_tokens)
+    mask = torch.ones_like(token_ids, dtype=torch.bool)
+    mask[1, 4:] = False
+    mask[3, 2:] = False
+    token_ids[~mask] = 1
+    return token_ids, mask
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_layerwise_run_equals_the_hugging_face_forward(family, tmp_path):
+    path = _save_random_encoder(FAMILIES[family](), tmp_path / family)
+    encoder = LayerwiseTransformer(path, num_layers=4, keep_pooler=False).eval()
+    token_ids, mask = _inputs()
+    with torch.no_grad():
+        hidden = encoder.embed(token_ids)
+        layer_mask = encoder.layer_mask(mask, hidden.dtype)
+        for index in range(4):
+            hidden = encoder.run_layer(index, hidden, layer_mask)
+        reference = encoder.transformer(input_ids=token_ids, attention_mask=mask.long())
+    torch.testing.assert_close(
+        hidden[mask], reference.last_hidden_state[mask], atol=1e-5, rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_early_exit_classifier_works_for_each_family(family, tmp_path):
+    path = _save_random_encoder(FAMILIES[family](), tmp_path / family)
+    model = EarlyExitClassifier(_vocab(), path, exit_layers=[0, 2, 3], head_pooling="cls").eval()
+    token_ids, mask = _inputs()
+    tokens = {"tokens": {"token_ids": token_ids, "mask": mask}}
+    with torch.no_grad():
+        model.run_all_heads = True
+        full = model(tokens)
+        model.run_all_heads = False
+        confidence = full["head_probs"][:, 0].max(dim=-1).values.sort().values
+        # Half-way between two instances' confidences: no instance sits on the threshold.
+        model.confidence_threshold = float(confidence[2] + confidence[3]) / 2
+        early = model(tokens)
+        singles = [
+            model(
+                {
+                    "tokens": {
+                        "token_ids": token_ids[i : i + 1, : int(mask[i].sum())],
+                        "mask": mask[i : i + 1, : int(mask[i].sum())],
+                    }
+                }
+            )
+            for i in range(5)
+        ]
+    assert set(early["exit_head"].tolist()) >= {0}
+    assert len(set(early["exit_head"].tolist())) > 1
+    for i, single in enumerate(singles):
+        assert int(single["exit_head"][0]) == int(early["exit_head"][i])
+        torch.testing.assert_close(single["probs"][0], early["probs"][i], atol=1e-5, rtol=0)
+
+
+def test_cls_pooler_needs_an_encoder_with_a_pooler(tmp_path):
+    path = _save_random_encoder(FAMILIES["electra"](), tmp_path / "electra")
+    with pytest.raises(ConfigurationError, match="no pooler"):
+        EarlyExitClassifier(_vocab(), path, exit_layers=[0, 3], head_pooling="cls_pooler")
+
+
+def test_pooler_is_removed_unless_the_heads_use_it():
+    assert EarlyExitClassifier(_vocab(), TINY_BERT, [0, 3]).encoder.transformer.pooler is None
+    with_pooler = EarlyExitClassifier(_vocab(), TINY_BERT, [0, 3], head_pooling="cls_pooler")
+    assert with_pooler.encoder.transformer.pooler is not None
