@@ -14,6 +14,7 @@ from overrides import overrides
 from transformers import AutoConfig
 
 from early_exit.modules.exit_head import ExitHead
+from early_exit.modules.exit_policy import exits_at_head, first_exit_head
 from early_exit.modules.layerwise_transformer import LayerwiseTransformer
 from early_exit.training.metrics.exit_statistics import ExitStatistics
 from early_exit.training.metrics.expected_calibration_error import ExpectedCalibrationError
@@ -226,18 +227,6 @@ class EarlyExitClassifier(Model):
             return self.encoder.pool(hidden)
         return self._pooler(hidden, mask)
 
-    def _exits(self, head_probs: torch.Tensor, head: int) -> torch.BoolTensor:
-        """
-        Which instances exit at `head`, from its temperature-scaled probabilities
-        `(batch_size, num_labels)`. Threshold 1.0 disables early exit even when a probability
-        rounds to 1.0 in float32; the last head always answers.
-        """
-        if head == len(self.exit_layers) - 1:
-            return torch.ones(head_probs.shape[0], dtype=torch.bool, device=head_probs.device)
-        if self._confidence_threshold >= 1.0:
-            return torch.zeros(head_probs.shape[0], dtype=torch.bool, device=head_probs.device)
-        return head_probs.max(dim=-1).values >= self._confidence_threshold
-
     def _scaled_probs(self, logits: torch.Tensor, head: int) -> torch.Tensor:
         return torch.softmax(logits / self.temperatures[head], dim=-1)
 
@@ -319,10 +308,7 @@ class EarlyExitClassifier(Model):
                 head_logits.append(self.heads[head](pooled, self._previous_logits(head_logits)))
         logits = torch.stack(head_logits, dim=1)  # (batch_size, num_heads, num_labels)
         probs = torch.softmax(logits / self.temperatures.view(1, -1, 1), dim=-1)
-        exits = torch.stack(
-            [self._exits(probs[:, k], k) for k in range(len(self.heads))], dim=1
-        )  # (batch_size, num_heads)
-        exit_head = exits.long().argmax(dim=1)  # (batch_size,): the first head that exits
+        exit_head = first_exit_head(probs, self._confidence_threshold)  # (batch_size,)
         rows = torch.arange(token_ids.shape[0], device=token_ids.device)
         return {
             "logits": logits[rows, exit_head],  # (batch_size, num_labels)
@@ -359,7 +345,8 @@ class EarlyExitClassifier(Model):
                 continue
             logits = self.heads[head](pooled, self._previous_logits(head_logits))
             probs = self._scaled_probs(logits, head)  # (active, num_labels)
-            done = self._exits(probs, head)  # (active,)
+            is_last = head == len(self.heads) - 1
+            done = exits_at_head(probs, self._confidence_threshold, is_last)  # (active,)
             finished = active[done]
             logits_out[finished] = logits[done].float()
             probs_out[finished] = probs[done].float()

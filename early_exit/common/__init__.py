@@ -1,0 +1,2 @@
+from early_exit.common.archives import load_early_exit_archive
+from early_exit.common.head_outputs import HeadOutputs, collect_head_outputs

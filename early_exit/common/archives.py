@@ -1,0 +1,27 @@
+from os import PathLike
+from typing import Union
+
+from allennlp.common.checks import ConfigurationError
+from allennlp.models.archival import Archive, load_archive
+
+from early_exit.models.early_exit_classifier import EarlyExitClassifier
+
+
+def load_early_exit_archive(
+    archive_file: Union[str, PathLike], cuda_device: int = -1, overrides: str = ""
+) -> Archive:
+    """
+    Loads a model archive and checks that it holds an `early_exit_classifier`.
+
+    # Raises
+
+    `ConfigurationError` naming the archive and the model type it holds, if it holds another model.
+    """
+    archive = load_archive(str(archive_file), cuda_device=cuda_device, overrides=overrides)
+    if not isinstance(archive.model, EarlyExitClassifier):
+        model_type = archive.config.get("model").get("type", type(archive.model).__name__)
+        raise ConfigurationError(
+            f"{archive_file} holds a {model_type!r} model, not an early_exit_classifier; "
+            "only early-exit models can be calibrated, swept or predicted with early exit"
+        )
+    return archive

@@ -1,0 +1,72 @@
+from dataclasses import dataclass
+from typing import Iterable, List, Optional
+
+import torch
+from allennlp.common.tqdm import Tqdm
+from allennlp.data import Batch, Instance
+from allennlp.nn import util
+
+from early_exit.models.early_exit_classifier import EarlyExitClassifier
+
+
+@dataclass
+class HeadOutputs:
+    """
+    Every head's raw (unscaled) logits on a data set, cached once so that calibration and threshold
+    sweeps cost seconds.
+
+    # Attributes
+
+    logits : `torch.Tensor`
+        Shape `(num_instances, num_heads, num_labels)`, float32 on the CPU.
+    labels : `torch.LongTensor`, optional
+        Shape `(num_instances,)`, when every instance had a gold label.
+    """
+
+    logits: torch.Tensor
+    labels: Optional[torch.LongTensor]
+
+    def __len__(self) -> int:
+        return self.logits.shape[0]
+
+
+def collect_head_outputs(
+    model: EarlyExitClassifier,
+    instances: Iterable[Instance],
+    batch_size: int = 32,
+    description: str = "running every head",
+) -> HeadOutputs:
+    """
+    Runs `model` with every head on every instance (no early exit, dropout off) and returns the heads'
+    raw logits, with a progress bar. The model's mode, `run_all_heads` and metrics are left as found.
+    """
+    instances = list(instances)
+    was_training, was_all_heads = model.training, model.run_all_heads
+    model.eval()
+    model.run_all_heads = True
+    device = util.get_device_of(next(model.parameters()))
+    logits: List[torch.Tensor] = []
+    labels: List[torch.Tensor] = []
+    has_labels = True
+    try:
+        with torch.inference_mode():
+            for start in Tqdm.tqdm(range(0, len(instances), batch_size), desc=description):
+                batch = Batch(instances[start : start + batch_size])
+                batch.index_instances(model.vocab)
+                tensors = util.move_to_device(batch.as_tensor_dict(), device)
+                output = model(tokens=tensors["tokens"])
+                logits.append(output["head_logits"].float().cpu())  # (batch, num_heads, labels)
+                if "label" in tensors:
+                    labels.append(tensors["label"].long().cpu())
+                else:
+                    has_labels = False
+    finally:
+        model.run_all_heads = was_all_heads
+        model.train(was_training)
+        model.get_metrics(reset=True)
+    if not logits:
+        raise ValueError("no instances to run the heads on")
+    return HeadOutputs(
+        logits=torch.cat(logits, dim=0),
+        labels=torch.cat(labels, dim=0) if has_labels and labels else None,
+    )

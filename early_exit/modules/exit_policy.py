@@ -1,0 +1,54 @@
+"""
+The exit rule of the paper, in one place: an instance exits at the first head whose temperature-scaled
+maximum probability is at least the confidence threshold; the last head always answers; a threshold of
+1.0 means no early exit at all (even where a probability rounds to 1.0 in float32). The model applies
+it batch-wise during inference, and the threshold sweep applies it to cached probabilities, so both
+take exactly the same decisions.
+"""
+
+import torch
+
+
+def exits_at_head(probs: torch.Tensor, threshold: float, is_last_head: bool) -> torch.BoolTensor:
+    """
+    Which instances exit at one head.
+
+    # Parameters
+
+    probs : `torch.Tensor`
+        Temperature-scaled probabilities of that head, shape `(batch_size, num_labels)`.
+    threshold : `float`
+        The confidence threshold, in [0, 1].
+    is_last_head : `bool`
+
+    # Returns
+
+    `torch.BoolTensor` of shape `(batch_size,)`.
+    """
+    if is_last_head:
+        return torch.ones(probs.shape[0], dtype=torch.bool, device=probs.device)
+    if threshold >= 1.0:
+        return torch.zeros(probs.shape[0], dtype=torch.bool, device=probs.device)
+    return probs.max(dim=-1).values >= threshold
+
+
+def first_exit_head(head_probs: torch.Tensor, threshold: float) -> torch.LongTensor:
+    """
+    The head each instance exits at, from every head's probabilities.
+
+    # Parameters
+
+    head_probs : `torch.Tensor`
+        Shape `(batch_size, num_heads, num_labels)`, temperature-scaled.
+    threshold : `float`
+
+    # Returns
+
+    `torch.LongTensor` of shape `(batch_size,)`: indices into the heads.
+    """
+    num_heads = head_probs.shape[1]
+    exits = torch.stack(
+        [exits_at_head(head_probs[:, k], threshold, k == num_heads - 1) for k in range(num_heads)],
+        dim=1,
+    )  # (batch_size, num_heads)
+    return exits.long().argmax(dim=1)  # argmax returns the first maximal index
