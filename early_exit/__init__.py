@@ -4,6 +4,7 @@ Importing this package registers every component (dataset readers, model, predic
 callbacks and subcommands), so `--include-package early_exit` (or the repo's `.allennlp_plugins`)
 is all AllenNLP needs.
 """
+
 from early_exit.dataset_readers import *  # noqa: F401,F403
 from early_exit.models import *  # noqa: F401,F403
 from early_exit.training import *  # noqa: F401,F403
