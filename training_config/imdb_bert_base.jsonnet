@@ -1,0 +1,3 @@
+// imdb, bert-base: the paper's early-exit setup.
+local lib = import 'early_exit.libsonnet';
+lib.experiment('imdb', 'bert_base')

@@ -1,0 +1,3 @@
+// imdb, bert-large: the standard baseline, one head on the last layer.
+local lib = import 'early_exit.libsonnet';
+lib.experiment('imdb', 'bert_large', baseline=true)

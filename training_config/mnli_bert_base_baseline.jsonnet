@@ -1,0 +1,3 @@
+// mnli, bert-base: the standard baseline, one head on the last layer.
+local lib = import 'early_exit.libsonnet';
+lib.experiment('mnli', 'bert_base', baseline=true)

@@ -1,0 +1,3 @@
+// mnli, bert-large: the paper's early-exit setup.
+local lib = import 'early_exit.libsonnet';
+lib.experiment('mnli', 'bert_large')

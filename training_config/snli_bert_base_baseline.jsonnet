@@ -1,0 +1,3 @@
+// snli, bert-base: the standard baseline, one head on the last layer.
+local lib = import 'early_exit.libsonnet';
+lib.experiment('snli', 'bert_base', baseline=true)

@@ -1,0 +1,3 @@
+// snli, bert-large: the paper's early-exit setup.
+local lib = import 'early_exit.libsonnet';
+lib.experiment('snli', 'bert_large')

@@ -1,0 +1,3 @@
+// sst2, bert-base: the standard baseline, one head on the last layer.
+local lib = import 'early_exit.libsonnet';
+lib.experiment('sst2', 'bert_base', baseline=true)
