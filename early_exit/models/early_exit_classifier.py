@@ -61,6 +61,12 @@ class EarlyExitClassifier(Model):
         Feed the logits of all earlier heads to each later head (a variant in the paper).
     loss_weights : `List[float]`, optional
         One weight per head for the summed training loss; all 1.0 by default.
+    distillation_weight : `float`, optional (default = `0.0`)
+        Self-distillation of the earlier heads from the last head (as in FastBERT, Liu et al. 2020):
+        adds `distillation_weight * T^2 * KL(p_last || p_k)` for every earlier head `k`, with the last
+        head's distribution at temperature `T = distillation_temperature` as a fixed (detached)
+        target. 0 disables it (the paper's recipe).
+    distillation_temperature : `float`, optional (default = `1.0`)
     temperatures : `List[float]`, optional
         One temperature per head (a buffer saved with the weights, never trained by the optimizer);
         all 1.0 by default. The calibration callback and `allennlp calibrate` set them.
@@ -91,6 +97,8 @@ class EarlyExitClassifier(Model):
         dropout: float = 0.1,
         add_previous_layer_logits: bool = False,
         loss_weights: Optional[List[float]] = None,
+        distillation_weight: float = 0.0,
+        distillation_temperature: float = 1.0,
         temperatures: Optional[List[float]] = None,
         confidence_threshold: float = 1.0,
         run_all_heads: bool = False,
@@ -124,6 +132,13 @@ class EarlyExitClassifier(Model):
             raise ConfigurationError(f"loss_weights must not be negative, got {loss_weights}")
         if any(not temperature > 0 for temperature in temperatures):
             raise ConfigurationError(f"temperatures must be positive, got {temperatures}")
+        if distillation_weight < 0 or not distillation_temperature > 0:
+            raise ConfigurationError(
+                "distillation_weight must be >= 0 and distillation_temperature > 0, got "
+                f"{distillation_weight} and {distillation_temperature}"
+            )
+        self.distillation_weight = float(distillation_weight)
+        self.distillation_temperature = float(distillation_temperature)
 
         self._check_depth(transformer_model, exit_layers)
         self.encoder = LayerwiseTransformer(
@@ -283,6 +298,8 @@ class EarlyExitClassifier(Model):
                     [self._loss(head_logits[:, k], label) for k in range(len(self.heads))], dim=-1
                 )  # (batch_size, num_heads)
                 output["loss"] = (losses * self.loss_weights).sum(dim=-1).mean()
+                if self.distillation_weight > 0 and len(self.heads) > 1:
+                    output["loss"] = output["loss"] + self._distillation_loss(head_logits)
                 for k, accuracy in enumerate(self._head_accuracies):
                     accuracy(head_logits[:, k], label)
                 self._head_accuracies_seen = True
@@ -292,6 +309,20 @@ class EarlyExitClassifier(Model):
             self._ece(output["probs"], label)
         self._exit_statistics(exit_head)
         return output
+
+    def _distillation_loss(self, head_logits: torch.Tensor) -> torch.Tensor:
+        """`head_logits` `(batch_size, num_heads, num_labels)` -> the scalar self-distillation loss."""
+        temperature = self.distillation_temperature
+        target = torch.softmax(head_logits[:, -1].detach() / temperature, dim=-1)  # (batch, labels)
+        student = torch.log_softmax(
+            head_logits[:, :-1] / temperature, dim=-1
+        )  # (batch, K-1, labels)
+        kl = torch.nn.functional.kl_div(
+            student, target.unsqueeze(1).expand_as(student), reduction="none"
+        ).sum(
+            dim=-1
+        )  # (batch_size, num_heads - 1)
+        return self.distillation_weight * temperature**2 * kl.sum(dim=-1).mean()
 
     def _forward_all_heads(
         self, token_ids: torch.Tensor, mask: torch.BoolTensor, type_ids: Optional[torch.Tensor]

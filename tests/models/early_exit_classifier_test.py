@@ -145,6 +145,37 @@ class TestEarlyExitClassifier(ModelTestCase):
         )
         torch.testing.assert_close(output["loss"], expected)
 
+    def test_self_distillation_adds_kl_to_the_last_head(self):
+        tensors = self._tensors(self.instances)
+        torch.manual_seed(0)
+        plain = EarlyExitClassifier(self.vocab, TINY_BERT, exit_layers=[0, 1, 3], dropout=0.0)
+        distilled = EarlyExitClassifier(
+            self.vocab,
+            TINY_BERT,
+            [0, 1, 3],
+            dropout=0.0,
+            distillation_weight=0.5,
+            distillation_temperature=2.0,
+        )
+        distilled.load_state_dict(plain.state_dict())
+        plain.train()
+        distilled.train()
+        torch.manual_seed(1)
+        plain_output = plain(**tensors)
+        torch.manual_seed(1)
+        distilled_output = distilled(**tensors)
+        logits = plain_output["head_logits"].detach()
+        target = torch.softmax(logits[:, 2] / 2.0, dim=-1)
+        kl = sum(
+            (target * (target.log() - torch.log_softmax(logits[:, k] / 2.0, dim=-1))).sum(-1)
+            for k in (0, 1)
+        ).mean()
+        torch.testing.assert_close(
+            distilled_output["loss"] - plain_output["loss"], 0.5 * 4.0 * kl, atol=1e-5, rtol=1e-4
+        )
+        distilled_output["loss"].backward()
+        assert distilled.heads[2].classifier.weight.grad is not None
+
     def test_per_head_accuracies_and_exit_metrics(self):
         self.model.run_all_heads = True
         with torch.no_grad():
