@@ -1,0 +1,157 @@
+r"""AG News in the CSV format of Zhang et al. (2015).
+
+SOURCE is the `ag_news_csv` folder: `train.csv` and `test.csv` with no header and three
+double-quoted columns (class index 1-4, title, description; `""` is a quote inside a field),
+and optionally `classes.txt`. The text we write is the title and the description joined by a
+space.
+
+Line breaks: the dataset's readme says a newline is written as `\n`, but in the files a line break
+is a single backslash, whatever follows it: `a second\team of rocketeers`, `gave\no indication`,
+`Images\\Girafa.com Inc.` (two backslashes for a paragraph break). Reading `\n` as the newline
+escape would turn `gave\no indication` into `gave o indication`, so every run of backslashes
+becomes one space instead. The one exception is `\$`, an escaped dollar sign (`over \$1 billion`),
+which becomes `$`. HTML entities left in the text (`#39;`, `&lt;`) are kept as they are.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Dict
+
+from early_exit.data.prepare.core import (
+    Context,
+    PrepareError,
+    RowCollector,
+    Split,
+    carve,
+    check_columns,
+    iter_csv,
+    iter_lines,
+    map_label,
+    require_dir,
+    require_file,
+    sample,
+)
+
+CLASS_NAMES = ("World", "Sports", "Business", "Sci/Tech")
+"""Output labels, in the order of the class indices 1-4 (as in `classes.txt`)."""
+
+LABELS = {str(index): name for index, name in enumerate(CLASS_NAMES, start=1)}
+"""Class index as written in the CSV -> output label."""
+
+DEFAULT_DEV_SIZE = 5000
+"""Rows carved from train.csv as dev in the full setup."""
+
+CPU_DEFAULT_TEST_SIZE = 2000
+"""`--cpu-subset`: rows of test.csv kept as test (the other rows become train)."""
+
+CPU_DEFAULT_DEV_SIZE = 2000
+"""`--cpu-subset`: the most rows of the train file used as dev."""
+
+TRAIN_FILES = ("train.csv", "train.prefix581.csv")
+"""Train files accepted by `--cpu-subset` for dev, in order of preference."""
+
+_COLUMNS = ("class index", "title", "description")
+_ESCAPED_DOLLAR = re.compile(r"\\(?=\$)")
+_LINE_BREAKS = re.compile(r"\\+")
+
+
+def unescape(field: str) -> str:
+    r"""Turns AG News line-break backslashes into spaces and `\$` into `$` (see module doc)."""
+    return _LINE_BREAKS.sub(" ", _ESCAPED_DOLLAR.sub("", field))
+
+
+def read_ag_news_csv(path: Path) -> Split:
+    """Reads one AG News CSV file.
+
+    Raises:
+        PrepareError: On a missing file, broken quoting, a record without exactly three fields
+            or a class index outside 1-4.
+    """
+    collector = RowCollector(path)
+    for number, fields in iter_csv(require_file(path)):
+        check_columns(path, number, fields, _COLUMNS)
+        index, title, description = fields
+        collector.add(
+            map_label(path, number, index, LABELS), f"{unescape(title)} {unescape(description)}"
+        )
+    return collector.split()
+
+
+def check_classes(path: Path) -> None:
+    """Checks that a `classes.txt` lists the class names in the order we assume."""
+    names = [line.strip() for _, line in iter_lines(path) if line.strip()]
+    if names != list(CLASS_NAMES):
+        raise PrepareError(
+            f"expected the classes {list(CLASS_NAMES)} in this order, found {names}", path
+        )
+
+
+def convert(source: Path, context: Context) -> Dict[str, Split]:
+    """Converts AG News; with `--cpu-subset`, builds the CPU-sized splits from test.csv.
+
+    Full setup: train = train.csv minus a seeded dev carve-out (`--dev-size`, default 5,000),
+    dev = that carve-out, test = test.csv.
+
+    `--cpu-subset`: train = test.csv minus a seeded test carve-out (`--test-size`, default 2,000,
+    which leaves 5,600 of the official 7,600 rows for train), test = that carve-out, dev = the
+    train file in SOURCE (`train.csv`, else `train.prefix581.csv`), reduced to a seeded sample of
+    `--dev-size` rows (default 2,000) if it is larger.
+
+    Args:
+        source: The `ag_news_csv` folder.
+        context: Options and notes.
+
+    Returns:
+        The train, dev and test splits.
+    """
+    require_dir(source, "AG News folder")
+    options = context.options
+    if (source / "classes.txt").is_file():
+        check_classes(source / "classes.txt")
+    official_test = read_ag_news_csv(source / "test.csv")
+    present = [name for name in TRAIN_FILES if (source / name).is_file()]
+    if not options.cpu_subset:
+        if "train.csv" not in present:
+            found = f" (only {', '.join(present)})" if present else ""
+            raise PrepareError(
+                f"missing the official train.csv{found}; pass --cpu-subset to build the "
+                "CPU-sized splits from test.csv instead",
+                source / "train.csv",
+            )
+        dev_size = options.dev_size or DEFAULT_DEV_SIZE
+        official_train = read_ag_news_csv(source / "train.csv")
+        dev, train = carve(official_train, dev_size, options.seed, what="dev", option="--dev-size")
+        context.note(
+            f"AG News has no dev set: dev = a seeded carve-out of {len(dev.rows)} rows of "
+            f"train.csv (--dev-size {dev_size}, --seed {options.seed}); train = the other "
+            f"{len(train.rows)} rows of train.csv; test = test.csv"
+        )
+        return {"train": train, "dev": dev, "test": official_test}
+
+    if not present:
+        raise PrepareError(
+            f"--cpu-subset takes dev from {' or '.join(TRAIN_FILES)}, and SOURCE has neither",
+            source,
+        )
+    test_size = options.test_size or CPU_DEFAULT_TEST_SIZE
+    dev_size = options.dev_size or CPU_DEFAULT_DEV_SIZE
+    test, train = carve(official_test, test_size, options.seed, what="test", option="--test-size")
+    train_file = read_ag_news_csv(source / present[0])
+    dev = sample(
+        train_file, dev_size, options.seed, reason=f"not in the seeded --dev-size {dev_size} sample"
+    )
+    dev.origin = f"{present[0]} (official train data)"
+    kept = (
+        f"all {len(dev.rows)} rows"
+        if len(dev.rows) == len(train_file.rows)
+        else f"a seeded sample of {len(dev.rows)} of its {len(train_file.rows)} rows"
+    )
+    context.note(
+        f"--cpu-subset: train = {len(train.rows)} rows of the official test.csv (a seeded part, "
+        f"--seed {options.seed}); test = the other {len(test.rows)} rows of test.csv "
+        f"(--test-size {test_size}); dev = {kept} of {present[0]} (at most --dev-size "
+        f"{dev_size}). Train and test both come from the official test set."
+    )
+    return {"train": train, "dev": dev, "test": test}
