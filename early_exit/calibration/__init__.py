@@ -1,1 +1,20 @@
-
+from early_exit.calibration.archives import (
+    store_temperatures_in_weights,
+    write_calibrated_archive,
+)
+from early_exit.calibration.report import (
+    CALIBRATION_REPORT_NAME,
+    calibration_report,
+    format_calibration_table,
+    write_calibration_report,
+)
+from early_exit.calibration.temperature_scaling import (
+    DEFAULT_MAX_TEMPERATURE,
+    DEFAULT_MIN_TEMPERATURE,
+    TemperatureFit,
+    check_temperature_range,
+    expected_calibration_error,
+    fit_head_temperatures,
+    fit_temperature,
+    negative_log_likelihood,
+)

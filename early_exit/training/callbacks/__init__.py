@@ -1,1 +1,1 @@
-
+from early_exit.training.callbacks.temperature_calibration import TemperatureCalibrationCallback

@@ -1,0 +1,105 @@
+"""
+Putting fitted temperatures into saved weights and model archives.
+"""
+
+import json
+import os
+import tarfile
+import tempfile
+import uuid
+from typing import Callable, List, Sequence, Union
+
+import torch
+from allennlp.common.checks import ConfigurationError
+from allennlp.common.file_utils import cached_path
+from allennlp.models.archival import CONFIG_NAME, _WEIGHTS_NAME
+
+TEMPERATURES_KEY = "temperatures"
+
+
+def _replace_file(path: Union[str, os.PathLike], write: Callable[[str], None]) -> None:
+    """
+    Writes a new version of `path` with `write(temporary_path)` and moves it into place, so that a
+    crash never leaves half a file and a hard link to the old file (the trainer hard-links the best
+    weights to its checkpoint) keeps the old content.
+    """
+    directory, name = os.path.split(os.path.abspath(path))
+    # Created by `write` itself, so that it gets the usual permissions.
+    temporary_path = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        write(temporary_path)
+        os.replace(temporary_path, path)
+    finally:
+        if os.path.exists(temporary_path):
+            os.remove(temporary_path)
+
+
+def store_temperatures_in_weights(
+    weights_file: Union[str, os.PathLike], temperatures: Sequence[float]
+) -> None:
+    """
+    Replaces the `temperatures` buffer in a saved state dict (`best.th`, an archive's `weights.th`),
+    leaving every other tensor as it is.
+
+    # Raises
+
+    `ConfigurationError` if the file holds no `temperatures` entry of the right size (it is not the
+    state of an `early_exit_classifier`).
+    """
+    state = torch.load(weights_file, map_location="cpu", weights_only=True)
+    old = state.get(TEMPERATURES_KEY)
+    if old is None or old.numel() != len(temperatures):
+        raise ConfigurationError(
+            f"{weights_file} holds no {TEMPERATURES_KEY!r} tensor with {len(temperatures)} values; "
+            "is it the state of an early_exit_classifier?"
+        )
+    state[TEMPERATURES_KEY] = torch.tensor(list(temperatures), dtype=old.dtype).view_as(old)
+    _replace_file(weights_file, lambda path: torch.save(state, path))
+
+
+def write_calibrated_archive(
+    archive_file: Union[str, os.PathLike],
+    output_file: Union[str, os.PathLike],
+    temperatures: List[float],
+) -> None:
+    """
+    Writes a copy of the model archive `archive_file` to `output_file` with new temperatures: in the
+    weights (`weights.th`) and, for the record, under `model.temperatures` in `config.json`. Every
+    other file of the archive (vocabulary, meta data, files added with `include_in_archive`) is
+    copied unchanged. `archive_file` itself is only read.
+    """
+    resolved = cached_path(str(archive_file))
+    if os.path.isdir(resolved):
+        raise ConfigurationError(
+            f"{archive_file} is a directory; pass a model archive file (model.tar.gz)"
+        )
+    output_file = os.fspath(output_file)
+    with tempfile.TemporaryDirectory(prefix="early_exit_calibrate_") as work_dir:
+        content = os.path.join(work_dir, "archive")
+        os.makedirs(content)
+        with tarfile.open(resolved, "r:*") as archive:
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 (and the 3.8+ backports)
+                archive.extractall(content, filter="data")
+            else:
+                archive.extractall(content)
+
+        weights_file = os.path.join(content, _WEIGHTS_NAME)
+        config_file = os.path.join(content, CONFIG_NAME)
+        if not os.path.isfile(weights_file) or not os.path.isfile(config_file):
+            raise ConfigurationError(
+                f"{archive_file} has no {_WEIGHTS_NAME} or no {CONFIG_NAME}; is it a model archive?"
+            )
+        store_temperatures_in_weights(weights_file, temperatures)
+        with open(config_file) as config_in:
+            config = json.load(config_in)
+        config["model"][TEMPERATURES_KEY] = list(temperatures)
+        with open(config_file, "w") as config_out:
+            json.dump(config, config_out, indent=4)
+
+        def pack(path: str) -> None:
+            with tarfile.open(path, "w:gz") as new_archive:
+                for name in sorted(os.listdir(content)):
+                    new_archive.add(os.path.join(content, name), arcname=name)
+
+        os.makedirs(os.path.dirname(os.path.abspath(output_file)), exist_ok=True)
+        _replace_file(output_file, pack)

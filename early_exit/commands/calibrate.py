@@ -1,0 +1,235 @@
+"""
+The `calibrate` subcommand: temperature scaling of an existing early-exit model archive.
+
+    $ allennlp calibrate --help
+    usage: allennlp calibrate [-h] --output-file OUTPUT_FILE [--report-file REPORT_FILE]
+                              [--cuda-device CUDA_DEVICE] [--batch-size BATCH_SIZE]
+                              [-o OVERRIDES] [--min-temperature MIN_TEMPERATURE]
+                              [--max-temperature MAX_TEMPERATURE]
+                              [--include-package INCLUDE_PACKAGE]
+                              archive_file input_file
+"""
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any, Dict, List, Optional, Union
+
+from allennlp.commands.subcommand import Subcommand
+from allennlp.common.checks import ConfigurationError
+from allennlp.data import Instance
+from overrides import overrides
+
+from early_exit.calibration.archives import write_calibrated_archive
+from early_exit.calibration.report import format_calibration_table, write_calibration_report
+from early_exit.calibration.temperature_scaling import (
+    DEFAULT_MAX_TEMPERATURE,
+    DEFAULT_MIN_TEMPERATURE,
+    check_temperature_range,
+    fit_head_temperatures,
+)
+from early_exit.common.archives import load_early_exit_archive
+from early_exit.common.head_outputs import collect_head_outputs
+
+logger = logging.getLogger(__name__)
+
+_ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+
+
+@Subcommand.register("calibrate")
+class Calibrate(Subcommand):
+    """
+    Calibrates every exit head of an archived `early_exit_classifier` by temperature scaling on
+    labelled data and writes a new archive holding the temperatures, plus a report.
+
+    Registered as a `Subcommand` with name "calibrate".
+    """
+
+    @overrides
+    def add_subparser(self, parser: argparse._SubParsersAction) -> argparse.ArgumentParser:
+        description = (
+            "Fit one temperature per exit head of an early-exit model archive on labelled data "
+            "(read with the archive's validation dataset reader) and write a new archive with the "
+            "same configuration, vocabulary and weights plus the temperatures, which evaluate and "
+            "predict then use. The input archive is never modified. A report (calibration.json) is "
+            "written next to the new archive and printed."
+        )
+        subparser = parser.add_parser(
+            self.name,
+            description=description,
+            help="Calibrate an early-exit model's heads by temperature scaling.",
+        )
+        subparser.add_argument("archive_file", type=str, help="the archived model to calibrate")
+        subparser.add_argument(
+            "input_file", type=str, help="labelled data to calibrate on (e.g. development data)"
+        )
+        subparser.add_argument(
+            "--output-file",
+            type=str,
+            required=True,
+            help="where to write the calibrated archive (not the input archive)",
+        )
+        subparser.add_argument(
+            "--report-file",
+            type=str,
+            default=None,
+            help="where to write the JSON report (default: the output file with its archive "
+            "suffix replaced by .calibration.json)",
+        )
+        subparser.add_argument(
+            "--cuda-device", type=int, default=-1, help="id of GPU to use (if any)"
+        )
+        subparser.add_argument(
+            "--batch-size", type=int, default=32, help="batch size for running the heads"
+        )
+        subparser.add_argument(
+            "-o",
+            "--overrides",
+            type=str,
+            default="",
+            help="a JSON structure used to override the configuration while loading the model "
+            "and reading the data; the new archive keeps the original configuration",
+        )
+        subparser.add_argument(
+            "--min-temperature",
+            type=float,
+            default=DEFAULT_MIN_TEMPERATURE,
+            help="lower bound of the temperature search",
+        )
+        subparser.add_argument(
+            "--max-temperature",
+            type=float,
+            default=DEFAULT_MAX_TEMPERATURE,
+            help="upper bound of the temperature search",
+        )
+        subparser.set_defaults(func=calibrate_from_args)
+        return subparser
+
+
+def calibrate_from_args(args: argparse.Namespace) -> Dict[str, Any]:
+    """
+    Runs `calibrate_archive` for the `calibrate` command. A problem with the user's input (another
+    model type, a missing file, unlabelled data ...) is printed as one `error: ...` line on stderr
+    and ends the program with exit status 1, without a traceback.
+    """
+    try:
+        return calibrate_archive(
+            args.archive_file,
+            args.input_file,
+            args.output_file,
+            report_file=args.report_file,
+            cuda_device=args.cuda_device,
+            batch_size=args.batch_size,
+            overrides=args.overrides,
+            min_temperature=args.min_temperature,
+            max_temperature=args.max_temperature,
+        )
+    except (ConfigurationError, OSError, ValueError) as error:
+        logger.debug("calibration failed", exc_info=True)
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        sys.exit(1)
+
+
+def default_report_file(output_file: Union[str, os.PathLike]) -> str:
+    """`out/model-calibrated.tar.gz` -> `out/model-calibrated.calibration.json`."""
+    path = os.fspath(output_file)
+    for suffix in _ARCHIVE_SUFFIXES:
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+            break
+    return path + ".calibration.json"
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def _same_file(first: str, second: str) -> bool:
+    if os.path.exists(first) and os.path.exists(second):
+        return os.path.samefile(first, second)
+    return os.path.realpath(first) == os.path.realpath(second)
+
+
+def calibrate_archive(
+    archive_file: Union[str, os.PathLike],
+    input_file: Union[str, os.PathLike],
+    output_file: Union[str, os.PathLike],
+    report_file: Optional[Union[str, os.PathLike]] = None,
+    cuda_device: int = -1,
+    batch_size: int = 32,
+    overrides: Union[str, Dict[str, Any]] = "",
+    min_temperature: float = DEFAULT_MIN_TEMPERATURE,
+    max_temperature: float = DEFAULT_MAX_TEMPERATURE,
+) -> Dict[str, Any]:
+    """
+    Calibrates the heads of the `early_exit_classifier` in `archive_file` on the labelled data in
+    `input_file` and writes a calibrated copy of the archive to `output_file` and the report to
+    `report_file` (by default next to the new archive, see `default_report_file`). Prints the
+    report's table.
+
+    # Returns
+
+    The report (the content of the report file).
+
+    # Raises
+
+    `ConfigurationError` for another model type, missing files, an output file that is the input
+    archive, unlabelled or empty data, or a bad temperature range.
+    """
+    archive_file, input_file = os.fspath(archive_file), os.fspath(input_file)
+    output_file = os.fspath(output_file)
+    report_file = os.fspath(report_file) if report_file else default_report_file(output_file)
+    check_temperature_range(min_temperature, max_temperature)
+    if batch_size < 1:
+        raise ConfigurationError(f"--batch-size must be at least 1, got {batch_size}")
+    if _is_local(archive_file) and not os.path.isfile(archive_file):
+        raise ConfigurationError(f"archive file {archive_file} does not exist")
+    if _is_local(input_file) and not os.path.exists(input_file):
+        raise ConfigurationError(f"data file {input_file} does not exist")
+    for path, what in ((output_file, "output file"), (report_file, "report file")):
+        if _is_local(archive_file) and _same_file(archive_file, path):
+            raise ConfigurationError(
+                f"the {what} {path} is the input archive; refusing to overwrite it"
+            )
+
+    archive = load_early_exit_archive(archive_file, cuda_device=cuda_device, overrides=overrides)
+    model = archive.model
+    reader = archive.validation_dataset_reader
+    instances: List[Instance] = []
+    for instance in reader.read(input_file):
+        reader.apply_token_indexers(instance)
+        instances.append(instance)
+    if not instances:
+        raise ConfigurationError(f"{input_file} holds no instances")
+    head_outputs = collect_head_outputs(
+        model, instances, batch_size, description="calibration: running every head"
+    )
+    if head_outputs.labels is None:
+        raise ConfigurationError(
+            f"{input_file} has instances without a gold label; calibration needs labelled data"
+        )
+    fits = fit_head_temperatures(
+        head_outputs,
+        model.exit_layers,
+        min_temperature=min_temperature,
+        max_temperature=max_temperature,
+    )
+    temperatures = [fit.temperature for fit in fits]
+    model.set_temperatures(temperatures)
+
+    write_calibrated_archive(archive_file, output_file, temperatures)
+    report_dir = os.path.dirname(os.path.abspath(report_file))
+    os.makedirs(report_dir, exist_ok=True)
+    report = write_calibration_report(
+        report_file,
+        fits,
+        model.exit_layers,
+        data=input_file,
+        temperature_range=[min_temperature, max_temperature],
+    )
+    print(format_calibration_table(fits, model.exit_layers))
+    print(f"temperatures: {temperatures}")
+    print(f"calibrated archive: {output_file}")
+    print(f"report: {report_file}")
+    return report

@@ -1,0 +1,171 @@
+import argparse
+import hashlib
+import json
+import logging
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import List
+
+import pytest
+import torch
+from allennlp.commands.train import train_model_from_file
+from allennlp.models import load_archive
+
+from early_exit.commands.calibrate import Calibrate, default_report_file
+from tests import FIXTURES_ROOT, PROJECT_ROOT
+
+CONFIG = FIXTURES_ROOT / "early_exit_classifier" / "experiment.jsonnet"
+OTHER_MODEL_CONFIG = FIXTURES_ROOT / "calibration" / "basic_classifier.jsonnet"
+DATA = FIXTURES_ROOT / "data" / "text_classification.tsv"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _train(config: Path, serialization_dir: Path) -> Path:
+    root = logging.getLogger()
+    handlers, level, excepthook = root.handlers[:], root.level, sys.excepthook
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(PROJECT_ROOT)
+            train_model_from_file(
+                str(config), str(serialization_dir), overrides={"trainer.num_epochs": 1}
+            )
+    finally:  # `allennlp train` replaces the root logger's handlers and the excepthook
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        sys.excepthook = excepthook
+    return serialization_dir / "model.tar.gz"
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    """An uncalibrated early-exit archive (every temperature 1)."""
+    return _train(CONFIG, tmp_path_factory.mktemp("early_exit") / "run")
+
+
+def _run_cli(arguments: List[str]) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "allennlp", "calibrate", *arguments]
+    command += ["--include-package", "early_exit"]
+    return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+
+
+def _run_in_process(arguments: List[str]):
+    parser = argparse.ArgumentParser()
+    Calibrate().add_subparser(parser.add_subparsers())
+    args = parser.parse_args(["calibrate", *arguments])
+    return args.func(args)
+
+
+def test_calibrate_writes_a_new_archive_with_the_reported_temperatures(archive, tmp_path):
+    before = _sha256(archive)
+    output = tmp_path / "calibrated" / "model-calibrated.tar.gz"
+    result = _run_cli([str(archive), str(DATA), "--output-file", str(output), "--batch-size", "5"])
+    assert result.returncode == 0, result.stderr[-5000:]
+    assert _sha256(archive) == before  # the input archive is never modified
+
+    report_file = tmp_path / "calibrated" / "model-calibrated.calibration.json"
+    report = json.loads(report_file.read_text())
+    temperatures = report["temperatures"]
+    assert report["num_instances"] == 16
+    assert [head["exit_layer"] for head in report["heads"]] == [0, 1, 3]
+    assert all(temperature != 1.0 for temperature in temperatures)
+    assert "temperature" in result.stdout and str(report_file) in result.stdout
+
+    old, new = load_archive(str(archive)), load_archive(str(output))
+    assert old.model.temperatures.tolist() == [1.0, 1.0, 1.0]
+    assert new.model.temperatures.tolist() == temperatures
+    assert new.config.as_dict()["model"]["temperatures"] == temperatures
+    old_config = old.config.as_dict()
+    new_config = new.config.as_dict()
+    del new_config["model"]["temperatures"]
+    assert new_config == old_config
+    old_state, new_state = old.model.state_dict(), new.model.state_dict()
+    assert old_state.keys() == new_state.keys()
+    for name in old_state:
+        if name != "temperatures":
+            assert torch.equal(old_state[name], new_state[name]), name
+    assert new.model.vocab.get_index_to_token_vocabulary("labels") == (
+        old.model.vocab.get_index_to_token_vocabulary("labels")
+    )
+    with tarfile.open(archive) as old_tar, tarfile.open(output) as new_tar:
+        assert sorted(old_tar.getnames()) == sorted(new_tar.getnames())
+
+    # The new archive predicts with its temperatures.
+    model = new.model
+    instances = list(new.validation_dataset_reader.read(str(DATA)))[:3]
+    model.run_all_heads = True
+    for row in model.forward_on_instances(instances):
+        head_logits = torch.as_tensor(row["head_logits"])  # (num_heads, num_labels)
+        scaled = torch.softmax(head_logits / torch.tensor(temperatures).view(-1, 1), dim=-1)
+        assert torch.allclose(torch.as_tensor(row["head_probs"]), scaled, atol=1e-6)
+
+
+def test_another_model_type_is_a_one_line_error(tmp_path):
+    other = _train(OTHER_MODEL_CONFIG, tmp_path / "basic")
+    before = _sha256(other)
+    output = tmp_path / "out.tar.gz"
+    result = _run_cli([str(other), str(DATA), "--output-file", str(output)])
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr[-5000:]
+    assert "basic_classifier" in errors[0] and "early_exit_classifier" in errors[0]
+    assert not output.exists()
+    assert _sha256(other) == before
+
+
+def test_missing_data_file_is_an_error(archive, tmp_path, capsys):
+    output = tmp_path / "out.tar.gz"
+    with pytest.raises(SystemExit) as exit_info:
+        _run_in_process([str(archive), str(tmp_path / "nothing.tsv"), "--output-file", str(output)])
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: data file") and "does not exist" in error
+    assert "\n" not in error
+    assert not output.exists()
+
+
+def test_missing_archive_is_an_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        _run_in_process(
+            [str(tmp_path / "none.tar.gz"), str(DATA), "--output-file", str(tmp_path / "o.tar.gz")]
+        )
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.startswith("error: archive file")
+
+
+def test_refuses_to_overwrite_the_input_archive(archive, capsys):
+    before = _sha256(archive)
+    with pytest.raises(SystemExit) as exit_info:
+        _run_in_process([str(archive), str(DATA), "--output-file", str(archive)])
+    assert exit_info.value.code == 1
+    assert "refusing to overwrite" in capsys.readouterr().err
+    assert _sha256(archive) == before
+
+
+def test_in_process_run_returns_the_report(archive, tmp_path, capsys):
+    output = tmp_path / "new.tar.gz"
+    report_file = tmp_path / "report.json"
+    report = _run_in_process(
+        [str(archive), str(DATA), "--output-file", str(output), "--report-file", str(report_file)]
+    )
+    assert json.loads(report_file.read_text()) == report
+    assert load_archive(str(output)).model.temperatures.tolist() == report["temperatures"]
+    printed = capsys.readouterr().out
+    assert printed.splitlines()[0].split()[:3] == ["head", "layer", "temperature"]
+
+
+@pytest.mark.parametrize(
+    "output, report",
+    [
+        ("out/model.tar.gz", "out/model.calibration.json"),
+        ("model.tgz", "model.calibration.json"),
+        ("model", "model.calibration.json"),
+    ],
+)
+def test_default_report_file(output, report):
+    assert default_report_file(output) == report

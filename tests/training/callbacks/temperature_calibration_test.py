@@ -1,0 +1,187 @@
+import json
+import logging
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Dict
+
+import pytest
+import torch
+from allennlp.commands.train import train_model_from_file
+from allennlp.common.checks import ConfigurationError
+from allennlp.models import load_archive
+
+from early_exit.common.head_outputs import collect_head_outputs
+from early_exit.calibration.temperature_scaling import negative_log_likelihood
+from early_exit.training.callbacks import TemperatureCalibrationCallback
+from tests import FIXTURES_ROOT, PROJECT_ROOT
+
+CONFIG = FIXTURES_ROOT / "early_exit_classifier" / "experiment.jsonnet"
+CALIBRATION_DATA = FIXTURES_ROOT / "calibration" / "calibration_data.tsv"
+CALLBACK = {"type": "early_exit_temperature_calibration"}
+
+
+@contextmanager
+def _restored_logging():
+    """`allennlp train` replaces the root logger's handlers and the excepthook; put them back."""
+    root = logging.getLogger()
+    handlers, level, excepthook = root.handlers[:], root.level, sys.excepthook
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        sys.excepthook = excepthook
+
+
+def _train(serialization_dir: Path, overrides: Dict[str, Any]):
+    with pytest.MonkeyPatch.context() as patch, _restored_logging():
+        patch.chdir(PROJECT_ROOT)  # the fixture configuration has paths relative to the repository
+        return train_model_from_file(str(CONFIG), str(serialization_dir), overrides=overrides)
+
+
+def _report(serialization_dir: Path) -> Dict[str, Any]:
+    return json.loads((serialization_dir / "calibration.json").read_text())
+
+
+def _archived_temperatures(serialization_dir: Path):
+    return load_archive(str(serialization_dir / "model.tar.gz")).model.temperatures.tolist()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """
+    A training run with the callback that stops early: relative_compute is always 1 without early
+    exit, so it never improves, training stops after the second epoch (patience 1) and the first
+    epoch's weights are the best ones, loaded back from best.th before the callback runs.
+    """
+    serialization_dir = tmp_path_factory.mktemp("calibrated") / "run"
+    overrides = {
+        "trainer.callbacks": [CALLBACK],
+        "trainer.num_epochs": 4,
+        "trainer.patience": 1,
+        "trainer.validation_metric": "+relative_compute",
+    }
+    model = _train(serialization_dir, overrides)
+    return serialization_dir, model
+
+
+def test_archive_carries_exactly_the_reported_temperatures(trained):
+    serialization_dir, model = trained
+    report = _report(serialization_dir)
+    temperatures = _archived_temperatures(serialization_dir)
+    assert temperatures == report["temperatures"]
+    assert all(temperature != 1.0 for temperature in temperatures)
+    assert model.temperatures.tolist() == temperatures
+    assert torch.load(serialization_dir / "best.th")["temperatures"].tolist() == temperatures
+
+    assert report["num_instances"] == 16
+    assert "validation data" in report["data"]
+    assert [head["exit_layer"] for head in report["heads"]] == [0, 1, 3]
+    assert [head["temperature"] for head in report["heads"]] == report["temperatures"]
+    for head in report["heads"]:
+        assert head["num_instances"] == 16
+        assert head["nll_after"] <= head["nll_before"]
+        assert 0.0 <= head["ece_after"] <= 1.0
+
+    # best.th may be a hard link to a checkpoint: rewriting it must not change the checkpoint.
+    checkpoints = sorted(serialization_dir.glob("model_state_e*.th"))
+    assert len(checkpoints) == 2
+    for checkpoint in checkpoints:
+        assert torch.load(checkpoint)["temperatures"].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_early_stopping_calibrates_the_best_not_the_last_weights(trained):
+    serialization_dir, _ = trained
+    metrics = json.loads((serialization_dir / "metrics.json").read_text())
+    assert metrics["best_epoch"] == 0
+    assert metrics["epoch"] == 1
+
+    archive = load_archive(str(serialization_dir / "model.tar.gz"))
+    model = archive.model
+    archived = model.state_dict()
+    first_epoch = torch.load(serialization_dir / "model_state_e1_b0.th")
+    last_epoch = torch.load(serialization_dir / "model_state_e2_b0.th")
+    assert any(not torch.equal(first_epoch[name], last_epoch[name]) for name in first_epoch)
+    for name, value in first_epoch.items():
+        if name != "temperatures":
+            assert torch.equal(archived[name], value), name
+
+    # The loaded archive takes its exit decisions on temperature-scaled probabilities.
+    reader = archive.validation_dataset_reader
+    instances = list(reader.read(str(FIXTURES_ROOT / "data" / "text_classification.tsv")))
+    model.run_all_heads = True
+    temperatures = model.temperatures.view(-1, 1)  # (num_heads, 1)
+    for row in model.forward_on_instances(instances[:4]):
+        expected = torch.softmax(torch.as_tensor(row["head_logits"]) / temperatures, dim=-1)
+        assert torch.allclose(torch.as_tensor(row["head_probs"]), expected, atol=1e-6)
+
+    # The report's NLL before calibration is that of the best weights at T = 1.
+    report = _report(serialization_dir)
+    outputs = collect_head_outputs(model, instances)
+    for head, entry in enumerate(report["heads"]):
+        nll = negative_log_likelihood(outputs.logits[:, head], outputs.labels)
+        assert nll == pytest.approx(entry["nll_before"], abs=1e-5)
+
+
+def test_calibration_data_path_is_read_with_the_validation_reader(tmp_path):
+    serialization_dir = tmp_path / "run"
+    callback = dict(CALLBACK, calibration_data_path=str(CALIBRATION_DATA), batch_size=4)
+    _train(serialization_dir, {"trainer.callbacks": [callback], "trainer.num_epochs": 1})
+    report = _report(serialization_dir)
+    assert report["num_instances"] == 11
+    assert report["data"] == str(CALIBRATION_DATA)
+    assert _archived_temperatures(serialization_dir) == report["temperatures"]
+
+
+def test_missing_calibration_data_fails_before_training(tmp_path):
+    callback = dict(CALLBACK, calibration_data_path=str(tmp_path / "missing.tsv"))
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        _train(tmp_path / "run", {"trainer.callbacks": [callback]})
+    assert not (tmp_path / "run" / "model_state_e1_b0.th").exists()
+
+
+def test_no_validation_data_and_no_calibration_data_fails_before_training(tmp_path):
+    overrides = {"trainer.callbacks": [CALLBACK], "validation_data_path": None}
+    with pytest.raises(ConfigurationError, match="validation"):
+        _train(tmp_path / "run", overrides)
+
+
+def test_bad_temperature_range_is_a_configuration_error(tmp_path):
+    with pytest.raises(ConfigurationError, match="temperature range"):
+        TemperatureCalibrationCallback(str(tmp_path), min_temperature=2.0)
+
+
+def test_nothing_happens_when_training_failed(tmp_path, caplog):
+    callback = TemperatureCalibrationCallback(str(tmp_path))
+    with caplog.at_level(logging.WARNING):
+        # A trainer the callback must not touch: any attribute access would fail.
+        callback.on_end(trainer=object(), metrics=None, epoch=None, is_primary=True)
+    assert "not calibrated" in caplog.text
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_distributed_training_gives_every_worker_the_same_temperatures(tmp_path):
+    # Two CPU workers; 11 calibration instances are sharded 6 / 5, and with batches of 5 the
+    # workers run 2 and 1 batches unless the shorter shard is padded.
+    serialization_dir = tmp_path / "run"
+    callback = dict(CALLBACK, calibration_data_path=str(CALIBRATION_DATA), batch_size=5)
+    overrides = {
+        "distributed": {"cuda_devices": [-1, -1]},
+        "trainer.num_epochs": 1,
+        "trainer.callbacks": [callback],
+    }
+    command = [sys.executable, "-m", "allennlp", "train", str(CONFIG), "-s", str(serialization_dir)]
+    command += ["--include-package", "early_exit", "-o", json.dumps(overrides)]
+    result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-5000:]
+    report = _report(serialization_dir)
+    assert report["num_instances"] == 11
+    temperatures = _archived_temperatures(serialization_dir)
+    assert temperatures == report["temperatures"]
+    assert all(temperature != 1.0 for temperature in temperatures)
+    for worker in (0, 1):
+        log = (serialization_dir / f"out_worker{worker}.log").read_text()
+        assert f"Exit head temperatures set to {temperatures}." in log
