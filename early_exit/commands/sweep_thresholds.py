@@ -1,0 +1,182 @@
+"""
+The `sweep-thresholds` subcommand: the whole speed/accuracy curve of one early-exit model in one
+run.
+
+    allennlp sweep-thresholds model.tar.gz dev.tsv --output-dir sweep/
+"""
+
+import argparse
+import logging
+import sys
+import tarfile
+from typing import List, Optional
+
+from allennlp.commands.subcommand import Subcommand
+from allennlp.common import logging as common_logging
+from allennlp.common.checks import ConfigurationError
+from overrides import overrides
+
+from early_exit.sweep.report import format_summary, write_sweep_outputs
+from early_exit.sweep.run import SweepResult, run_sweep
+from early_exit.sweep.thresholds import default_threshold_grid, parse_thresholds
+
+logger = logging.getLogger(__name__)
+
+# Errors that come from what the user gave (files, settings, data); they are reported as one
+# `error: ...` line instead of a traceback.
+USER_ERRORS = (ConfigurationError, OSError, ValueError, tarfile.TarError)
+
+
+@Subcommand.register("sweep-thresholds")
+class SweepThresholds(Subcommand):
+    """
+    Runs every head of an early-exit model once on labelled data, then tabulates accuracy, ECE,
+    relative compute, mean exit layer and the exit distribution for a grid of confidence thresholds,
+    exactly as the model decides at each of them; adds each head alone and the oracle as reference
+    points; recommends a threshold for an accuracy or compute goal; times real early-exit inference
+    at a few thresholds against the full model; and writes `sweep.csv`, `sweep.md`, `sweep.png` and
+    `sweep.json` to the output directory.
+
+    Registered as a `Subcommand` with name "sweep-thresholds".
+    """
+
+    @overrides
+    def add_subparser(self, parser: argparse._SubParsersAction) -> argparse.ArgumentParser:
+        description = (
+            "Sweep the confidence threshold of an early-exit model on labelled data: accuracy, "
+            "compute and measured speed for every threshold, reference points and a recommended "
+            "threshold, written as CSV, Markdown, PNG and JSON."
+        )
+        subparser = parser.add_parser(
+            self.name,
+            description=description,
+            help="Draw the speed/accuracy curve of an early-exit model and pick a threshold.",
+        )
+        subparser.add_argument("archive_file", type=str, help="an early_exit_classifier archive")
+        subparser.add_argument(
+            "data_file", type=str, help="labelled data, in the format of the archive's reader"
+        )
+        subparser.add_argument(
+            "--output-dir", type=str, required=True, help="directory for the result files"
+        )
+        grid = subparser.add_mutually_exclusive_group()
+        grid.add_argument(
+            "--thresholds",
+            type=str,
+            default=None,
+            help="comma-separated thresholds to sweep, e.g. 0.5,0.9,0.99 (1.0 is always added)",
+        )
+        grid.add_argument(
+            "--grid-step",
+            type=float,
+            default=0.01,
+            help="step of the default grid 0..1 (which also has 0.995, 0.998, 0.999, 0.9995 and "
+            "0.9999)",
+        )
+        subparser.add_argument(
+            "--batch-size", type=int, default=32, help="batch size for running every head once"
+        )
+        subparser.add_argument(
+            "--max-accuracy-drop",
+            type=float,
+            default=None,
+            help="recommend the cheapest threshold whose accuracy is at most this much (absolute, "
+            "0.01 = one point) below the full model's; the default goal, with 0.01",
+        )
+        subparser.add_argument(
+            "--compute-budget",
+            type=float,
+            default=None,
+            help="recommend the most accurate threshold whose relative compute (fraction of the "
+            "encoder's layers) is at most this",
+        )
+        subparser.add_argument(
+            "--timing-thresholds",
+            type=str,
+            default=None,
+            help="comma-separated thresholds to time (default: five spread over the curve, the "
+            "recommended ones and 1.0, the reference)",
+        )
+        subparser.add_argument(
+            "--timing-batch-size",
+            type=int,
+            default=32,
+            help="time at batch size 1 and at this batch size",
+        )
+        subparser.add_argument(
+            "--repeats", type=int, default=3, help="timing repeats; the median is reported"
+        )
+        subparser.add_argument(
+            "--timing-instances",
+            type=int,
+            default=200,
+            help="time only the first this many instances",
+        )
+        subparser.add_argument("--no-timing", action="store_true", help="skip the timing")
+        subparser.add_argument(
+            "--full-table", action="store_true", help="print every threshold, not a subset"
+        )
+        subparser.add_argument(
+            "--cuda-device", type=int, default=-1, help="id of GPU to use (if any)"
+        )
+        subparser.add_argument(
+            "-o",
+            "--overrides",
+            type=str,
+            default="",
+            help="a JSON(net) structure overriding the archive's configuration",
+        )
+        subparser.add_argument(
+            "--file-friendly-logging",
+            action="store_true",
+            default=False,
+            help="outputs tqdm status on separate lines and slows tqdm refresh rate",
+        )
+        subparser.set_defaults(func=sweep_thresholds_from_args)
+        return subparser
+
+
+def _thresholds(args: argparse.Namespace) -> List[float]:
+    if args.thresholds is not None:
+        return parse_thresholds(args.thresholds)
+    return default_threshold_grid(args.grid_step)
+
+
+def _timing_thresholds(args: argparse.Namespace) -> Optional[List[float]]:
+    if args.timing_thresholds is None:
+        return None
+    return parse_thresholds(args.timing_thresholds, "timing thresholds")
+
+
+def sweep_thresholds_from_args(args: argparse.Namespace) -> Optional[SweepResult]:
+    """
+    Runs the sweep for parsed command-line arguments, prints the report and writes the files. A
+    user error (missing file, another model type, a threshold outside [0, 1], unlabelled data, ...)
+    is printed as `error: ...` on stderr and exits with status 1, without a traceback.
+    """
+    common_logging.FILE_FRIENDLY_LOGGING = args.file_friendly_logging
+    try:
+        timing_batch_sizes = [1] if args.timing_batch_size == 1 else [1, args.timing_batch_size]
+        result = run_sweep(
+            args.archive_file,
+            args.data_file,
+            cuda_device=args.cuda_device,
+            overrides=args.overrides,
+            thresholds=_thresholds(args),
+            batch_size=args.batch_size,
+            max_accuracy_drop=args.max_accuracy_drop,
+            compute_budget=args.compute_budget,
+            timing=not args.no_timing,
+            timing_thresholds=_timing_thresholds(args),
+            timing_batch_sizes=timing_batch_sizes,
+            repeats=args.repeats,
+            timing_instances=args.timing_instances,
+        )
+        files = write_sweep_outputs(result, args.output_dir)
+    except USER_ERRORS as error:
+        logger.debug("sweep-thresholds failed", exc_info=True)
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    print(format_summary(result, full_table=args.full_table))
+    print("Wrote " + ", ".join(files[kind] for kind in ("csv", "markdown", "plot", "json")))
+    return result

@@ -1,0 +1,225 @@
+import inspect
+import json
+from typing import Any, Dict, List, Optional
+
+from allennlp.common.checks import ConfigurationError
+from allennlp.common.util import JsonDict, sanitize
+from allennlp.data import DatasetReader, Instance
+from allennlp.models import Model
+from allennlp.predictors.predictor import Predictor
+from overrides import overrides
+
+from early_exit.models.early_exit_classifier import EarlyExitClassifier
+
+# How many characters of an offending input line an error message quotes.
+_MAX_QUOTED_CHARS = 200
+
+
+class PredictorInputError(ValueError):
+    """
+    Raised for an input line the `early_exit_classifier` predictor cannot use. The message says
+    which keys were expected and quotes the line.
+    """
+
+
+def _quote(line: str) -> str:
+    line = line.strip()
+    if len(line) > _MAX_QUOTED_CHARS:
+        line = line[:_MAX_QUOTED_CHARS] + "..."
+    return line
+
+
+@Predictor.register("early_exit_classifier")
+class EarlyExitClassifierPredictor(Predictor):
+    """
+    Predicts with an `early_exit_classifier` model, one JSON object per input line, at a confidence
+    threshold chosen per run. It is the model's default predictor, so `allennlp predict` needs no
+    `--predictor` for it.
+
+    Input lines are `{"sentence": "..."}` (or `{"text": "..."}`) for single-text classification and
+    `{"premise": "...", "hypothesis": "..."}` for natural language inference, depending on the
+    archive's dataset reader (this package's readers or allennlp-models' `snli` reader). Other keys
+    (a gold `"label"`, ids) are ignored.
+
+    Each output line has:
+
+    - `label`: the predicted label;
+    - `confidence`: its probability (the maximum temperature-scaled probability of the head that
+      answered);
+    - `probs`: the probability of each label, in the order of `label_probs`;
+    - `label_probs`: a dictionary from each label to its probability;
+    - `exit_head`: the index of the head that answered; `exit_layer`: its 0-based encoder layer;
+    - `relative_compute`: the fraction of the full encoder's layers computed,
+      `(exit_layer + 1) / full_depth`;
+    - `head_probs` and `head_logits` (every head's probabilities and raw logits), only when the
+      model runs all heads (`run_all_heads`).
+
+    Outputs do not depend on the batch size: every instance exits on its own, and probabilities are
+    rounded to `decimals` places so that the float noise of padded batches (around 1e-7) does not
+    show (unless a probability lies that close to a rounding boundary, when the last digit may
+    differ by one).
+
+    `allennlp predict` skips blank input lines; `load_line` itself raises a `PredictorInputError`
+    for one, as for a line that is not a JSON object or lacks the expected keys.
+
+    Registered as a `Predictor` with name "early_exit_classifier".
+
+    # Parameters
+
+    model : `Model`
+        An `EarlyExitClassifier`; any other model is a `ConfigurationError`.
+    dataset_reader : `DatasetReader`
+    frozen : `bool`, optional (default = `True`)
+        Put the model in evaluation mode.
+    confidence_threshold : `float`, optional (default = `None`)
+        In [0, 1]: sets the model's `confidence_threshold` for this predictor (and the model it
+        wraps). `None` keeps the archive's value. Give it as `--predictor-args
+        '{"confidence_threshold": 0.8}'` to `allennlp predict`, or as a keyword argument of
+        `Predictor.from_path`.
+    decimals : `int`, optional (default = `4`)
+        Probabilities and `relative_compute` are rounded to this many decimal places.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        dataset_reader: DatasetReader,
+        frozen: bool = True,
+        confidence_threshold: Optional[float] = None,
+        decimals: int = 4,
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            raise ConfigurationError(
+                f"unknown argument(s) for the early_exit_classifier predictor: "
+                f"{', '.join(sorted(unknown))}; it takes confidence_threshold and decimals"
+            )
+        if not isinstance(model, EarlyExitClassifier):
+            raise ConfigurationError(
+                f"the early_exit_classifier predictor needs an early_exit_classifier model, "
+                f"got a {type(model).__name__}"
+            )
+        if isinstance(decimals, bool) or not isinstance(decimals, int) or decimals < 0:
+            raise ConfigurationError(f"decimals must be a non-negative integer, got {decimals!r}")
+        super().__init__(model, dataset_reader, frozen)
+        self._early_exit_model = model
+        if confidence_threshold is not None:
+            model.confidence_threshold = confidence_threshold  # validated by the model
+        self._decimals = decimals
+        self._labels: List[str] = [
+            model.vocab.get_token_from_index(index, namespace=model._label_namespace)
+            for index in range(model.num_labels)
+        ]
+        parameters = inspect.signature(dataset_reader.text_to_instance).parameters
+        self._pair_input = "premise" in parameters and "hypothesis" in parameters
+
+    @property
+    def confidence_threshold(self) -> float:
+        """The threshold the wrapped model exits at."""
+        return self._early_exit_model.confidence_threshold
+
+    @confidence_threshold.setter
+    def confidence_threshold(self, value: float) -> None:
+        self._early_exit_model.confidence_threshold = value
+
+    def predict(self, sentence: str) -> JsonDict:
+        """Classifies one text (for models trained on single texts)."""
+        return self.predict_json({"sentence": sentence})
+
+    def predict_pair(self, premise: str, hypothesis: str) -> JsonDict:
+        """Classifies one premise and hypothesis (for models trained on sentence pairs)."""
+        return self.predict_json({"premise": premise, "hypothesis": hypothesis})
+
+    @overrides
+    def load_line(self, line: str) -> JsonDict:
+        if not line.strip():
+            raise PredictorInputError(
+                "empty input line; expected one JSON object per line, e.g. "
+                + self._expected_example()
+            )
+        try:
+            inputs = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise PredictorInputError(
+                f"input line is not valid JSON ({error.msg} at column {error.colno}); expected "
+                f"one JSON object per line, e.g. {self._expected_example()}; got: {_quote(line)}"
+            ) from None
+        if not isinstance(inputs, dict):
+            raise PredictorInputError(
+                f"input line is a JSON {type(inputs).__name__}, not an object; expected e.g. "
+                f"{self._expected_example()}; got: {_quote(line)}"
+            )
+        return inputs
+
+    @overrides
+    def _json_to_instance(self, json_dict: JsonDict) -> Instance:
+        if not isinstance(json_dict, dict):
+            raise PredictorInputError(
+                f"expected a JSON object such as {self._expected_example()}, "
+                f"got {type(json_dict).__name__}: {_quote(repr(json_dict))}"
+            )
+        if self._pair_input:
+            premise = self._text_value(json_dict, ("premise",))
+            hypothesis = self._text_value(json_dict, ("hypothesis",))
+            return self._dataset_reader.text_to_instance(premise, hypothesis)
+        return self._dataset_reader.text_to_instance(
+            self._text_value(json_dict, ("sentence", "text"))
+        )
+
+    def _text_value(self, json_dict: JsonDict, keys: tuple) -> str:
+        present = [key for key in keys if key in json_dict]
+        expected = " or ".join(json.dumps(key) for key in keys)
+        if not present:
+            task = "sentence pairs" if self._pair_input else "single texts"
+            raise PredictorInputError(
+                f"input line has no {expected} key (this model classifies {task}; expected "
+                f"{self._expected_example()}); got: {_quote(json.dumps(json_dict))}"
+            )
+        if len(present) > 1:
+            raise PredictorInputError(
+                f"input line has both {' and '.join(json.dumps(key) for key in present)}; give "
+                f"one of them: {_quote(json.dumps(json_dict))}"
+            )
+        value = json_dict[present[0]]
+        if not isinstance(value, str) or not value.strip():
+            raise PredictorInputError(
+                f'"{present[0]}" must be a non-empty string, got {json.dumps(value)} in: '
+                f"{_quote(json.dumps(json_dict))}"
+            )
+        return value
+
+    def _expected_example(self) -> str:
+        if self._pair_input:
+            return '{"premise": "...", "hypothesis": "..."}'
+        return '{"sentence": "..."} or {"text": "..."}'
+
+    @overrides
+    def predict_instance(self, instance: Instance) -> JsonDict:
+        return self.predict_batch_instance([instance])[0]
+
+    @overrides
+    def predict_batch_instance(self, instances: List[Instance]) -> List[JsonDict]:
+        for instance in instances:
+            self._dataset_reader.apply_token_indexers(instance)
+        outputs = self._model.forward_on_instances(instances)
+        return [self._format(output) for output in outputs]
+
+    def _format(self, output: Dict[str, Any]) -> JsonDict:
+        output = sanitize(output)
+        probs = [round(float(prob), self._decimals) for prob in output["probs"]]
+        formatted = {
+            "label": output["label"],
+            "confidence": max(probs),
+            "probs": probs,
+            "label_probs": dict(zip(self._labels, probs)),
+            "exit_head": int(output["exit_head"]),
+            "exit_layer": int(output["exit_layer"]),
+            "relative_compute": round(float(output["relative_compute"]), self._decimals),
+        }
+        if self._early_exit_model.run_all_heads:
+            formatted["head_probs"] = [
+                [round(float(prob), self._decimals) for prob in head]
+                for head in output["head_probs"]
+            ]
+            formatted["head_logits"] = output["head_logits"]
+        return formatted

@@ -1,0 +1,150 @@
+"""
+Choosing a confidence threshold from a sweep table for a user's goal.
+"""
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from allennlp.common.checks import ConfigurationError
+
+from early_exit.sweep.sweep_table import SweepRow
+
+# Accuracies are fractions of a finite data set; this absorbs float noise in comparisons.
+_TOLERANCE = 1e-9
+
+MAX_ACCURACY_DROP = "max_accuracy_drop"
+COMPUTE_BUDGET = "compute_budget"
+
+
+@dataclass
+class Recommendation:
+    """
+    The threshold a sweep recommends for one goal.
+
+    # Attributes
+
+    goal : `str`
+        `"max_accuracy_drop"` or `"compute_budget"`.
+    limit : `float`
+        The allowed accuracy drop (absolute, e.g. 0.01 for one point) or the compute budget (a
+        fraction of the full encoder's layers).
+    reference_accuracy : `float`
+        The full model's accuracy (threshold 1.0).
+    row : `SweepRow`, optional
+        The recommended row; `None` when no threshold in the table meets the goal.
+    message : `str`
+        One sentence saying what was chosen and why (or why nothing was).
+    """
+
+    goal: str
+    limit: float
+    reference_accuracy: float
+    row: Optional[SweepRow]
+    message: str
+
+    @property
+    def threshold(self) -> Optional[float]:
+        return None if self.row is None else self.row.threshold
+
+
+def check_goals(
+    max_accuracy_drop: Optional[float] = None, compute_budget: Optional[float] = None
+) -> None:
+    """
+    Checks the limits of recommendation goals: an accuracy drop in [0, 1] and a compute budget in
+    (0, 1]; either may be `None`.
+
+    # Raises
+
+    `ConfigurationError` for a limit out of range.
+    """
+    if max_accuracy_drop is not None and not 0.0 <= max_accuracy_drop <= 1.0:
+        raise ConfigurationError(
+            f"the maximum accuracy drop must be in [0, 1] (0.01 is one accuracy point), "
+            f"got {max_accuracy_drop}"
+        )
+    if compute_budget is not None and not 0.0 < compute_budget <= 1.0:
+        raise ConfigurationError(
+            f"the compute budget must be in (0, 1] (a fraction of the encoder's layers), "
+            f"got {compute_budget}"
+        )
+
+
+def recommend_threshold(
+    rows: Sequence[SweepRow],
+    reference_accuracy: float,
+    max_accuracy_drop: Optional[float] = None,
+    compute_budget: Optional[float] = None,
+) -> Recommendation:
+    """
+    Recommends a threshold from a sweep table, for exactly one of two goals:
+
+    - `max_accuracy_drop`: the cheapest threshold (lowest `relative_compute`) whose accuracy is at
+      least `reference_accuracy - max_accuracy_drop`; among equally cheap ones the most accurate,
+      then the highest threshold (the most cautious on new data);
+    - `compute_budget`: the most accurate threshold whose `relative_compute` is at most
+      `compute_budget`; among equally accurate ones the cheapest, then the highest threshold.
+
+    # Parameters
+
+    rows : `Sequence[SweepRow]`
+        The sweep table.
+    reference_accuracy : `float`
+        The full model's accuracy (the table's row at threshold 1.0).
+    max_accuracy_drop : `float`, optional
+        Absolute accuracy drop allowed, >= 0 (0.01 is one accuracy point).
+    compute_budget : `float`, optional
+        Largest allowed `relative_compute`, in (0, 1].
+
+    # Raises
+
+    `ConfigurationError` if not exactly one goal is given, a limit is out of range, or the table is
+    empty.
+    """
+    if (max_accuracy_drop is None) == (compute_budget is None):
+        raise ConfigurationError("give exactly one of max_accuracy_drop and compute_budget")
+    if not rows:
+        raise ConfigurationError("the sweep table is empty")
+    check_goals(max_accuracy_drop, compute_budget)
+    if max_accuracy_drop is not None:
+        floor = reference_accuracy - max_accuracy_drop
+        candidates = [row for row in rows if row.accuracy >= floor - _TOLERANCE]
+        if not candidates:
+            return Recommendation(
+                MAX_ACCURACY_DROP,
+                max_accuracy_drop,
+                reference_accuracy,
+                None,
+                f"no threshold in the table keeps accuracy within {max_accuracy_drop:g} of the "
+                f"full model's {reference_accuracy:.4f}; add 1.0 to the thresholds",
+            )
+        best = min(
+            candidates, key=lambda row: (row.relative_compute, -row.accuracy, -row.threshold)
+        )
+        message = (
+            f"threshold {best.threshold:g}: the cheapest within {max_accuracy_drop:g} accuracy of "
+            f"the full model ({best.accuracy:.4f} vs {reference_accuracy:.4f}) at relative compute "
+            f"{best.relative_compute:.4f}"
+        )
+        return Recommendation(
+            MAX_ACCURACY_DROP, max_accuracy_drop, reference_accuracy, best, message
+        )
+
+    candidates = [row for row in rows if row.relative_compute <= compute_budget + _TOLERANCE]
+    if not candidates:
+        cheapest = min(rows, key=lambda row: row.relative_compute)
+        return Recommendation(
+            COMPUTE_BUDGET,
+            compute_budget,
+            reference_accuracy,
+            None,
+            f"no threshold in the table fits a compute budget of {compute_budget:g}; the cheapest, "
+            f"threshold {cheapest.threshold:g}, needs {cheapest.relative_compute:.4f}",
+        )
+    best = max(candidates, key=lambda row: (row.accuracy, -row.relative_compute, row.threshold))
+    message = (
+        f"threshold {best.threshold:g}: the most accurate within a compute budget of "
+        f"{compute_budget:g} (accuracy {best.accuracy:.4f} at relative compute "
+        f"{best.relative_compute:.4f}; full model {reference_accuracy:.4f})"
+    )
+    return Recommendation(COMPUTE_BUDGET, compute_budget, reference_accuracy, best, message)

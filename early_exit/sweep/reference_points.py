@@ -1,0 +1,140 @@
+"""
+Reference points for a threshold sweep, from the same cached head outputs: each head on its own (the
+paper's "efficient baselines", all from one model) and the oracle that exits every instance at the
+earliest head that gets it right.
+"""
+
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Union
+
+import torch
+from allennlp.training.metrics import CategoricalAccuracy
+
+from early_exit.sweep.sweep_table import check_head_outputs, head_probabilities
+from early_exit.training.metrics.expected_calibration_error import ExpectedCalibrationError
+
+
+@dataclass
+class HeadPoint:
+    """
+    One head answering for every instance.
+
+    # Attributes
+
+    head : `int`
+        Index of the head.
+    layer : `int`
+        Its 0-based encoder layer.
+    accuracy : `float`
+    ece : `float`
+    relative_compute : `float`
+        `(layer + 1) / full_depth`.
+    """
+
+    head: int
+    layer: int
+    accuracy: float
+    ece: float
+    relative_compute: float
+
+
+@dataclass
+class OraclePoint:
+    """
+    The oracle: every instance exits at the earliest head whose prediction is correct. Instances no
+    head gets right cannot be placed by it; they are charged either to the first head (the cheapest
+    possible, `..._unsolved_at_first`) or to the last head (`..._unsolved_at_last`).
+
+    # Attributes
+
+    accuracy : `float`
+        Fraction of instances some head gets right.
+    relative_compute_unsolved_at_first : `float`
+    relative_compute_unsolved_at_last : `float`
+    mean_exit_layer_unsolved_at_first : `float`
+    mean_exit_layer_unsolved_at_last : `float`
+    unsolved_fraction : `float`
+        Fraction of instances no head gets right.
+    """
+
+    accuracy: float
+    relative_compute_unsolved_at_first: float
+    relative_compute_unsolved_at_last: float
+    mean_exit_layer_unsolved_at_first: float
+    mean_exit_layer_unsolved_at_last: float
+    unsolved_fraction: float
+
+
+def single_head_points(
+    head_logits: torch.Tensor,
+    labels: torch.Tensor,
+    exit_layers: Sequence[int],
+    full_depth: int,
+    temperatures: Optional[Union[Sequence[float], torch.Tensor]] = None,
+) -> List[HeadPoint]:
+    """
+    Accuracy, ECE and cost of each head used alone for every instance.
+
+    # Parameters
+
+    head_logits : `torch.Tensor`
+        Raw logits, shape `(num_instances, num_heads, num_labels)`.
+    labels : `torch.Tensor`
+        Gold label indices, shape `(num_instances,)`.
+    exit_layers : `Sequence[int]`
+    full_depth : `int`
+    temperatures : optional
+        Per-head temperatures (they only affect the ECE).
+    """
+    head_logits = head_logits.float()  # (num_instances, num_heads, num_labels)
+    head_probs = head_probabilities(head_logits, temperatures)
+    check_head_outputs(head_logits, head_probs, labels, exit_layers)
+    points = []
+    for head, layer in enumerate(exit_layers):
+        accuracy = CategoricalAccuracy()
+        ece = ExpectedCalibrationError()
+        accuracy(head_logits[:, head], labels.long())  # (num_instances, num_labels)
+        ece(head_probs[:, head], labels.long())  # (num_instances, num_labels)
+        points.append(
+            HeadPoint(
+                head=head,
+                layer=int(layer),
+                accuracy=float(accuracy.get_metric()),
+                ece=float(ece.get_metric()),
+                relative_compute=(layer + 1) / full_depth,
+            )
+        )
+    return points
+
+
+def oracle_point(
+    head_logits: torch.Tensor, labels: torch.Tensor, exit_layers: Sequence[int], full_depth: int
+) -> OraclePoint:
+    """
+    The oracle's accuracy and cost (see `OraclePoint`). Temperatures do not matter: they do not
+    change any head's prediction.
+
+    # Parameters
+
+    head_logits : `torch.Tensor`
+        Raw logits (or probabilities), shape `(num_instances, num_heads, num_labels)`.
+    labels : `torch.Tensor`
+        Gold label indices, shape `(num_instances,)`.
+    exit_layers : `Sequence[int]`
+    full_depth : `int`
+    """
+    check_head_outputs(head_logits, head_logits, labels, exit_layers)
+    correct = head_logits.argmax(dim=-1) == labels.long().view(-1, 1)  # (num_instances, num_heads)
+    solved = correct.any(dim=1)  # (num_instances,)
+    earliest = correct.long().argmax(dim=1)  # (num_instances,): first correct head, 0 if none
+    layers = torch.tensor(list(exit_layers), dtype=torch.double)  # (num_heads,)
+    at_first = layers[earliest]  # (num_instances,)
+    at_last = torch.where(solved, at_first, layers[-1])  # (num_instances,)
+    return OraclePoint(
+        accuracy=float(solved.double().mean()),
+        relative_compute_unsolved_at_first=float((at_first + 1).mean()) / full_depth,
+        relative_compute_unsolved_at_last=float((at_last + 1).mean()) / full_depth,
+        mean_exit_layer_unsolved_at_first=float(at_first.mean()),
+        mean_exit_layer_unsolved_at_last=float(at_last.mean()),
+        unsolved_fraction=float((~solved).double().mean()),
+    )

@@ -1,0 +1,171 @@
+import argparse
+import csv
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from early_exit.commands.sweep_thresholds import SweepThresholds
+from early_exit.sweep import default_threshold_grid
+from tests import PROJECT_ROOT
+from tests.sweep.trained_models import TEXT_DATA, other_model_archive, trained_archive
+
+FAST_TIMING = ["--repeats", "1", "--timing-instances", "6", "--timing-batch-size", "4"]
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    return trained_archive(tmp_path_factory, "text")
+
+
+def _sweep(*argv):
+    """Runs `allennlp sweep-thresholds` in this process."""
+    parser = argparse.ArgumentParser()
+    SweepThresholds().add_subparser(parser.add_subparsers())
+    args = parser.parse_args(["sweep-thresholds", *map(str, argv)])
+    return args.func(args)
+
+
+def test_writes_csv_markdown_png_json_and_prints_the_table(archive, tmp_path, capsys):
+    output_dir = tmp_path / "sweep"
+    result = _sweep(
+        archive, TEXT_DATA, "--output-dir", output_dir, "--compute-budget", 0.6, *FAST_TIMING
+    )
+    printed = capsys.readouterr().out
+
+    grid = default_threshold_grid()
+    with open(output_dir / "sweep.csv") as csv_file:
+        records = list(csv.DictReader(csv_file))
+    assert [float(record["threshold"]) for record in records] == grid
+    for column in [
+        "accuracy",
+        "ece",
+        "relative_compute",
+        "mean_exit_layer",
+        "exit_fraction_layer_0",
+        "exit_fraction_layer_1",
+        "exit_fraction_layer_3",
+        "seconds_per_instance_bs1",
+        "speedup_bs1",
+        "speedup_bs4",
+    ]:
+        assert column in records[0]
+    assert float(records[-1]["speedup_bs1"]) == 1.0  # the full model is the reference
+
+    summary = json.loads((output_dir / "sweep.json").read_text())
+    assert len(summary["rows"]) == len(grid)
+    assert summary["exit_layers"] == [0, 1, 3] and summary["full_depth"] == 4
+    assert [goal["goal"] for goal in summary["recommendations"]] == ["compute_budget"]
+    assert summary["recommendations"][0]["threshold"] == result.recommendations[0].threshold
+    assert {point["layer"] for point in summary["single_heads"]} == {0, 1, 3}
+    assert "relative_compute_unsolved_at_last" in summary["oracle"]
+    assert {timing["batch_size"] for timing in summary["timings"]} == {1, 4}
+
+    assert (output_dir / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    markdown = (output_dir / "sweep.md").read_text()
+    assert "# Confidence threshold sweep" in markdown and "## Reference points" in markdown
+    assert markdown.count("\n| ") > len(grid)  # the full table
+
+    assert "Recommended threshold" in printed
+    assert "| threshold | accuracy |" in printed
+    assert f"of {len(grid)} thresholds" in printed  # a compact subset on the console
+    assert "oracle, unsolved at first head" in printed and "layer 1 alone" in printed
+    assert "sweep.png" in printed
+
+
+def test_command_line_with_explicit_thresholds_and_no_timing(archive, tmp_path):
+    output_dir = tmp_path / "cli"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "allennlp",
+            "sweep-thresholds",
+            str(archive),
+            str(TEXT_DATA),
+            "--output-dir",
+            str(output_dir),
+            "--thresholds",
+            "0.5,0.9",
+            "--no-timing",
+            "--include-package",
+            "early_exit",
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((output_dir / "sweep.json").read_text())
+    assert [row["threshold"] for row in summary["rows"]] == [0.5, 0.9, 1.0]
+    assert summary["timings"] == []
+    assert "Recommended threshold" in result.stdout  # the default goal: at most 0.01 lower
+    assert "| 0.9 |" in result.stdout
+
+
+def test_command_line_error_has_no_traceback(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "allennlp",
+            "sweep-thresholds",
+            str(tmp_path / "missing.tar.gz"),
+            str(TEXT_DATA),
+            "--output-dir",
+            str(tmp_path),
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert "error: archive not found" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(archive, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("bad_inputs")
+    unlabelled = directory / "unlabelled.jsonl"
+    unlabelled.write_text('{"text": "no label here"}\n')
+    return {
+        "archive": archive,
+        "other": other_model_archive(directory / "other"),
+        "unlabelled": unlabelled,
+        "missing": directory / "missing",
+    }
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["{missing}.tar.gz", "{data}"], "archive not found"),
+        (["{archive}", "{missing}.tsv"], "data file not found"),
+        (["{other}", "{data}"], "not an early_exit_classifier"),
+        (["{archive}", "{unlabelled}"], 'missing key "label"'),
+        (["{archive}", "{data}", "--thresholds", "0.5,1.2"], r"\[0, 1\]"),
+        (["{archive}", "{data}", "--thresholds", "0.5,high"], "comma-separated numbers"),
+        (["{archive}", "{data}", "--grid-step", "0"], "grid step"),
+        (["{archive}", "{data}", "--timing-thresholds", "2"], r"timing thresholds must be in"),
+        (["{archive}", "{data}", "--compute-budget", "1.5"], "compute budget"),
+        (["{archive}", "{data}", "--max-accuracy-drop", "-0.1"], "accuracy drop"),
+        (["{archive}", "{data}", "--repeats", "0"], "repeats"),
+    ],
+)
+def test_bad_inputs_are_one_error_line(bad_inputs, tmp_path, capsys, argv, message):
+    paths = {**bad_inputs, "data": TEXT_DATA}
+    argv = [arg.format(**paths) for arg in argv] + ["--output-dir", tmp_path / "out", "--no-timing"]
+    with pytest.raises(SystemExit) as exit_info:
+        _sweep(*argv)
+    assert exit_info.value.code == 1
+    stderr = capsys.readouterr().err
+    last_line = stderr.strip().splitlines()[-1]  # progress bars may come before it
+    assert last_line.startswith("error: ")
+    assert re.search(message, last_line), stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,108 @@
+"""
+`allennlp evaluate` reports what early exit does at any threshold given by override, and the
+threshold sweep takes exactly the same decisions.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from allennlp.commands.evaluate import evaluate_from_archive
+
+from early_exit.common.archives import load_early_exit_archive
+from early_exit.common.head_outputs import collect_head_outputs
+from early_exit.sweep import head_probabilities, single_head_points, sweep_table
+from tests import PROJECT_ROOT
+from tests.sweep.trained_models import TEXT_DATA, mixed_thresholds, trained_archive
+
+EXIT_LAYERS = [0, 1, 3]
+EXIT_METRICS = ["accuracy", "ece", "mean_exit_layer", "relative_compute"] + [
+    f"exit_fraction_layer_{layer}" for layer in EXIT_LAYERS
+]
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """The trained archive, thresholds (0, some with mixed exits, 1) and the sweep's rows."""
+    archive_file = trained_archive(tmp_path_factory, "text")
+    archive = load_early_exit_archive(archive_file)
+    model = archive.model
+    instances = list(archive.validation_dataset_reader.read(str(TEXT_DATA)))
+    outputs = collect_head_outputs(model, instances)
+    mixed = mixed_thresholds(head_probabilities(outputs.logits, model.temperatures), count=3)
+    assert len(mixed) >= 2, "the tiny model should exit at different heads at some thresholds"
+    thresholds = [0.0] + mixed + [1.0]
+    rows = sweep_table(
+        outputs.logits,
+        outputs.labels,
+        thresholds,
+        EXIT_LAYERS,
+        model.full_depth,
+        model.temperatures,
+    )
+    heads = single_head_points(
+        outputs.logits, outputs.labels, EXIT_LAYERS, model.full_depth, model.temperatures
+    )
+    return archive_file, rows, heads
+
+
+def _evaluate(archive_file, threshold):
+    overrides = json.dumps({"model.confidence_threshold": threshold})
+    return evaluate_from_archive(str(archive_file), str(TEXT_DATA), cmd_overrides=overrides)
+
+
+def test_sweep_equals_allennlp_evaluate_at_every_threshold(swept):
+    archive_file, rows, heads = swept
+    mixed_rows = 0
+    for row in rows:
+        metrics = _evaluate(archive_file, row.threshold)
+        assert set(EXIT_METRICS) <= set(metrics)
+        assert metrics["accuracy"] == row.accuracy, row.threshold
+        for layer in EXIT_LAYERS:
+            assert metrics[f"exit_fraction_layer_{layer}"] == row.exit_fractions[layer]
+        assert metrics["mean_exit_layer"] == row.mean_exit_layer
+        assert metrics["relative_compute"] == row.relative_compute
+        assert metrics["ece"] == pytest.approx(row.ece, abs=1e-5)
+        mixed_rows += sum(fraction > 0 for fraction in row.exit_fractions.values()) > 1
+        if row.threshold == 1.0:
+            # every head runs at 1.0, so evaluate also reports each head alone
+            for head in heads:
+                assert metrics[f"accuracy_layer_{head.layer}"] == head.accuracy
+    assert mixed_rows >= 2
+    assert rows[0].exit_fractions[0] == 1.0 and rows[-1].exit_fractions[3] == 1.0
+
+
+def test_evaluate_command_prints_and_writes_the_exit_metrics(swept, tmp_path):
+    archive_file, rows, _ = swept
+    row = rows[1]  # a threshold with mixed exits
+    output_file = tmp_path / "metrics.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "allennlp",
+            "evaluate",
+            str(archive_file),
+            str(TEXT_DATA),
+            "--output-file",
+            str(output_file),
+            "-o",
+            json.dumps({"model.confidence_threshold": row.threshold}),
+            "--include-package",
+            "early_exit",
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads(output_file.read_text())
+    assert set(EXIT_METRICS) <= set(metrics)
+    assert metrics["accuracy"] == row.accuracy
+    assert metrics["relative_compute"] == row.relative_compute
+    printed = result.stdout + result.stderr
+    assert "Metrics:" in printed
+    for name in EXIT_METRICS:
+        assert f'"{name}"' in printed

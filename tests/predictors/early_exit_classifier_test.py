@@ -1,0 +1,274 @@
+import json
+import subprocess
+import sys
+
+import pytest
+from allennlp.common.checks import ConfigurationError
+from allennlp.data.token_indexers import PretrainedTransformerIndexer
+from allennlp.data.tokenizers import PretrainedTransformerTokenizer
+from allennlp.predictors import Predictor
+from allennlp_models.pair_classification.dataset_readers.snli import SnliReader
+
+from early_exit.common.head_outputs import collect_head_outputs
+from early_exit.predictors import EarlyExitClassifierPredictor, PredictorInputError
+from early_exit.sweep import head_probabilities
+from tests import FIXTURES_ROOT, PROJECT_ROOT, TINY_BERT
+from tests.sweep.trained_models import (
+    NLI_JSONL,
+    TEXT_JSONL,
+    mixed_thresholds,
+    other_model_archive,
+    trained_archive,
+)
+
+FIELDS = {
+    "label",
+    "confidence",
+    "probs",
+    "label_probs",
+    "exit_head",
+    "exit_layer",
+    "relative_compute",
+}
+
+
+def _lines(path):
+    """The fixture's lines without their labels, three times over (48 lines, several batches)."""
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for record in records:
+        record.pop("label")
+    return records * 3
+
+
+def assert_same_predictions(first, second, decimals=4):
+    """Same labels and exits; probabilities equal to the printed precision."""
+    assert len(first) == len(second)
+    for one, other in zip(first, second):
+        if one == other:
+            continue
+        one, other = json.loads(one) if isinstance(one, str) else one, (
+            json.loads(other) if isinstance(other, str) else other
+        )
+        for key in ("label", "exit_head", "exit_layer", "relative_compute"):
+            assert one[key] == other[key]
+        for value, other_value in zip(one["probs"], other["probs"]):
+            assert value == pytest.approx(other_value, abs=10**-decimals)
+
+
+@pytest.fixture(scope="module")
+def text_archive(tmp_path_factory):
+    return trained_archive(tmp_path_factory, "text")
+
+
+@pytest.fixture(scope="module")
+def nli_archive(tmp_path_factory):
+    return trained_archive(tmp_path_factory, "nli")
+
+
+@pytest.fixture(scope="module")
+def predictor(text_archive):
+    return Predictor.from_path(text_archive, "early_exit_classifier")
+
+
+@pytest.fixture(scope="module")
+def mixed_threshold(predictor):
+    """A threshold at which the fixture texts exit at different heads."""
+    model = predictor._model
+    instances = [predictor._json_to_instance(record) for record in _lines(TEXT_JSONL)[:16]]
+    for instance in instances:
+        predictor._dataset_reader.apply_token_indexers(instance)
+    outputs = collect_head_outputs(model, instances)
+    thresholds = mixed_thresholds(head_probabilities(outputs.logits, model.temperatures), count=1)
+    assert thresholds, "the tiny model should exit at different heads at some threshold"
+    return thresholds[0]
+
+
+class TestPredictions:
+    def test_default_predictor_and_archive_threshold(self, text_archive):
+        predictor = Predictor.from_path(text_archive)
+        assert isinstance(predictor, EarlyExitClassifierPredictor)
+        assert predictor.confidence_threshold == 1.0  # the archive's value
+
+    def test_threshold_from_python_and_from_overrides(self, text_archive):
+        predictor = Predictor.from_path(
+            text_archive, "early_exit_classifier", confidence_threshold=0.8
+        )
+        assert predictor.confidence_threshold == 0.8
+        assert predictor._model.confidence_threshold == 0.8
+        # Dot syntax: allennlp 2.10 replaces the whole "model" block with a nested dictionary.
+        overridden = Predictor.from_path(
+            text_archive, overrides='{"model.confidence_threshold": 0.3}'
+        )
+        assert overridden.confidence_threshold == 0.3
+
+    def test_outputs_have_all_fields_and_are_consistent(self, predictor, mixed_threshold):
+        predictor.confidence_threshold = mixed_threshold
+        output = predictor.predict("A great movie with a wonderful story.")
+        assert set(output) == FIELDS
+        assert set(output["label_probs"]) == {"positive", "negative"}
+        assert list(output["label_probs"].values()) == output["probs"]
+        assert output["confidence"] == max(output["probs"])
+        assert output["label"] == max(output["label_probs"], key=output["label_probs"].get)
+        assert sum(output["probs"]) == pytest.approx(1.0, abs=1e-3)
+        assert output["exit_layer"] == [0, 1, 3][output["exit_head"]]
+        assert output["relative_compute"] == (output["exit_layer"] + 1) / 4
+        json.loads(predictor.dump_line(output))
+
+    @pytest.mark.parametrize("threshold, layer", [(0.0, 0), (1.0, 3)])
+    def test_threshold_zero_and_one_exit_at_first_and_last_head(self, predictor, threshold, layer):
+        predictor.confidence_threshold = threshold
+        outputs = predictor.predict_batch_json(_lines(TEXT_JSONL)[:16])
+        assert {output["exit_layer"] for output in outputs} == {layer}
+        assert {output["relative_compute"] for output in outputs} == {(layer + 1) / 4}
+        assert all("head_logits" not in output for output in outputs)  # 1.0 runs every head
+
+    def test_batch_sizes_agree(self, predictor, mixed_threshold):
+        predictor.confidence_threshold = mixed_threshold
+        lines = _lines(TEXT_JSONL)
+        single = [predictor.dump_line(predictor.predict_json(line)) for line in lines]
+        batched = [
+            predictor.dump_line(output)
+            for start in range(0, len(lines), 32)
+            for output in predictor.predict_batch_json(lines[start : start + 32])
+        ]
+        assert len({json.loads(line)["exit_layer"] for line in single}) > 1
+        assert_same_predictions(single, batched)
+
+    def test_run_all_heads_adds_every_heads_outputs(self, text_archive):
+        predictor = Predictor.from_path(text_archive, overrides='{"model.run_all_heads": true}')
+        output = predictor.predict("Boring.")
+        assert len(output["head_probs"]) == 3 and len(output["head_logits"]) == 3
+
+    def test_nli_lines(self, nli_archive):
+        predictor = Predictor.from_path(nli_archive, confidence_threshold=0.0)
+        output = predictor.predict_pair("A man is playing.", "A person is playing.")
+        assert set(output) == FIELDS
+        assert set(output["label_probs"]) == {"entailment", "contradiction", "neutral"}
+        assert output["exit_layer"] == 0
+        outputs = predictor.predict_batch_json(_lines(NLI_JSONL))
+        assert all(set(output) == FIELDS for output in outputs)
+
+    def test_nli_with_allennlp_models_snli_reader(self, nli_archive):
+        ours = Predictor.from_path(nli_archive, confidence_threshold=0.5)
+        snli_reader = SnliReader(
+            tokenizer=PretrainedTransformerTokenizer(TINY_BERT, add_special_tokens=False),
+            token_indexers={"tokens": PretrainedTransformerIndexer(TINY_BERT)},
+        )
+        theirs = EarlyExitClassifierPredictor(ours._model, snli_reader)
+        lines = _lines(NLI_JSONL)[:15]
+        assert theirs.predict_batch_json(lines) == ours.predict_batch_json(lines)
+
+
+class TestBadInput:
+    def test_missing_keys_name_the_expected_keys_and_the_line(self, predictor):
+        with pytest.raises(PredictorInputError, match=r'no "sentence" or "text" key.*"premise"'):
+            predictor.predict_json({"premise": "a", "hypothesis": "b"})
+
+    def test_nli_model_names_premise_and_hypothesis(self, nli_archive):
+        predictor = Predictor.from_path(nli_archive)
+        with pytest.raises(PredictorInputError, match=r'no "hypothesis" key.*sentence pairs'):
+            predictor.predict_json({"premise": "A man sleeps."})
+
+    @pytest.mark.parametrize(
+        "line, message",
+        [
+            ("", "empty input line"),
+            ("   \n", "empty input line"),
+            ("{not json", "not valid JSON.*{not json"),
+            ('["a list"]', "not an object"),
+        ],
+    )
+    def test_bad_lines(self, predictor, line, message):
+        with pytest.raises(PredictorInputError, match=message):
+            predictor.load_line(line)
+
+    @pytest.mark.parametrize(
+        "inputs, message",
+        [
+            ({"sentence": "a", "text": "b"}, "both"),
+            ({"sentence": ""}, "non-empty string"),
+            ({"sentence": 3}, "non-empty string"),
+        ],
+    )
+    def test_bad_values(self, predictor, inputs, message):
+        with pytest.raises(PredictorInputError, match=message):
+            predictor.predict_json(inputs)
+
+    @pytest.mark.parametrize("threshold", [1.5, -0.1, "high"])
+    def test_threshold_outside_zero_one(self, text_archive, threshold):
+        with pytest.raises(ConfigurationError, match=r"confidence_threshold must be"):
+            Predictor.from_path(text_archive, confidence_threshold=threshold)
+
+    def test_threshold_outside_zero_one_by_override(self, text_archive):
+        with pytest.raises(ConfigurationError, match=r"\[0, 1\]"):
+            Predictor.from_path(text_archive, overrides='{"model.confidence_threshold": 2}')
+
+    def test_unknown_predictor_argument(self, text_archive):
+        with pytest.raises(ConfigurationError, match="unknown argument.*threshold"):
+            Predictor.from_path(text_archive, threshold=0.5)
+
+    def test_archive_of_another_model_type(self, tmp_path):
+        archive = other_model_archive(tmp_path / "other")
+        with pytest.raises(ConfigurationError, match="needs an early_exit_classifier model"):
+            Predictor.from_path(archive, "early_exit_classifier")
+
+
+def _allennlp(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "allennlp", *map(str, args), "--include-package", "early_exit"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+class TestPredictCommand:
+    def test_batch_sizes_1_and_32_agree_line_for_line(
+        self, text_archive, mixed_threshold, tmp_path
+    ):
+        lines = [json.dumps(line) for line in _lines(TEXT_JSONL)]
+        lines.insert(5, "")  # `allennlp predict` skips blank lines
+        input_file = tmp_path / "input.jsonl"
+        input_file.write_text("\n".join(lines) + "\n")
+        outputs = {}
+        for batch_size in (1, 32):
+            output_file = tmp_path / f"output_{batch_size}.jsonl"
+            result = _allennlp(
+                "predict",
+                text_archive,
+                input_file,
+                "--output-file",
+                output_file,
+                "--batch-size",
+                batch_size,
+                "--silent",
+                "--predictor-args",
+                json.dumps({"confidence_threshold": mixed_threshold}),
+            )
+            assert result.returncode == 0, result.stderr[-3000:]
+            outputs[batch_size] = output_file.read_text().splitlines()
+        assert len(outputs[1]) == len(lines) - 1
+        assert set(json.loads(outputs[1][0])) == FIELDS
+        assert len({json.loads(line)["exit_layer"] for line in outputs[1]}) > 1
+        assert_same_predictions(outputs[1], outputs[32])
+
+    def test_bad_line_ends_with_a_clear_message(self, text_archive, tmp_path):
+        input_file = tmp_path / "input.jsonl"
+        input_file.write_text('{"sentence": "fine"}\n{"review": "no sentence key"}\n')
+        output_file = tmp_path / "output.jsonl"
+        result = _allennlp(
+            "predict", text_archive, input_file, "--silent", "--output-file", output_file
+        )
+        assert result.returncode != 0
+        last_line = result.stderr.strip().splitlines()[-1]
+        assert 'no "sentence" or "text" key' in last_line and "review" in last_line
+
+
+def test_fixture_inputs_for_the_readme(text_archive, nli_archive):
+    text = Predictor.from_path(text_archive)
+    for line in (FIXTURES_ROOT / "predictors" / "sentences.jsonl").read_text().splitlines():
+        assert set(text.predict_json(text.load_line(line))) == FIELDS
+    nli = Predictor.from_path(nli_archive)
+    for line in (FIXTURES_ROOT / "predictors" / "nli_pairs.jsonl").read_text().splitlines():
+        assert set(nli.predict_json(nli.load_line(line))) == FIELDS
