@@ -42,6 +42,7 @@ local readers = {
     encoder,
     baseline=false,
     head_pooling='mean',
+    distillation_weight=0.0,
     lr=2e-5,
     batch_size=16,
     num_epochs=2,
@@ -70,6 +71,7 @@ local readers = {
       exit_layers: if baseline then enc.baseline else enc.exit_layers,
       head_pooling: head_pooling,
       dropout: 0.1,
+      distillation_weight: distillation_weight,
     },
     data_loader: {
       batch_sampler: { type: 'bucket', batch_size: batch_size, sorting_keys: ['tokens'] },
