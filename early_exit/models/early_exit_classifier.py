@@ -269,7 +269,9 @@ class EarlyExitClassifier(Model):
         - `head_logits`, `head_probs` `(batch_size, num_heads, num_labels)`: every head's raw logits and
           temperature-scaled probabilities, only when all heads were run (training, `run_all_heads`,
           or threshold 1.0, where every layer is computed anyway);
-        - `loss` when labels are given.
+        - `loss` when labels are given: when all heads ran, the weighted sum of every head's
+          cross-entropy (plus self-distillation, if enabled); otherwise the cross-entropy of the
+          exit predictions.
         """
         if len(tokens) != 1:
             raise ConfigurationError(
