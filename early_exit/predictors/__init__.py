@@ -1,6 +1,7 @@
 from early_exit.predictors.early_exit_classifier import (
     EarlyExitClassifierPredictor,
     PredictorInputError,
+    length_sorted_groups,
 )
 
-__all__ = ["EarlyExitClassifierPredictor", "PredictorInputError"]
+__all__ = ["EarlyExitClassifierPredictor", "PredictorInputError", "length_sorted_groups"]
