@@ -138,7 +138,7 @@ def evaluate_dataset(dataset: str, paths: Dict[str, Path], work: Path, repeats: 
     import torch
     from allennlp.models.archival import load_archive
 
-    from early_exit.sweep import plot_sweep, sweep_model
+    from early_exit.sweep import plot_sweep, recommend_threshold, sweep_model
     from early_exit.sweep.thresholds import default_threshold_grid
 
     torch.set_num_threads(2)
@@ -160,10 +160,10 @@ def evaluate_dataset(dataset: str, paths: Dict[str, Path], work: Path, repeats: 
             continue
         on_dev = sweep_model(model, dev, timing=False, max_accuracy_drop=0.01)
         full_dev = on_dev.full_model.accuracy
-        chosen = {}
-        for drop in (0.005, 0.01):
-            rows = [row for row in on_dev.rows if row.accuracy >= full_dev - drop - 1e-12]
-            chosen[str(drop)] = min(rows, key=lambda row: (row.relative_compute, -row.threshold)).threshold
+        chosen = {
+            str(drop): recommend_threshold(on_dev.rows, full_dev, max_accuracy_drop=drop).threshold
+            for drop in (0.005, 0.01)
+        }
         timed = sorted(set(chosen.values()) | {1.0})
         main = name == "early_exit"
         on_eval = sweep_model(
