@@ -26,6 +26,7 @@ Usage (from the repo root, after `make install`; about an hour on 2 CPU cores):
 
 `--datasets sst2,ag_news` limits the datasets, `--report-only` re-reports already trained models.
 """
+
 import argparse
 import json
 import os
@@ -60,9 +61,14 @@ DATASETS = {
 
 
 def run(command: List[str], log: Optional[Path] = None, threads: int = 1) -> None:
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads))
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        TOKENIZERS_PARALLELISM="false",
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+    )
     print("$", " ".join(command), flush=True)
     with open(log, "w") if log else open(os.devnull, "w") as out:
         subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=out, stderr=subprocess.STDOUT)
@@ -76,8 +82,21 @@ def prepare_data(dataset: str, shared: Path, work: Path) -> Dict[str, Path]:
     source = shared / dataset
     if not (out / "train.tsv").exists():
         options = ["--max-train", "20000"] if dataset == "sst2" else ["--cpu-subset"]
-        run([PY, "-m", "early_exit.data.prepare", dataset, str(source), str(converted), "--force",
-             "--seed", str(SEED), *options], log=work / f"prepare_{dataset}.log")
+        run(
+            [
+                PY,
+                "-m",
+                "early_exit.data.prepare",
+                dataset,
+                str(source),
+                str(converted),
+                "--force",
+                "--seed",
+                str(SEED),
+                *options,
+            ],
+            log=work / f"prepare_{dataset}.log",
+        )
     if dataset != "sst2":
         return {"train": out / "train.tsv", "dev": out / "dev.tsv", "eval": out / "test.tsv"}
     # SST-2: split GLUE dev (the converter's test split) into seeded halves.
@@ -102,14 +121,38 @@ def train_all(jobs: List[Dict], parallel: int) -> None:
             job = pending.pop(0)
             if job["dir"].exists():
                 shutil.rmtree(job["dir"])
-            command = [PY, "-m", "allennlp", "train", job["config"], "-s", str(job["dir"]),
-                       "--include-package", "early_exit", "-o", json.dumps(job["overrides"])]
+            command = [
+                PY,
+                "-m",
+                "allennlp",
+                "train",
+                job["config"],
+                "-s",
+                str(job["dir"]),
+                "--include-package",
+                "early_exit",
+                "-o",
+                json.dumps(job["overrides"]),
+            ]
             print("$", " ".join(command), flush=True)
             log = open(str(job["dir"]) + ".log", "w")
-            env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-                       TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-            running.append((job, subprocess.Popen(command, cwd=ROOT, env=env, stdout=log,
-                                                  stderr=subprocess.STDOUT), time.time()))
+            env = dict(
+                os.environ,
+                HF_HUB_OFFLINE="1",
+                TRANSFORMERS_OFFLINE="1",
+                TOKENIZERS_PARALLELISM="false",
+                OMP_NUM_THREADS="1",
+                MKL_NUM_THREADS="1",
+            )
+            running.append(
+                (
+                    job,
+                    subprocess.Popen(
+                        command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+                    ),
+                    time.time(),
+                )
+            )
         time.sleep(5)
         for entry in list(running):
             job, process, start = entry
@@ -125,15 +168,24 @@ def training_jobs(dataset: str, paths: Dict[str, Path], work: Path) -> List[Dict
     variants = dict(VARIANTS, **(SST2_EXTRA_VARIANTS if dataset == "sst2" else {}))
     jobs = []
     for name, extra in variants.items():
-        overrides = {"train_data_path": str(paths["train"]), "validation_data_path": str(paths["dev"]),
-                     **extra}
-        jobs.append({"config": f"training_config/{dataset}_minilm.jsonnet",
-                     "dir": work / "models" / f"{dataset}_{name}", "overrides": overrides})
+        overrides = {
+            "train_data_path": str(paths["train"]),
+            "validation_data_path": str(paths["dev"]),
+            **extra,
+        }
+        jobs.append(
+            {
+                "config": f"training_config/{dataset}_minilm.jsonnet",
+                "dir": work / "models" / f"{dataset}_{name}",
+                "overrides": overrides,
+            }
+        )
     return jobs
 
 
-def evaluate_dataset(dataset: str, paths: Dict[str, Path], work: Path, repeats: int,
-                     timing_instances: int) -> Dict:
+def evaluate_dataset(
+    dataset: str, paths: Dict[str, Path], work: Path, repeats: int, timing_instances: int
+) -> Dict:
     """Sweeps on dev to choose thresholds, then reports on the evaluation split."""
     import torch
     from allennlp.models.archival import load_archive
@@ -147,12 +199,15 @@ def evaluate_dataset(dataset: str, paths: Dict[str, Path], work: Path, repeats: 
     for variant_dir in sorted(models_dir.glob(f"{dataset}_*")):
         if not variant_dir.is_dir() or not (variant_dir / "model.tar.gz").exists():
             continue
-        name = variant_dir.name[len(dataset) + 1:]
+        name = variant_dir.name[len(dataset) + 1 :]
         archive = load_archive(str(variant_dir / "model.tar.gz"))
         model, reader = archive.model, archive.validation_dataset_reader
         dev = list(reader.read(str(paths["dev"])))
         evaluation = list(reader.read(str(paths["eval"])))
-        entry: Dict = {"exit_layers": model.exit_layers, "temperatures": model.temperatures.tolist()}
+        entry: Dict = {
+            "exit_layers": model.exit_layers,
+            "temperatures": model.temperatures.tolist(),
+        }
         if len(model.exit_layers) == 1:
             on_eval = sweep_model(model, evaluation, thresholds=[1.0], timing=False)
             entry["eval_full"] = on_eval.to_json()["full_model"]
@@ -167,21 +222,28 @@ def evaluate_dataset(dataset: str, paths: Dict[str, Path], work: Path, repeats: 
         timed = sorted(set(chosen.values()) | {1.0})
         main = name == "early_exit"
         on_eval = sweep_model(
-            model, evaluation, thresholds=default_threshold_grid(), timing=main,
-            timing_thresholds=timed, repeats=repeats, timing_instances=timing_instances,
+            model,
+            evaluation,
+            thresholds=default_threshold_grid(),
+            timing=main,
+            timing_thresholds=timed,
+            repeats=repeats,
+            timing_instances=timing_instances,
             max_accuracy_drop=0.01,
         )
         eval_json = on_eval.to_json()
         rows_by_threshold = {row["threshold"]: row for row in eval_json["rows"]}
-        entry.update({
-            "dev_full_accuracy": full_dev,
-            "chosen_thresholds": chosen,
-            "eval_full": eval_json["full_model"],
-            "eval_at_chosen": {drop: rows_by_threshold[t] for drop, t in chosen.items()},
-            "single_heads": eval_json["single_heads"],
-            "oracle": eval_json["oracle"],
-            "timings": eval_json["timings"],
-        })
+        entry.update(
+            {
+                "dev_full_accuracy": full_dev,
+                "chosen_thresholds": chosen,
+                "eval_full": eval_json["full_model"],
+                "eval_at_chosen": {drop: rows_by_threshold[t] for drop, t in chosen.items()},
+                "single_heads": eval_json["single_heads"],
+                "oracle": eval_json["oracle"],
+                "timings": eval_json["timings"],
+            }
+        )
         if main:
             plot_dir = ROOT / "docs" / "results"
             plot_dir.mkdir(parents=True, exist_ok=True)
@@ -197,8 +259,11 @@ def pct(value: float) -> str:
 def speedups(entry: Dict, threshold: float) -> str:
     cells = []
     for batch_size in (1, 32):
-        match = [t for t in entry.get("timings", []) if t["threshold"] == threshold
-                 and t["batch_size"] == batch_size]
+        match = [
+            t
+            for t in entry.get("timings", [])
+            if t["threshold"] == threshold and t["batch_size"] == batch_size
+        ]
         cells.append(f"{match[0]['speedup']:.2f}x" if match else "-")
     return " | ".join(cells)
 
@@ -236,53 +301,118 @@ def write_report(results: List[Dict], machine: str, elapsed: float) -> str:
         if main is None:
             continue
         full = main["eval_full"]
-        lines += [f"## {info['title']} ({info['eval_name']})", "",
-                  "| model | threshold | accuracy | vs full | relative compute | ideal speedup | "
-                  "measured speedup, batch 1 | batch 32 |",
-                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines += [
+            f"## {info['title']} ({info['eval_name']})",
+            "",
+            "| model | threshold | accuracy | vs full | relative compute | ideal speedup | "
+            "measured speedup, batch 1 | batch 32 |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
         if "baseline" in models:
             base = models["baseline"]["eval_full"]
-            lines.append(f"| standard baseline (one head, layer 5) | - | {pct(base['accuracy'])} | "
-                         f"{pct(base['accuracy'] - full['accuracy']):>s} | 1.00 | 1.0x | - | - |")
-        lines.append(f"| early exit, full depth | 1.0 | {pct(full['accuracy'])} | 0.0 | 1.00 | 1.0x | "
-                     f"1.00x | 1.00x |")
+            lines.append(
+                f"| standard baseline (one head, layer 5) | - | {pct(base['accuracy'])} | "
+                f"{pct(base['accuracy'] - full['accuracy']):>s} | 1.00 | 1.0x | - | - |"
+            )
+        lines.append(
+            f"| early exit, full depth | 1.0 | {pct(full['accuracy'])} | 0.0 | 1.00 | 1.0x | "
+            f"1.00x | 1.00x |"
+        )
         for drop, label in (("0.005", "<= 0.5 pt on dev"), ("0.01", "<= 1 pt on dev")):
             row = main["eval_at_chosen"][drop]
             threshold = main["chosen_thresholds"][drop]
             lines.append(
                 f"| early exit, {label} | {threshold:g} | {pct(row['accuracy'])} | "
                 f"{pct(row['accuracy'] - full['accuracy'])} | {row['relative_compute']:.2f} | "
-                f"{1 / row['relative_compute']:.1f}x | {speedups(main, threshold)} |")
+                f"{1 / row['relative_compute']:.1f}x | {speedups(main, threshold)} |"
+            )
         for head in main["single_heads"]:
-            lines.append(f"| head on layer {head['layer']} alone | - | {pct(head['accuracy'])} | "
-                         f"{pct(head['accuracy'] - full['accuracy'])} | "
-                         f"{head['relative_compute']:.2f} | {1 / head['relative_compute']:.1f}x | - | - |")
+            lines.append(
+                f"| head on layer {head['layer']} alone | - | {pct(head['accuracy'])} | "
+                f"{pct(head['accuracy'] - full['accuracy'])} | "
+                f"{head['relative_compute']:.2f} | {1 / head['relative_compute']:.1f}x | - | - |"
+            )
         oracle = main["oracle"]
         lines.append(
             f"| oracle (earliest correct head) | - | {pct(oracle['accuracy'])} | "
             f"{pct(oracle['accuracy'] - full['accuracy'])} | "
             f"{oracle['relative_compute_unsolved_at_first']:.2f} (unsolved at first) / "
-            f"{oracle['relative_compute_unsolved_at_last']:.2f} (at last) | - | - | - |")
-        lines += ["", f"Temperatures: {', '.join(f'{t:.2f}' for t in main['temperatures'])}.",
-                  "", f"![{info['title']} speed/accuracy curve](results/{dataset}.png)", ""]
-        others = {name: m for name, m in models.items()
-                  if name not in ("early_exit", "baseline") and "single_heads" in m}
+            f"{oracle['relative_compute_unsolved_at_last']:.2f} (at last) | - | - | - |"
+        )
+        lines += [
+            "",
+            f"Temperatures: {', '.join(f'{t:.2f}' for t in main['temperatures'])}.",
+            "",
+            f"![{info['title']} speed/accuracy curve](results/{dataset}.png)",
+            "",
+        ]
+        others = {
+            name: m
+            for name, m in models.items()
+            if name not in ("early_exit", "baseline") and "single_heads" in m
+        }
         if others:
-            lines += ["### Variants (same data and settings, one change each)", "",
-                      "| variant | full depth | per-head accuracy (layers 0-5) | <= 1 pt on dev: accuracy, compute |",
-                      "| --- | ---: | --- | --- |"]
+            lines += [
+                "### Variants (same data and settings, one change each)",
+                "",
+                "| variant | full depth | per-head accuracy (layers 0-5) | <= 1 pt on dev: accuracy, compute |",
+                "| --- | ---: | --- | --- |",
+            ]
             for name, m in [("early_exit", main), *others.items()]:
                 heads = " / ".join(pct(h["accuracy"]) for h in m["single_heads"])
                 row = m["eval_at_chosen"]["0.01"]
-                lines.append(f"| {name} | {pct(m['eval_full']['accuracy'])} | {heads} | "
-                             f"{pct(row['accuracy'])}, {row['relative_compute']:.2f} |")
+                lines.append(
+                    f"| {name} | {pct(m['eval_full']['accuracy'])} | {heads} | "
+                    f"{pct(row['accuracy'])}, {row['relative_compute']:.2f} |"
+                )
             lines.append("")
-    lines += ["## Reproduce", "", "```bash",
-              "make install",
-              ".venv/bin/python scripts/reproduce_results.py --shared-data ../shared/data "
-              "--work-dir build/results",
-              "```", "", f"Last run took {elapsed / 60:.0f} minutes.", ""]
+    lines += [
+        "## Reproduce",
+        "",
+        "```bash",
+        "make install",
+        ".venv/bin/python scripts/reproduce_results.py --shared-data ../shared/data "
+        "--work-dir build/results",
+        "```",
+        "",
+        f"Last run took {elapsed / 60:.0f} minutes.",
+        "",
+    ]
     return "\n".join(lines)
+
+
+def readme_summary(results: List[Dict]) -> str:
+    """The compact table the README shows (between its results markers)."""
+    lines = [
+        "| data (evaluation split) | full depth | threshold (<= 1 pt on dev) | accuracy | relative "
+        "compute | measured speedup, batch 1 / 32 | oracle compute |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for result in results:
+        main = result["models"].get("early_exit")
+        if main is None:
+            continue
+        row = main["eval_at_chosen"]["0.01"]
+        threshold = main["chosen_thresholds"]["0.01"]
+        b1, b32 = speedups(main, threshold).split(" | ")
+        lines.append(
+            f"| {DATASETS[result['dataset']]['title']} ({DATASETS[result['dataset']]['eval_name']}) "
+            f"| {pct(main['eval_full']['accuracy'])} | {threshold:g} | {pct(row['accuracy'])} | "
+            f"{row['relative_compute']:.2f} | {b1} / {b32} | "
+            f"{main['oracle']['relative_compute_unsolved_at_first']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def update_readme(summary: str) -> None:
+    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if start not in text or end not in text:
+        print(f"README.md has no {start} section; not updated")
+        return
+    before, rest = text.split(start, 1)
+    readme.write_text(before + start + "\n" + summary + "\n" + end + rest.split(end, 1)[1])
 
 
 def machine_description() -> str:
@@ -297,8 +427,10 @@ def machine_description() -> str:
     import torch
     import transformers
 
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), transformers {transformers.__version__}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), transformers {transformers.__version__}"
+    )
 
 
 def main() -> None:
@@ -338,6 +470,7 @@ def main() -> None:
     report = write_report(results, machine_description(), time.time() - start)
     (ROOT / "docs").mkdir(exist_ok=True)
     (ROOT / "docs" / "results.md").write_text(report)
+    update_readme(readme_summary(results))
     print(report)
 
 
