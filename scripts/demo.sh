@@ -25,7 +25,8 @@ echo ">> [1/4] training on $(wc -l < $TRAIN) SST-2 sentences, validating and cal
 "$PY" -m allennlp train training_config/sst2_minilm.jsonnet -s "$OUT/model" \
     --include-package early_exit --file-friendly-logging \
     -o "{\"train_data_path\": \"$TRAIN\", \"validation_data_path\": \"$DEV\", \"trainer.num_epochs\": $EPOCHS}" \
-    2>&1 | grep -E "INFO - (allennlp.training.gradient_descent_trainer - (Epoch|Training|Validation)|early_exit)|accuracy|ece|Temper|head|error|Error" || true
+    2>&1 | grep -E "gradient_descent_trainer - Epoch [0-9]+/|console_logger - +(Training|accuracy|ece |relative)|temperature_calibration - Calibrated|Error" \
+    | sed -E 's/^[0-9-]+ [0-9:,]+ - INFO - [a-z_.]+ - //' || true
 test -f "$OUT/model/model.tar.gz" || { echo "!! training failed, see $OUT/model/out.log" >&2; exit 1; }
 
 echo ">> [2/4] sweeping the confidence threshold (every head once, then timing real early exit)"
