@@ -176,6 +176,40 @@ class TestEarlyExitClassifier(ModelTestCase):
         distilled_output["loss"].backward()
         assert distilled.heads[2].classifier.weight.grad is not None
 
+    def test_previous_layer_logits_feed_later_heads_and_exits_stay_per_instance(self):
+        model = EarlyExitClassifier(
+            self.vocab, TINY_BERT, [0, 1, 3], add_previous_layer_logits=True, dropout=0.0
+        ).eval()
+        num_labels = model.num_labels
+        assert [head.classifier.in_features for head in model.heads] == [
+            32,
+            32 + num_labels,
+            32 + 2 * num_labels,
+        ]
+        tensors = self._tensors(self.instances)
+        with torch.no_grad():
+            model.run_all_heads = True
+            full = model(**tensors)
+            model.run_all_heads = False
+            # The last head's logits change when the earlier heads' logits change.
+            model.heads[0].classifier.bias.add_(1.0)
+            model.run_all_heads = True
+            changed = model(**tensors)
+            model.run_all_heads = False
+            model.heads[0].classifier.bias.sub_(1.0)
+            assert not torch.allclose(full["head_logits"][:, 2], changed["head_logits"][:, 2])
+            confidence = full["head_probs"][:, 0].max(dim=-1).values.sort().values
+            middle = len(confidence) // 2
+            model.confidence_threshold = float(confidence[middle - 1] + confidence[middle]) / 2
+            batched = model(**tensors)
+            singles = [model(**self._tensors([instance])) for instance in self.instances]
+        assert len(set(batched["exit_head"].tolist())) > 1
+        for index, single in enumerate(singles):
+            assert int(single["exit_head"][0]) == int(batched["exit_head"][index])
+            torch.testing.assert_close(
+                single["probs"][0], batched["probs"][index], atol=1e-5, rtol=0
+            )
+
     def test_per_head_accuracies_and_exit_metrics(self):
         self.model.run_all_heads = True
         with torch.no_grad():
