@@ -10,3 +10,7 @@ from early_exit.models import *  # noqa: F401,F403
 from early_exit.training import *  # noqa: F401,F403
 from early_exit.predictors import *  # noqa: F401,F403
 from early_exit.commands import *  # noqa: F401,F403
+
+from early_exit.common.cli_errors import install_cli_error_hook
+
+install_cli_error_hook()

@@ -260,9 +260,28 @@ class TestPredictCommand:
         result = _allennlp(
             "predict", text_archive, input_file, "--silent", "--output-file", output_file
         )
-        assert result.returncode != 0
-        last_line = result.stderr.strip().splitlines()[-1]
-        assert 'no "sentence" or "text" key' in last_line and "review" in last_line
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr
+        errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1
+        assert 'no "sentence" or "text" key' in errors[0] and "review" in errors[0]
+
+    def test_threshold_outside_range_is_one_clear_line(self, text_archive, tmp_path):
+        input_file = tmp_path / "input.jsonl"
+        input_file.write_text('{"sentence": "fine"}\n')
+        result = _allennlp(
+            "predict",
+            text_archive,
+            input_file,
+            "--silent",
+            "--output-file",
+            tmp_path / "out",
+            "--predictor-args",
+            '{"confidence_threshold": 1.5}',
+        )
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr
+        assert "error: confidence_threshold must be in [0, 1], got 1.5" in result.stderr
 
 
 def test_fixture_inputs_for_the_readme(text_archive, nli_archive):
