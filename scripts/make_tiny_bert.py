@@ -6,6 +6,7 @@ every input tokenizes without `[UNK]`). Nothing is downloaded.
 
 Usage: python scripts/make_tiny_bert.py test_fixtures/tiny_bert
 """
+
 import string
 import sys
 from pathlib import Path

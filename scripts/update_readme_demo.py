@@ -4,6 +4,7 @@ docs/demo/ from the outputs of scripts/demo.sh. Run by `make demo`; not meant to
 
 Usage: python scripts/update_readme_demo.py DEMO_OUTPUT_DIR SECONDS_TAKEN
 """
+
 import json
 import shutil
 import sys
