@@ -17,7 +17,6 @@ The table is printed and written to `--output` (with the machine and the command
 """
 
 import argparse
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Dict, List
 import torch
 from allennlp.data import Batch, Vocabulary
 
+from early_exit.common.machine import cpu_name
 from early_exit.dataset_readers import EarlyExitTextClassificationReader
 from early_exit.models import EarlyExitClassifier
 
@@ -105,16 +105,6 @@ def main() -> None:
 def display_path(path: str) -> str:
     resolved = Path(path).resolve()
     return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else path
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

@@ -96,14 +96,9 @@ def machine_info() -> Dict[str, Any]:
     import torch
     import transformers
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from early_exit.common.machine import cpu_name
+
+    cpu = cpu_name()
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:

@@ -30,7 +30,6 @@ Usage (from the repo root, after `make install`; about an hour on 2 CPU cores):
 import argparse
 import json
 import os
-import platform
 import random
 import shutil
 import subprocess
@@ -418,14 +417,9 @@ def update_readme(summary: str) -> None:
 
 
 def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from early_exit.common.machine import cpu_name
+
+    cpu = cpu_name()
     import torch
     import transformers
 
