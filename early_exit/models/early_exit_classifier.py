@@ -268,7 +268,7 @@ class EarlyExitClassifier(Model):
           0-based transformer layer; `relative_compute` `(batch_size,)`: `(exit_layer + 1) / full_depth`;
         - `head_logits`, `head_probs` `(batch_size, num_heads, num_labels)`: every head's raw logits and
           temperature-scaled probabilities, only when all heads were run (training, `run_all_heads`,
-          or threshold 1.0, where every layer is computed anyway);
+          or threshold 1.0 with labels, where every layer is computed anyway);
         - `loss` when labels are given: when all heads ran, the weighted sum of every head's
           cross-entropy (plus self-distillation, if enabled); otherwise the cross-entropy of the
           exit predictions.
@@ -282,7 +282,11 @@ class EarlyExitClassifier(Model):
         mask = indexed["mask"].bool()  # (batch_size, num_tokens)
         type_ids = indexed.get("type_ids")  # (batch_size, num_tokens) or None
 
-        all_heads = self.training or self.run_all_heads or self._confidence_threshold >= 1.0
+        # Every head runs in training, on request, and at threshold 1.0 when labels are given (every
+        # layer is computed anyway, so per-head accuracies cost only the heads). Prediction at 1.0
+        # computes only the heads it needs.
+        no_early_exit = self._confidence_threshold >= 1.0
+        all_heads = self.training or self.run_all_heads or (no_early_exit and label is not None)
         if all_heads:
             output = self._forward_all_heads(token_ids, mask, type_ids)
         else:
@@ -376,9 +380,16 @@ class EarlyExitClassifier(Model):
             pooled.append(self._pool(hidden, mask))
             if layer != self.exit_layers[head]:
                 continue
+            is_last = head == len(self.heads) - 1
+            if (
+                not is_last
+                and self._confidence_threshold >= 1.0
+                and not self.add_previous_layer_logits
+            ):
+                head += 1  # nobody can exit here, and no later head reads this one's logits
+                continue
             logits = self.heads[head](pooled, self._previous_logits(head_logits))
             probs = self._scaled_probs(logits, head)  # (active, num_labels)
-            is_last = head == len(self.heads) - 1
             done = exits_at_head(probs, self._confidence_threshold, is_last)  # (active,)
             finished = active[done]
             logits_out[finished] = logits[done].float()

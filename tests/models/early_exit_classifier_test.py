@@ -100,6 +100,27 @@ class TestEarlyExitClassifier(ModelTestCase):
         assert output["exit_layer"].tolist() == [3] * len(self.instances)
         torch.testing.assert_close(output["logits"], expected, atol=1e-5, rtol=1e-5)
 
+    def test_prediction_at_threshold_one_runs_only_the_last_head_with_the_same_output(self):
+        tensors = self._tensors(self.instances)
+        del tensors["label"]
+        calls = [0] * len(self.model.heads)
+        for index, head in enumerate(self.model.heads):
+            head.register_forward_hook(
+                lambda module, inputs, output, index=index: calls.__setitem__(
+                    index, calls[index] + 1
+                )
+            )
+        self.model.confidence_threshold = 1.0
+        with torch.no_grad():
+            fast = self.model(**tensors)
+            assert calls == [0, 0, 1]
+            self.model.run_all_heads = True
+            reference = self.model(**tensors)
+        assert fast["exit_layer"].tolist() == reference["exit_layer"].tolist() == [3] * 16
+        torch.testing.assert_close(fast["logits"], reference["logits"], atol=1e-6, rtol=0)
+        torch.testing.assert_close(fast["probs"], reference["probs"], atol=1e-6, rtol=0)
+        assert "head_probs" not in fast
+
     def test_probabilities_round_to_one_still_no_early_exit_at_threshold_one(self):
         self.model.set_temperatures([1e-6, 1e-6, 1.0])  # first heads' probabilities become 1.0
         self.model.confidence_threshold = 1.0
