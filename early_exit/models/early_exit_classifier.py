@@ -14,7 +14,7 @@ from overrides import overrides
 from transformers import AutoConfig
 
 from early_exit.modules.exit_head import ExitHead
-from early_exit.modules.exit_policy import exits_at_head, first_exit_head
+from early_exit.modules.exit_policy import exits_at_head, first_exit_head, scaled_probabilities
 from early_exit.modules.layerwise_transformer import LayerwiseTransformer
 from early_exit.training.metrics.exit_statistics import ExitStatistics
 from early_exit.training.metrics.expected_calibration_error import ExpectedCalibrationError
@@ -242,9 +242,6 @@ class EarlyExitClassifier(Model):
             return self.encoder.pool(hidden)
         return self._pooler(hidden, mask)
 
-    def _scaled_probs(self, logits: torch.Tensor, head: int) -> torch.Tensor:
-        return torch.softmax(logits / self.temperatures[head], dim=-1)
-
     @overrides(check_signature=False)
     def forward(  # type: ignore
         self, tokens: TextFieldTensors, label: Optional[torch.IntTensor] = None, **kwargs: Any
@@ -344,7 +341,7 @@ class EarlyExitClassifier(Model):
                 head = len(head_logits)
                 head_logits.append(self.heads[head](pooled, self._previous_logits(head_logits)))
         logits = torch.stack(head_logits, dim=1)  # (batch_size, num_heads, num_labels)
-        probs = torch.softmax(logits / self.temperatures.view(1, -1, 1), dim=-1)
+        probs = scaled_probabilities(logits, self.temperatures)  # (batch, num_heads, num_labels)
         exit_head = first_exit_head(probs, self._confidence_threshold)  # (batch_size,)
         rows = torch.arange(token_ids.shape[0], device=token_ids.device)
         return {
@@ -389,7 +386,7 @@ class EarlyExitClassifier(Model):
                 head += 1  # nobody can exit here, and no later head reads this one's logits
                 continue
             logits = self.heads[head](pooled, self._previous_logits(head_logits))
-            probs = self._scaled_probs(logits, head)  # (active, num_labels)
+            probs = scaled_probabilities(logits, self.temperatures[head])  # (active, num_labels)
             done = exits_at_head(probs, self._confidence_threshold, is_last)  # (active,)
             finished = active[done]
             logits_out[finished] = logits[done].float()

@@ -9,6 +9,25 @@ take exactly the same decisions.
 import torch
 
 
+def scaled_probabilities(logits: torch.Tensor, temperatures: torch.Tensor) -> torch.Tensor:
+    """
+    Temperature-scaled probabilities, the ones exit decisions are taken on.
+
+    # Parameters
+
+    logits : `torch.Tensor`
+        Raw logits: `(batch_size, num_heads, num_labels)` for every head, or `(batch_size,
+        num_labels)` for one head.
+    temperatures : `torch.Tensor`
+        `(num_heads,)` for every head, or a 0-dimensional tensor for one head.
+
+    # Returns
+
+    `torch.Tensor` of the shape of `logits`.
+    """
+    return torch.softmax(logits / temperatures.unsqueeze(-1), dim=-1)
+
+
 def exits_at_head(probs: torch.Tensor, threshold: float, is_last_head: bool) -> torch.BoolTensor:
     """
     Which instances exit at one head.

@@ -14,7 +14,7 @@ from allennlp.common.checks import ConfigurationError
 from allennlp.common.tqdm import Tqdm
 from allennlp.training.metrics import CategoricalAccuracy
 
-from early_exit.modules.exit_policy import first_exit_head
+from early_exit.modules.exit_policy import first_exit_head, scaled_probabilities
 from early_exit.training.metrics.exit_statistics import ExitStatistics
 from early_exit.training.metrics.expected_calibration_error import ExpectedCalibrationError
 
@@ -72,7 +72,7 @@ def head_probabilities(
             f"{temperatures.numel()} temperatures given for {num_heads} heads: "
             f"{temperatures.tolist()}"
         )
-    return torch.softmax(head_logits / temperatures.view(1, -1, 1), dim=-1)
+    return scaled_probabilities(head_logits, temperatures)
 
 
 def check_head_outputs(
