@@ -13,7 +13,6 @@ The `calibrate` subcommand: temperature scaling of an existing early-exit model 
 import argparse
 import logging
 import os
-import sys
 from typing import Any, Dict, List, Optional, Union
 
 from allennlp.commands.subcommand import Subcommand
@@ -30,6 +29,7 @@ from early_exit.calibration.temperature_scaling import (
     fit_head_temperatures,
 )
 from early_exit.common.archives import load_early_exit_archive
+from early_exit.common.cli_errors import exit_with_user_error
 from early_exit.common.head_outputs import collect_head_outputs
 
 logger = logging.getLogger(__name__)
@@ -126,9 +126,7 @@ def calibrate_from_args(args: argparse.Namespace) -> Dict[str, Any]:
             max_temperature=args.max_temperature,
         )
     except (ConfigurationError, OSError, ValueError) as error:
-        logger.debug("calibration failed", exc_info=True)
-        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
-        sys.exit(1)
+        exit_with_user_error(error, logger)
 
 
 def default_report_file(output_file: Union[str, os.PathLike]) -> str:

@@ -7,7 +7,6 @@ run.
 
 import argparse
 import logging
-import sys
 import tarfile
 from typing import List, Optional
 
@@ -17,6 +16,7 @@ from allennlp.common.checks import ConfigurationError
 from overrides import overrides
 
 from early_exit.sweep.report import format_summary, write_sweep_outputs
+from early_exit.common.cli_errors import exit_with_user_error
 from early_exit.sweep.run import SweepResult, run_sweep
 from early_exit.sweep.thresholds import default_threshold_grid, parse_thresholds
 
@@ -174,9 +174,7 @@ def sweep_thresholds_from_args(args: argparse.Namespace) -> Optional[SweepResult
         )
         files = write_sweep_outputs(result, args.output_dir)
     except USER_ERRORS as error:
-        logger.debug("sweep-thresholds failed", exc_info=True)
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+        exit_with_user_error(error, logger)
     print(format_summary(result, full_table=args.full_table))
     print("Wrote " + ", ".join(files[kind] for kind in ("csv", "markdown", "plot", "json")))
     return result

@@ -9,10 +9,11 @@ prints `error: <message>` and exits with status 1. Any other exception keeps its
 `EARLY_EXIT_TRACEBACK=1` to see tracebacks for all of them.
 """
 
+import logging
 import os
 import sys
 from types import TracebackType
-from typing import Tuple, Type
+from typing import NoReturn, Tuple, Type
 
 from allennlp.common.checks import ConfigurationError
 
@@ -23,6 +24,21 @@ def _user_errors() -> Tuple[Type[BaseException], ...]:
     from early_exit.sweep.run import SweepInputError
 
     return ConfigurationError, DataFormatError, PredictorInputError, SweepInputError
+
+
+def print_user_error(error: BaseException) -> None:
+    """Prints `error` as one `error: ...` line on stderr (whitespace runs, newlines included, collapsed)."""
+    print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+
+
+def exit_with_user_error(error: BaseException, logger: logging.Logger) -> NoReturn:
+    """
+    For this package's own commands: logs the traceback at debug level, prints the one-line error
+    and exits with status 1.
+    """
+    logger.debug("%s: %s", type(error).__name__, error, exc_info=error)
+    print_user_error(error)
+    sys.exit(1)
 
 
 def running_allennlp_cli() -> bool:
@@ -43,8 +59,7 @@ def install_cli_error_hook() -> None:
 
     def hook(exc_type: Type[BaseException], exc: BaseException, traceback: TracebackType) -> None:
         if issubclass(exc_type, user_errors):
-            message = str(exc.message if isinstance(exc, ConfigurationError) else exc)
-            print(f"error: {message}", file=sys.stderr)
+            print_user_error(exc)
             print("(set EARLY_EXIT_TRACEBACK=1 for the full traceback)", file=sys.stderr)
             return
         previous(exc_type, exc, traceback)
