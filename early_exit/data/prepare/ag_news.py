@@ -26,6 +26,7 @@ from early_exit.data.prepare.core import (
     Split,
     carve,
     check_columns,
+    dev_from_train,
     iter_csv,
     iter_lines,
     map_label,
@@ -122,13 +123,15 @@ def convert(source: Path, context: Context) -> Dict[str, Split]:
             )
         dev_size = options.dev_size or DEFAULT_DEV_SIZE
         official_train = read_ag_news_csv(source / "train.csv")
-        dev, train = carve(official_train, dev_size, options.seed, what="dev", option="--dev-size")
-        context.note(
-            f"AG News has no dev set: dev = a seeded carve-out of {len(dev.rows)} rows of "
-            f"train.csv (--dev-size {dev_size}, --seed {options.seed}); train = the other "
-            f"{len(train.rows)} rows of train.csv; test = test.csv"
+        return dev_from_train(
+            context,
+            official_train,
+            official_test,
+            dev_size,
+            dataset="AG News",
+            train_name="train.csv",
+            test_name="test.csv",
         )
-        return {"train": train, "dev": dev, "test": official_test}
 
     if not present:
         raise PrepareError(

@@ -281,6 +281,30 @@ def carve(split: Split, size: int, seed: int, *, what: str, option: str) -> Tupl
     return carved_split, rest_split
 
 
+def dev_from_train(
+    context: Context,
+    official_train: Split,
+    test: Split,
+    dev_size: int,
+    *,
+    dataset: str,
+    train_name: str,
+    test_name: str,
+) -> Dict[str, Split]:
+    """For a dataset without a dev set: carves a seeded dev split out of its training data.
+
+    Logs where each split came from and returns `{"train", "dev", "test"}`.
+    """
+    seed = context.options.seed
+    dev, train = carve(official_train, dev_size, seed, what="dev", option="--dev-size")
+    context.note(
+        f"{dataset} has no dev set: dev = a seeded carve-out of {len(dev.rows)} rows of "
+        f"{train_name} (--dev-size {dev_size}, --seed {seed}); train = the other "
+        f"{len(train.rows)} rows of {train_name}; test = {test_name}"
+    )
+    return {"train": train, "dev": dev, "test": test}
+
+
 def sample(split: Split, size: int, seed: int, *, reason: str) -> Split:
     """Keeps a seeded random sample of at most `size` rows, in the original order.
 

@@ -26,6 +26,7 @@ from early_exit.data.prepare.core import (
     carve,
     check_columns,
     check_header,
+    dev_from_train,
     iter_csv,
     map_label,
     read_text,
@@ -116,13 +117,15 @@ def convert(source: Path, context: Context) -> Dict[str, Split]:
         root = _aclimdb_root(source)
         official_train = read_aclimdb_split(root, "train")
         test = read_aclimdb_split(root, "test")
-        dev, train = carve(official_train, dev_size, options.seed, what="dev", option="--dev-size")
-        context.note(
-            f"aclImdb has no dev set: dev = a seeded carve-out of {len(dev.rows)} rows of "
-            f"aclImdb/train (--dev-size {dev_size}, --seed {options.seed}); train = the other "
-            f"{len(train.rows)} rows of aclImdb/train; test = aclImdb/test"
+        return dev_from_train(
+            context,
+            official_train,
+            test,
+            dev_size,
+            dataset="aclImdb",
+            train_name="aclImdb/train",
+            test_name="aclImdb/test",
         )
-        return {"train": train, "dev": dev, "test": test}
     if source.suffix.lower() != ".csv" or not source.is_file():
         problem = "missing" if not source.exists() else "neither a .csv file nor an aclImdb folder"
         raise PrepareError(
