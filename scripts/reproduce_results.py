@@ -59,8 +59,9 @@ DATASETS = {
 }
 
 
-def run(command: List[str], log: Optional[Path] = None, threads: int = 1) -> None:
-    env = dict(
+def subprocess_env(threads: int = 1) -> Dict[str, str]:
+    """Offline, and `threads` torch threads per process (two 1-thread jobs share 2 cores best)."""
+    return dict(
         os.environ,
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
@@ -68,9 +69,19 @@ def run(command: List[str], log: Optional[Path] = None, threads: int = 1) -> Non
         OMP_NUM_THREADS=str(threads),
         MKL_NUM_THREADS=str(threads),
     )
+
+
+def run(command: List[str], log: Optional[Path] = None, threads: int = 1) -> None:
     print("$", " ".join(command), flush=True)
     with open(log, "w") if log else open(os.devnull, "w") as out:
-        subprocess.run(command, cwd=ROOT, env=env, check=True, stdout=out, stderr=subprocess.STDOUT)
+        subprocess.run(
+            command,
+            cwd=ROOT,
+            env=subprocess_env(threads),
+            check=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def prepare_data(dataset: str, shared: Path, work: Path) -> Dict[str, Path]:
@@ -135,14 +146,7 @@ def train_all(jobs: List[Dict], parallel: int) -> None:
             ]
             print("$", " ".join(command), flush=True)
             log = open(str(job["dir"]) + ".log", "w")
-            env = dict(
-                os.environ,
-                HF_HUB_OFFLINE="1",
-                TRANSFORMERS_OFFLINE="1",
-                TOKENIZERS_PARALLELISM="false",
-                OMP_NUM_THREADS="1",
-                MKL_NUM_THREADS="1",
-            )
+            env = subprocess_env(threads=1)
             running.append(
                 (
                     job,
