@@ -4,8 +4,6 @@ threshold sweep takes exactly the same decisions.
 """
 
 import json
-import subprocess
-import sys
 
 import pytest
 from allennlp.commands.evaluate import evaluate_from_archive
@@ -13,7 +11,7 @@ from allennlp.commands.evaluate import evaluate_from_archive
 from early_exit.common.archives import load_early_exit_archive
 from early_exit.common.head_outputs import collect_head_outputs
 from early_exit.sweep import head_probabilities, single_head_points, sweep_table
-from tests import PROJECT_ROOT
+from tests import run_allennlp
 from tests.sweep.trained_models import TEXT_DATA, mixed_thresholds, trained_archive
 
 EXIT_LAYERS = [0, 1, 3]
@@ -77,25 +75,14 @@ def test_evaluate_command_prints_and_writes_the_exit_metrics(swept, tmp_path):
     archive_file, rows, _ = swept
     row = rows[1]  # a threshold with mixed exits
     output_file = tmp_path / "metrics.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "allennlp",
-            "evaluate",
-            str(archive_file),
-            str(TEXT_DATA),
-            "--output-file",
-            str(output_file),
-            "-o",
-            json.dumps({"model.confidence_threshold": row.threshold}),
-            "--include-package",
-            "early_exit",
-        ],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_allennlp(
+        "evaluate",
+        archive_file,
+        TEXT_DATA,
+        "--output-file",
+        output_file,
+        "-o",
+        json.dumps({"model.confidence_threshold": row.threshold}),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads(output_file.read_text())

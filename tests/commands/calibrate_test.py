@@ -14,7 +14,7 @@ from allennlp.commands.train import train_model_from_file
 from allennlp.models import load_archive
 
 from early_exit.commands.calibrate import Calibrate, default_report_file
-from tests import FIXTURES_ROOT, PROJECT_ROOT
+from tests import FIXTURES_ROOT, PROJECT_ROOT, run_allennlp
 
 CONFIG = FIXTURES_ROOT / "early_exit_classifier" / "experiment.jsonnet"
 OTHER_MODEL_CONFIG = FIXTURES_ROOT / "calibration" / "basic_classifier.jsonnet"
@@ -48,9 +48,7 @@ def archive(tmp_path_factory) -> Path:
 
 
 def _run_cli(arguments: List[str]) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "allennlp", "calibrate", *arguments]
-    command += ["--include-package", "early_exit"]
-    return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    return run_allennlp("calibrate", *arguments)
 
 
 def _run_in_process(arguments: List[str]):

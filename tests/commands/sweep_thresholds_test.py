@@ -2,14 +2,12 @@ import argparse
 import csv
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 
 from early_exit.commands.sweep_thresholds import SweepThresholds
 from early_exit.sweep import default_threshold_grid
-from tests import PROJECT_ROOT
+from tests import run_allennlp
 from tests.sweep.trained_models import TEXT_DATA, other_model_archive, trained_archive
 
 FAST_TIMING = ["--repeats", "1", "--timing-instances", "6", "--timing-batch-size", "4"]
@@ -77,26 +75,15 @@ def test_writes_csv_markdown_png_json_and_prints_the_table(archive, tmp_path, ca
 
 def test_command_line_with_explicit_thresholds_and_no_timing(archive, tmp_path):
     output_dir = tmp_path / "cli"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "allennlp",
-            "sweep-thresholds",
-            str(archive),
-            str(TEXT_DATA),
-            "--output-dir",
-            str(output_dir),
-            "--thresholds",
-            "0.5,0.9",
-            "--no-timing",
-            "--include-package",
-            "early_exit",
-        ],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_allennlp(
+        "sweep-thresholds",
+        archive,
+        TEXT_DATA,
+        "--output-dir",
+        output_dir,
+        "--thresholds",
+        "0.5,0.9",
+        "--no-timing",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((output_dir / "sweep.json").read_text())
@@ -107,21 +94,8 @@ def test_command_line_with_explicit_thresholds_and_no_timing(archive, tmp_path):
 
 
 def test_command_line_error_has_no_traceback(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "allennlp",
-            "sweep-thresholds",
-            str(tmp_path / "missing.tar.gz"),
-            str(TEXT_DATA),
-            "--output-dir",
-            str(tmp_path),
-        ],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_allennlp(
+        "sweep-thresholds", tmp_path / "missing.tar.gz", TEXT_DATA, "--output-dir", tmp_path
     )
     assert result.returncode == 1
     assert "error: archive not found" in result.stderr

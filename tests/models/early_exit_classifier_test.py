@@ -9,7 +9,7 @@ from allennlp.data import Batch, Vocabulary
 from allennlp.models import load_archive
 
 from early_exit.models import EarlyExitClassifier
-from tests import FIXTURES_ROOT, PROJECT_ROOT, TINY_BERT
+from tests import FIXTURES_ROOT, TINY_BERT, run_allennlp
 
 CONFIG = FIXTURES_ROOT / "early_exit_classifier" / "experiment.jsonnet"
 DATA = FIXTURES_ROOT / "data" / "text_classification.tsv"
@@ -298,28 +298,10 @@ class TestConfigurationErrors:
 
 
 def test_training_config_trains_with_allennlp_cli(tmp_path):
-    import subprocess
-    import sys
 
     serialization_dir = tmp_path / "cli_model"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "allennlp",
-            "train",
-            str(CONFIG),
-            "-s",
-            str(serialization_dir),
-            "--include-package",
-            "early_exit",
-            "-o",
-            '{"trainer.num_epochs": 1}',
-        ],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = run_allennlp(
+        "train", CONFIG, "-s", serialization_dir, "-o", '{"trainer.num_epochs": 1}', timeout=600
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (serialization_dir / "model.tar.gz").exists()

@@ -1,6 +1,4 @@
 import json
-import subprocess
-import sys
 
 import pytest
 from allennlp.common.checks import ConfigurationError
@@ -12,7 +10,7 @@ from allennlp_models.pair_classification.dataset_readers.snli import SnliReader
 from early_exit.common.head_outputs import collect_head_outputs
 from early_exit.predictors import EarlyExitClassifierPredictor, PredictorInputError
 from early_exit.sweep import head_probabilities
-from tests import FIXTURES_ROOT, PROJECT_ROOT, TINY_BERT
+from tests import FIXTURES_ROOT, TINY_BERT, run_allennlp
 from tests.sweep.trained_models import (
     NLI_JSONL,
     TEXT_JSONL,
@@ -213,16 +211,6 @@ class TestBadInput:
             Predictor.from_path(archive, "early_exit_classifier")
 
 
-def _allennlp(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "allennlp", *map(str, args), "--include-package", "early_exit"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 class TestPredictCommand:
     def test_batch_sizes_1_and_32_agree_line_for_line(
         self, text_archive, mixed_threshold, tmp_path
@@ -234,7 +222,7 @@ class TestPredictCommand:
         outputs = {}
         for batch_size in (1, 32):
             output_file = tmp_path / f"output_{batch_size}.jsonl"
-            result = _allennlp(
+            result = run_allennlp(
                 "predict",
                 text_archive,
                 input_file,
@@ -257,7 +245,7 @@ class TestPredictCommand:
         input_file = tmp_path / "input.jsonl"
         input_file.write_text('{"sentence": "fine"}\n{"review": "no sentence key"}\n')
         output_file = tmp_path / "output.jsonl"
-        result = _allennlp(
+        result = run_allennlp(
             "predict", text_archive, input_file, "--silent", "--output-file", output_file
         )
         assert result.returncode == 1
@@ -269,7 +257,7 @@ class TestPredictCommand:
     def test_threshold_outside_range_is_one_clear_line(self, text_archive, tmp_path):
         input_file = tmp_path / "input.jsonl"
         input_file.write_text('{"sentence": "fine"}\n')
-        result = _allennlp(
+        result = run_allennlp(
             "predict",
             text_archive,
             input_file,

@@ -1,6 +1,5 @@
 import json
 import logging
-import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +14,7 @@ from allennlp.models import load_archive
 from early_exit.common.head_outputs import collect_head_outputs
 from early_exit.calibration.temperature_scaling import negative_log_likelihood
 from early_exit.training.callbacks import TemperatureCalibrationCallback
-from tests import FIXTURES_ROOT, PROJECT_ROOT
+from tests import FIXTURES_ROOT, PROJECT_ROOT, run_allennlp
 
 CONFIG = FIXTURES_ROOT / "early_exit_classifier" / "experiment.jsonnet"
 CALIBRATION_DATA = FIXTURES_ROOT / "calibration" / "calibration_data.tsv"
@@ -173,9 +172,7 @@ def test_distributed_training_gives_every_worker_the_same_temperatures(tmp_path)
         "trainer.num_epochs": 1,
         "trainer.callbacks": [callback],
     }
-    command = [sys.executable, "-m", "allennlp", "train", str(CONFIG), "-s", str(serialization_dir)]
-    command += ["--include-package", "early_exit", "-o", json.dumps(overrides)]
-    result = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    result = run_allennlp("train", CONFIG, "-s", serialization_dir, "-o", json.dumps(overrides))
     assert result.returncode == 0, result.stderr[-5000:]
     report = _report(serialization_dir)
     assert report["num_instances"] == 11
