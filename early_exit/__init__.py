@@ -12,5 +12,7 @@ from early_exit.predictors import *  # noqa: F401,F403
 from early_exit.commands import *  # noqa: F401,F403
 
 from early_exit.common.cli_errors import install_cli_error_hook
+from early_exit.common.overrides import install_nested_override_merge
 
 install_cli_error_hook()
+install_nested_override_merge()

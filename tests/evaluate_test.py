@@ -81,8 +81,8 @@ def test_evaluate_command_prints_and_writes_the_exit_metrics(swept, tmp_path):
         TEXT_DATA,
         "--output-file",
         output_file,
-        "-o",
-        json.dumps({"model.confidence_threshold": row.threshold}),
+        "-o",  # the nested form; the test above uses the dot syntax
+        json.dumps({"model": {"confidence_threshold": row.threshold}}),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads(output_file.read_text())

@@ -93,11 +93,15 @@ class TestPredictions:
         )
         assert predictor.confidence_threshold == 0.8
         assert predictor._model.confidence_threshold == 0.8
-        # Dot syntax: allennlp 2.10 replaces the whole "model" block with a nested dictionary.
-        overridden = Predictor.from_path(
-            text_archive, overrides='{"model.confidence_threshold": 0.3}'
-        )
-        assert overridden.confidence_threshold == 0.3
+        for overrides in (
+            '{"model.confidence_threshold": 0.3}',
+            '{"model": {"confidence_threshold": 0.3}}',
+            {"model": {"confidence_threshold": 0.3}},
+        ):
+            overridden = Predictor.from_path(text_archive, overrides=overrides)
+            assert overridden.confidence_threshold == 0.3
+            # The nested form merges into the archive's model block instead of replacing it.
+            assert overridden._model.exit_layers == predictor._model.exit_layers
 
     def test_outputs_have_all_fields_and_are_consistent(self, predictor, mixed_threshold):
         predictor.confidence_threshold = mixed_threshold
@@ -240,6 +244,40 @@ class TestPredictCommand:
         assert set(json.loads(outputs[1][0])) == FIELDS
         assert len({json.loads(line)["exit_layer"] for line in outputs[1]}) > 1
         assert_same_predictions(outputs[1], outputs[32])
+
+    def test_every_way_to_set_the_threshold_gives_the_same_output(
+        self, text_archive, mixed_threshold, tmp_path
+    ):
+        input_file = tmp_path / "input.jsonl"
+        input_file.write_text("".join(json.dumps(line) + "\n" for line in _lines(TEXT_JSONL)))
+        ways = {
+            "predictor_args": [
+                "--predictor-args",
+                json.dumps({"confidence_threshold": mixed_threshold}),
+            ],
+            "dot_override": ["-o", json.dumps({"model.confidence_threshold": mixed_threshold})],
+            "nested_override": [
+                "-o",
+                json.dumps({"model": {"confidence_threshold": mixed_threshold}}),
+            ],
+        }
+        outputs = {}
+        for name, arguments in ways.items():
+            output_file = tmp_path / f"{name}.jsonl"
+            result = run_allennlp(
+                "predict",
+                text_archive,
+                input_file,
+                "--output-file",
+                output_file,
+                "--silent",
+                *arguments,
+            )
+            assert result.returncode == 0, result.stderr[-3000:]
+            outputs[name] = output_file.read_text().splitlines()
+        assert len({json.loads(line)["exit_layer"] for line in outputs["predictor_args"]}) > 1
+        assert outputs["dot_override"] == outputs["predictor_args"]
+        assert outputs["nested_override"] == outputs["predictor_args"]
 
     def test_bad_line_ends_with_a_clear_message(self, text_archive, tmp_path):
         input_file = tmp_path / "input.jsonl"

@@ -1,0 +1,83 @@
+"""
+Nested overrides for this package's blocks: `-o '{"model": {"confidence_threshold": 0.8}}'`.
+
+allennlp 2.10 applies a nested override by replacing the whole block: the override above would
+leave a `model` block with no `type` and no `transformer_model`, and loading the archive fails with
+`KeyError: 'type'`. Only the dot syntax (`-o '{"model.confidence_threshold": 0.8}'`) merges.
+
+Importing `early_exit` wraps allennlp's `with_overrides` (the function `Params.from_file` applies
+overrides with, so `allennlp predict`, `evaluate`, `train` and `Predictor.from_path` all get it) so
+that a nested override *without* a `type` of a block whose `type` is one of this package's
+(`early_exit_...`) is merged key by key, exactly as its dot-syntax spelling would be. Everything else
+keeps allennlp's behaviour: a nested override with its own `type` still replaces the block, and
+blocks of other packages are never touched.
+"""
+
+from typing import Any, Callable, Dict
+
+from allennlp.common import params as allennlp_params
+
+PACKAGE_TYPE_PREFIX = "early_exit_"
+
+
+def _is_package_block(block: Any) -> bool:
+    return (
+        isinstance(block, dict)
+        and isinstance(block.get("type"), str)
+        and block["type"].startswith(PACKAGE_TYPE_PREFIX)
+    )
+
+
+def _flatten(original: Any, override: Dict[str, Any], prefix: str) -> Dict[str, Any]:
+    """`{"a": {"b": 1}}` under `prefix` as dot-syntax keys, descending while `original` has dicts."""
+    flat: Dict[str, Any] = {}
+    for key, value in override.items():
+        inner = original.get(key) if isinstance(original, dict) else None
+        if isinstance(value, dict) and isinstance(inner, dict) and "type" not in value:
+            flat.update(_flatten(inner, value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def merge_package_blocks(original: Dict[str, Any], overrides: Dict[str, Any]) -> Dict[str, Any]:
+    """
+    Rewrites top-level nested overrides of this package's blocks into dot syntax.
+
+    # Parameters
+
+    original : `Dict[str, Any]`
+        The configuration the overrides apply to (an archive's `config.json`, a training config).
+    overrides : `Dict[str, Any]`
+        The parsed overrides, e.g. `{"model": {"confidence_threshold": 0.8}}`.
+
+    # Returns
+
+    `Dict[str, Any]`
+        The overrides with every `{"<key>": {...}}` whose `original[<key>]` is an `early_exit_...`
+        block and whose value has no `type` spelled as `<key>.<name>` entries; others unchanged.
+    """
+    rewritten: Dict[str, Any] = {}
+    for key, value in overrides.items():
+        block = original.get(key) if isinstance(original, dict) else None
+        if isinstance(value, dict) and "type" not in value and _is_package_block(block):
+            rewritten.update(_flatten(block, value, f"{key}."))
+        else:
+            rewritten[key] = value
+    return rewritten
+
+
+def install_nested_override_merge() -> None:
+    """Wraps `allennlp.common.params.with_overrides` once (idempotent)."""
+    current: Callable = allennlp_params.with_overrides
+    if getattr(current, "_early_exit_merge", False):
+        return
+
+    def with_overrides(original: Any, overrides_dict: Dict[str, Any], prefix: str = "") -> Any:
+        if not prefix and isinstance(original, dict):
+            overrides_dict = merge_package_blocks(original, overrides_dict)
+        return current(original, overrides_dict, prefix)
+
+    with_overrides._early_exit_merge = True  # type: ignore[attr-defined]
+    with_overrides.__doc__ = current.__doc__
+    allennlp_params.with_overrides = with_overrides
