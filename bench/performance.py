@@ -206,7 +206,7 @@ def tensor_batches(model, groups) -> List[Dict[str, Any]]:
 
 def batch_groups(instances, batch_size: int, by_length: bool) -> List[List[Any]]:
     """Batches in file order; `by_length`: each one split as the predictor splits it."""
-    from early_exit.predictors import length_sorted_groups
+    from early_exit.modules import length_sorted_groups
 
     groups = []
     for start in range(0, len(instances), batch_size):

@@ -15,6 +15,7 @@ from transformers import AutoConfig
 
 from early_exit.modules.exit_head import ExitHead
 from early_exit.modules.exit_policy import exits_at_head, first_exit_head, scaled_probabilities
+from early_exit.modules.length_groups import RowGroup, length_sorted_groups, regroup
 from early_exit.modules.layerwise_transformer import LayerwiseTransformer
 from early_exit.training.metrics.exit_statistics import ExitStatistics
 from early_exit.training.metrics.expected_calibration_error import ExpectedCalibrationError
@@ -36,6 +37,10 @@ class EarlyExitClassifier(Model):
     least `confidence_threshold`; the last head always answers. Exits are decided per instance: after
     each exit layer the finished rows leave the batch, the padding of the remaining rows is trimmed,
     and only they go through the next layers. Layers above the last exit layer are removed.
+
+    At inference a batch is also run in sub-batches of similar length (`split_by_length`), which are
+    merged again as their rows exit, so that neither padding nor many tiny sub-batches eat the
+    layers saved. Outputs are those of running each instance alone (up to float noise).
 
     Accepts the output of this package's `early_exit_text_classification` and `early_exit_nli`
     readers and of allennlp-models' `snli` reader with a pretrained transformer tokenizer (a `tokens`
@@ -78,6 +83,10 @@ class EarlyExitClassifier(Model):
         probabilities (`head_logits`, `head_probs`); the exit decisions are still computed from those
         probabilities exactly as early exit would take them. Needed by calibration, threshold sweeps
         and per-head accuracies. Training always runs all heads.
+    split_by_length : `bool`, optional (default = `True`)
+        At inference, run each batch in sub-batches of similar length (`length_sorted_groups`) and,
+        as rows exit, re-split what is left (`regroup`). Outputs are returned in the batch's order.
+        `False` runs the batch as it is padded (training always does).
     label_namespace : `str`, optional (default = `"labels"`)
     load_weights : `bool`, optional (default = `True`)
         Load the encoder's pretrained weights. Set to `False` automatically when a model is loaded
@@ -102,6 +111,7 @@ class EarlyExitClassifier(Model):
         temperatures: Optional[List[float]] = None,
         confidence_threshold: float = 1.0,
         run_all_heads: bool = False,
+        split_by_length: bool = True,
         label_namespace: str = "labels",
         load_weights: bool = True,
         initializer: Optional[InitializerApplicator] = None,
@@ -180,6 +190,7 @@ class EarlyExitClassifier(Model):
         self.register_buffer("temperatures", torch.tensor(temperatures, dtype=torch.float))
         self.confidence_threshold = confidence_threshold
         self.run_all_heads = run_all_heads
+        self.split_by_length = split_by_length
 
         self._accuracy = CategoricalAccuracy()
         self._ece = ExpectedCalibrationError()
@@ -284,10 +295,11 @@ class EarlyExitClassifier(Model):
         # computes only the heads it needs.
         no_early_exit = self._confidence_threshold >= 1.0
         all_heads = self.training or self.run_all_heads or (no_early_exit and label is not None)
+        groups = self._initial_groups(mask)
         if all_heads:
-            output = self._forward_all_heads(token_ids, mask, type_ids)
+            output = self._forward_all_heads_in_groups(groups, token_ids, mask, type_ids)
         else:
-            output = self._forward_early_exit(token_ids, mask, type_ids)
+            output = self._forward_early_exit(groups, token_ids, mask, type_ids)
         exit_head = output["exit_head"]  # (batch_size,)
         layers = torch.tensor(self.exit_layers, device=exit_head.device)
         output["exit_layer"] = layers[exit_head]  # (batch_size,)
@@ -357,24 +369,75 @@ class EarlyExitClassifier(Model):
             return None
         return torch.cat(head_logits, dim=-1)  # (batch_size, num_previous_heads * num_labels)
 
+    def _initial_groups(self, mask: torch.BoolTensor) -> List[torch.Tensor]:
+        """The batch's rows `(group_size,)` per sub-batch: by length at inference, else all at once."""
+        batch_size = mask.shape[0]
+        if self.training or not self.split_by_length or batch_size == 1:
+            return [torch.arange(batch_size, device=mask.device)]
+        lengths = mask.sum(dim=1).tolist()
+        return [
+            torch.tensor(rows, dtype=torch.long, device=mask.device)
+            for rows in length_sorted_groups(lengths)
+        ]
+
+    @staticmethod
+    def _trimmed(
+        rows: torch.Tensor, *tensors: Optional[torch.Tensor]
+    ) -> List[Optional[torch.Tensor]]:
+        """`(batch_size, num_tokens)` tensors -> those rows, cut to the rows' longest length."""
+        mask = tensors[0][rows]  # (group_size, num_tokens)
+        length = int(mask.sum(dim=1).max())
+        return [None if tensor is None else tensor[rows, :length] for tensor in tensors]
+
+    def _forward_all_heads_in_groups(
+        self,
+        groups: List[torch.Tensor],
+        token_ids: torch.Tensor,
+        mask: torch.BoolTensor,
+        type_ids: Optional[torch.Tensor],
+    ) -> Dict[str, torch.Tensor]:
+        if len(groups) == 1:
+            return self._forward_all_heads(token_ids, mask, type_ids)
+        parts = []
+        for rows in groups:
+            group_mask, group_ids, group_types = self._trimmed(rows, mask, token_ids, type_ids)
+            parts.append((rows, self._forward_all_heads(group_ids, group_mask, group_types)))
+        output = {}
+        for key, first in parts[0][1].items():
+            merged = first.new_empty((token_ids.shape[0],) + tuple(first.shape[1:]))  # batch-first
+            for rows, part in parts:
+                merged[rows] = part[key]
+            output[key] = merged
+        return output
+
+    def _layer_mask(self, group: RowGroup) -> Optional[torch.Tensor]:
+        if group.layer_mask is None or group.layer_mask_for is not group.mask:
+            group.layer_mask = self.encoder.layer_mask(group.mask, group.hidden.dtype)
+            group.layer_mask_for = group.mask
+        return group.layer_mask
+
     def _forward_early_exit(
-        self, token_ids: torch.Tensor, mask: torch.BoolTensor, type_ids: Optional[torch.Tensor]
+        self,
+        groups: List[torch.Tensor],
+        token_ids: torch.Tensor,
+        mask: torch.BoolTensor,
+        type_ids: Optional[torch.Tensor],
     ) -> Dict[str, torch.Tensor]:
         batch_size = token_ids.shape[0]
-        device = token_ids.device
         logits_out = token_ids.new_zeros((batch_size, self.num_labels), dtype=torch.float)
         probs_out = torch.zeros_like(logits_out)  # (batch_size, num_labels)
         exit_head_out = token_ids.new_full((batch_size,), len(self.heads) - 1)  # (batch_size,)
-        active = torch.arange(batch_size, device=device)  # rows of the batch still running
 
-        hidden = self.encoder.embed(token_ids, type_ids)  # (active, num_tokens, hidden_size)
-        layer_mask = self.encoder.layer_mask(mask, hidden.dtype)
-        pooled: List[torch.Tensor] = []  # per layer: (active, hidden_size)
-        head_logits: List[torch.Tensor] = []  # per earlier head: (active, num_labels)
+        running: List[RowGroup] = []  # the rows still running, shortest first when split
+        for rows in groups:
+            group_mask, group_ids, group_types = self._trimmed(rows, mask, token_ids, type_ids)
+            hidden = self.encoder.embed(group_ids, group_types)  # (group, num_tokens, hidden_size)
+            running.append(RowGroup(rows, hidden, group_mask, pooled=[], head_logits=[]))
         head = 0
         for layer in range(self.encoder.num_layers):
-            hidden = self.encoder.run_layer(layer, hidden, layer_mask)
-            pooled.append(self._pool(hidden, mask))
+            for group in running:
+                group.hidden = self.encoder.run_layer(layer, group.hidden, self._layer_mask(group))
+                group.pooled.append(self._pool(group.hidden, group.mask))  # (group, hidden_size)
             if layer != self.exit_layers[head]:
                 continue
             is_last = head == len(self.heads) - 1
@@ -385,27 +448,24 @@ class EarlyExitClassifier(Model):
             ):
                 head += 1  # nobody can exit here, and no later head reads this one's logits
                 continue
-            logits = self.heads[head](pooled, self._previous_logits(head_logits))
-            probs = scaled_probabilities(logits, self.temperatures[head])  # (active, num_labels)
-            done = exits_at_head(probs, self._confidence_threshold, is_last)  # (active,)
-            finished = active[done]
-            logits_out[finished] = logits[done].float()
-            probs_out[finished] = probs[done].float()
-            exit_head_out[finished] = head
+            still_running = []
+            for group in running:
+                logits = self.heads[head](group.pooled, self._previous_logits(group.head_logits))
+                probs = scaled_probabilities(logits, self.temperatures[head])  # (group, labels)
+                done = exits_at_head(probs, self._confidence_threshold, is_last)  # (group,)
+                finished = group.rows[done]
+                logits_out[finished] = logits[done].float()
+                probs_out[finished] = probs[done].float()
+                exit_head_out[finished] = head
+                if bool(done.all()):
+                    continue
+                group.head_logits.append(logits)
+                # The finished rows leave; so do the padding columns only they needed.
+                still_running.append(group.select(~done) if bool(done.any()) else group)
             head += 1
-            if bool(done.all()):
+            if not still_running:
                 break
-            head_logits.append(logits)
-            if bool(done.any()):
-                keep = ~done
-                active = active[keep]
-                hidden, mask = hidden[keep], mask[keep]
-                pooled = [layer_pooled[keep] for layer_pooled in pooled]
-                head_logits = [previous[keep] for previous in head_logits]
-                # Right padding only: drop the columns that only finished rows needed.
-                length = int(mask.sum(dim=1).max())
-                hidden, mask = hidden[:, :length], mask[:, :length]
-                layer_mask = self.encoder.layer_mask(mask, hidden.dtype)
+            running = regroup(still_running) if len(groups) > 1 else still_running
         return {"logits": logits_out, "probs": probs_out, "exit_head": exit_head_out}
 
     @overrides

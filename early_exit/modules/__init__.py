@@ -1,2 +1,3 @@
 from early_exit.modules.exit_head import ExitHead
 from early_exit.modules.layerwise_transformer import LayerwiseTransformer
+from early_exit.modules.length_groups import RowGroup, length_sorted_groups, regroup

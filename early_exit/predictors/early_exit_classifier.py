@@ -1,6 +1,6 @@
 import inspect
 import json
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 import numpy
 import torch
@@ -16,62 +16,6 @@ from early_exit.models.early_exit_classifier import EarlyExitClassifier
 
 # How many characters of an offending input line an error message quotes.
 _MAX_QUOTED_CHARS = 200
-
-# What one more forward pass costs, in padded tokens, when a batch is split by length: on a CPU a
-# forward pass reads every weight of every layer it runs whatever the number of rows, and small
-# matrices multiply less efficiently. Measured with all-MiniLM-L6-v2 on SST-2 and AG News (batches
-# of 32, one thread): 64 was within 3% of the best value between 16 and 128, at threshold 1.0 and
-# with early exit, while the unsplit batches in file order took 1.4 to 2.1 times as long (see
-# docs/performance.md).
-SUB_BATCH_OVERHEAD_TOKENS = 64
-
-
-def length_sorted_groups(
-    lengths: Sequence[int], overhead_tokens: int = SUB_BATCH_OVERHEAD_TOKENS
-) -> List[List[int]]:
-    """
-    Splits a batch into sub-batches of similar length, so that short instances are not padded to
-    the longest one.
-
-    The instances are sorted by length (stably) and cut into consecutive groups that minimise the
-    total padded size plus `overhead_tokens` per group, `sum(overhead_tokens + size * longest)`.
-    Instances of equal length are never separated. A batch of equal lengths stays whole.
-
-    # Parameters
-
-    lengths : `Sequence[int]`
-        The number of tokens of each instance.
-    overhead_tokens : `int`, optional (default = `SUB_BATCH_OVERHEAD_TOKENS`)
-        The cost of one more forward pass, in padded tokens.
-
-    # Returns
-
-    `List[List[int]]`: indices into `lengths`, shortest instances first; every index exactly once.
-    """
-    order = sorted(range(len(lengths)), key=lambda index: lengths[index])
-    # Runs of equal length: splitting one never lowers the cost.
-    run_ends = [
-        end
-        for end in range(1, len(order) + 1)
-        if end == len(order) or lengths[order[end]] != lengths[order[end - 1]]
-    ]
-    starts = [0] + run_ends[:-1]
-    # best[j]: the cheapest cost of the first j runs; cut[j]: where the last group starts.
-    best = [0.0] + [float("inf")] * len(run_ends)
-    cut = [0] * (len(run_ends) + 1)
-    for j, end in enumerate(run_ends, start=1):
-        longest = lengths[order[end - 1]]
-        for i in range(j):
-            cost = best[i] + overhead_tokens + (end - starts[i]) * longest
-            if cost < best[j]:
-                best[j], cut[j] = cost, i
-    groups = []
-    j = len(run_ends)
-    while j > 0:
-        i = cut[j]
-        groups.append(order[starts[i] : run_ends[j - 1]])
-        j = i
-    return groups[::-1]
 
 
 class PredictorInputError(ValueError):
@@ -118,10 +62,10 @@ class EarlyExitClassifierPredictor(Predictor):
     show (unless a probability lies that close to a rounding boundary, when the last digit may
     differ by one).
 
-    A batch (`predict_batch_json`, `predict_batch_instance`, `allennlp predict --batch-size N`) is
-    run in sub-batches of similar length (`length_sorted_groups`) and the outputs are returned in
-    input order: in file order a batch of 32 sentences is about half padding, which the model would
-    otherwise compute. The model runs under `torch.inference_mode`.
+    A batch (`predict_batch_json`, `predict_batch_instance`, `allennlp predict --batch-size N`) goes
+    to the model whole; the model runs it in sub-batches of similar length (its `split_by_length`)
+    and returns the outputs in input order: in file order a batch of 32 sentences is about half
+    padding. The model runs under `torch.inference_mode`.
 
     `allennlp predict` skips blank input lines; `load_line` itself raises a `PredictorInputError`
     for one, as for a line that is not a JSON object or lacks the expected keys.
@@ -265,18 +209,8 @@ class EarlyExitClassifierPredictor(Predictor):
     def predict_batch_instance(self, instances: List[Instance]) -> List[JsonDict]:
         for instance in instances:
             self._dataset_reader.apply_token_indexers(instance)
-        lengths = [self._num_tokens(instance) for instance in instances]
-        outputs: List[Optional[JsonDict]] = [None] * len(instances)
-        for group in length_sorted_groups(lengths):
-            group_outputs = self._forward_on_instances([instances[index] for index in group])
-            for index, output in zip(group, group_outputs):
-                outputs[index] = self._format(output)
-        return outputs  # type: ignore[return-value]
-
-    @staticmethod
-    def _num_tokens(instance: Instance) -> int:
-        field = instance.fields.get("tokens")
-        return field.sequence_length() if field is not None else 0
+        # The model runs the batch in sub-batches of similar length and merges them as rows exit.
+        return [self._format(output) for output in self._forward_on_instances(instances)]
 
     def _forward_on_instances(self, instances: List[Instance]) -> List[Dict[str, numpy.ndarray]]:
         """

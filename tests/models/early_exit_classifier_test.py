@@ -15,18 +15,20 @@ CONFIG = FIXTURES_ROOT / "early_exit_classifier" / "experiment.jsonnet"
 DATA = FIXTURES_ROOT / "data" / "text_classification.tsv"
 
 
-def _count_layer_calls(model: EarlyExitClassifier) -> Dict[int, int]:
-    calls = {index: 0 for index in range(len(model.encoder.layers))}
+def _count_layer_rows(model: EarlyExitClassifier) -> Dict[int, int]:
+    """How many rows went through each encoder layer (summed over the sub-batches it ran)."""
+    rows = {index: 0 for index in range(len(model.encoder.layers))}
 
     def hook(index):
         def count(module, inputs, output):
-            calls[index] += 1
+            hidden = output[0] if isinstance(output, tuple) else output
+            rows[index] += hidden.shape[0]
 
         return count
 
     for index, layer in enumerate(model.encoder.layers):
         layer.register_forward_hook(hook(index))
-    return calls
+    return rows
 
 
 class TestEarlyExitClassifier(ModelTestCase):
@@ -69,14 +71,14 @@ class TestEarlyExitClassifier(ModelTestCase):
         assert not any(".layer.3." in name for name in state)
 
     def test_threshold_zero_exits_at_first_head_and_never_calls_later_layers(self):
-        calls = _count_layer_calls(self.model)
+        rows = _count_layer_rows(self.model)
         self.model.confidence_threshold = 0.0
         with torch.no_grad():
             output = self.model(**self._tensors(self.instances))
         assert output["exit_layer"].tolist() == [0] * len(self.instances)
         assert output["exit_head"].tolist() == [0] * len(self.instances)
-        assert calls[0] == 1
-        assert all(calls[index] == 0 for index in range(1, len(calls)))
+        assert rows[0] == len(self.instances)
+        assert all(rows[index] == 0 for index in range(1, len(rows)))
         metrics = self.model.get_metrics(reset=True)
         assert metrics["exit_fraction_layer_0"] == 1.0
         assert metrics["relative_compute"] == pytest.approx(1 / 4)
@@ -103,17 +105,17 @@ class TestEarlyExitClassifier(ModelTestCase):
     def test_prediction_at_threshold_one_runs_only_the_last_head_with_the_same_output(self):
         tensors = self._tensors(self.instances)
         del tensors["label"]
-        calls = [0] * len(self.model.heads)
+        rows = [0] * len(self.model.heads)  # rows each head classified
         for index, head in enumerate(self.model.heads):
             head.register_forward_hook(
-                lambda module, inputs, output, index=index: calls.__setitem__(
-                    index, calls[index] + 1
+                lambda module, inputs, output, index=index: rows.__setitem__(
+                    index, rows[index] + output.shape[0]
                 )
             )
         self.model.confidence_threshold = 1.0
         with torch.no_grad():
             fast = self.model(**tensors)
-            assert calls == [0, 0, 1]
+            assert rows == [0, 0, 16]
             self.model.run_all_heads = True
             reference = self.model(**tensors)
         assert fast["exit_layer"].tolist() == reference["exit_layer"].tolist() == [3] * 16

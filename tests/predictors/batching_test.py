@@ -1,10 +1,11 @@
 """
-The predictor's fast path: batches split into sub-batches of similar length, outputs restored to
-input order, its own `forward_on_instances` under `torch.inference_mode`. Every output must equal
-the straightforward path's (allennlp's `Model.forward_on_instances` on the whole batch).
+The fast path of batched prediction: the model splits each batch into sub-batches of similar length
+and merges them as rows exit, outputs come back in input order, and the predictor's own
+`forward_on_instances` runs under `torch.inference_mode`. Every output must equal the
+straightforward path's (allennlp's `Model.forward_on_instances` on the whole padded batch, unsplit)
+and that of each line alone.
 """
 
-import itertools
 import json
 import random
 
@@ -13,51 +14,8 @@ import pytest
 import torch
 from allennlp.predictors import Predictor
 
-from early_exit.predictors import length_sorted_groups
 from tests.predictors.early_exit_classifier_test import _lines, assert_same_predictions
 from tests.sweep.trained_models import TEXT_JSONL, trained_archive
-
-
-def _cost(groups, lengths, overhead):
-    return sum(overhead + len(group) * max(lengths[i] for i in group) for group in groups)
-
-
-class TestLengthSortedGroups:
-    def test_every_index_once_shortest_first(self):
-        lengths = [5, 30, 5, 12, 40, 13, 7, 100, 6]
-        groups = length_sorted_groups(lengths)
-        flat = [index for group in groups for index in group]
-        assert sorted(flat) == list(range(len(lengths)))
-        assert [lengths[i] for i in flat] == sorted(lengths)
-
-    def test_edge_cases(self):
-        assert length_sorted_groups([]) == []
-        assert length_sorted_groups([7]) == [[0]]
-        assert length_sorted_groups([9, 9, 9]) == [[0, 1, 2]]  # equal lengths stay whole
-
-    def test_overhead_decides_how_far_to_split(self):
-        lengths = [5, 30, 5, 12, 40, 7]
-        assert length_sorted_groups(lengths, overhead_tokens=10**6) == [[0, 2, 5, 3, 1, 4]]
-        # Free forward passes: one per distinct length, equal lengths together.
-        assert length_sorted_groups(lengths, overhead_tokens=0) == [[0, 2], [5], [3], [1], [4]]
-
-    @pytest.mark.parametrize("seed", range(20))
-    def test_cost_is_minimal(self, seed):
-        rng = random.Random(seed)
-        lengths = [rng.randint(3, 60) for _ in range(rng.randint(1, 9))]
-        overhead = rng.choice([0, 16, 64, 256])
-        groups = length_sorted_groups(lengths, overhead)
-        order = sorted(range(len(lengths)), key=lambda index: lengths[index])
-        best = min(
-            _cost(
-                [order[a:b] for a, b in zip((0,) + cuts, cuts + (len(order),))],
-                lengths,
-                overhead,
-            )
-            for size in range(len(order))
-            for cuts in itertools.combinations(range(1, len(order)), size)
-        )
-        assert _cost(groups, lengths, overhead) == best
 
 
 @pytest.fixture(scope="module")
@@ -76,13 +34,16 @@ def _varied_lines():
 
 
 def _reference(predictor, lines):
-    """The straightforward path: one padded batch through allennlp's `forward_on_instances`."""
+    """The straightforward path: one padded batch, unsplit, through allennlp's `forward_on_instances`."""
     instances = [predictor._json_to_instance(line) for line in lines]
     for instance in instances:
         predictor._dataset_reader.apply_token_indexers(instance)
-    return [
-        predictor._format(output) for output in predictor._model.forward_on_instances(instances)
-    ]
+    predictor._model.split_by_length = False
+    try:
+        outputs = predictor._model.forward_on_instances(instances)
+    finally:
+        predictor._model.split_by_length = True
+    return [predictor._format(output) for output in outputs]
 
 
 @pytest.fixture(params=["mixed", 1.0, 0.0])
@@ -113,25 +74,52 @@ class TestSubBatchedPredictions:
         if threshold not in (0.0, 1.0):
             assert len({json.loads(line)["exit_layer"] for line in fast}) > 1
 
-    def test_batches_are_split_by_length_and_run_under_inference_mode(self, predictor, monkeypatch):
+    def test_the_model_splits_by_length_and_merges_as_rows_exit(
+        self, predictor, threshold, monkeypatch
+    ):
         model = predictor._model
-        calls = []
+        predictor.confidence_threshold = threshold
+        forward_calls = []  # (batch size, under inference mode)
+        layer_shapes = {index: [] for index in range(len(model.encoder.layers))}  # (rows, tokens)
         forward = model.forward
 
         def recording_forward(**inputs):
             mask = inputs["tokens"]["tokens"]["mask"]
-            calls.append((tuple(mask.shape), int(mask.sum()), torch.is_inference_mode_enabled()))
+            forward_calls.append((mask.shape[0], torch.is_inference_mode_enabled()))
             return forward(**inputs)
 
+        def record(index):
+            def hook(module, inputs, output):
+                layer_shapes[index].append(tuple(inputs[0].shape[:2]))
+
+            return hook
+
         monkeypatch.setattr(model, "forward", recording_forward)
-        lines = _varied_lines()
-        predictor.predict_batch_json(lines)
-        assert len(calls) > 1
-        assert sum(shape[0] for shape, _, _ in calls) == len(lines)
-        assert all(inference for _, _, inference in calls)
-        split_padded = sum(shape[0] * shape[1] for shape, _, _ in calls)
-        longest = max(shape[1] for shape, _, _ in calls)
-        assert split_padded < len(lines) * longest  # less padding than one batch would have
+        handles = [
+            layer.register_forward_hook(record(index))
+            for index, layer in enumerate(model.encoder.layers)
+        ]
+        try:
+            lines = _varied_lines()
+            outputs = predictor.predict_batch_json(lines)
+        finally:
+            for handle in handles:
+                handle.remove()
+        assert forward_calls == [(len(lines), True)]  # the whole batch, in one call
+        first = layer_shapes[0]
+        assert len(first) > 1 and sum(rows for rows, _ in first) == len(lines)
+        longest = max(tokens for _, tokens in first)
+        assert sum(rows * tokens for rows, tokens in first) < len(lines) * longest
+        exits = [output["exit_layer"] for output in outputs]
+        for layer, shapes in layer_shapes.items():
+            # Every layer sees exactly the rows that have not exited yet...
+            assert sum(rows for rows, _ in shapes) == sum(exit >= layer for exit in exits)
+            # ...in no more sub-batches than the layer before it (small ones are merged).
+            if layer > 0:
+                assert len(shapes) <= len(layer_shapes[layer - 1])
+        if threshold not in (0.0, 1.0):
+            deepest = max(exits)
+            assert len(layer_shapes[deepest]) < len(first)
 
     def test_forward_on_instances_equals_allennlps_exactly(self, predictor, threshold):
         predictor.confidence_threshold = threshold
