@@ -44,6 +44,7 @@ local readers = {
     head_pooling='mean',
     distillation_weight=0.0,
     lr=2e-5,
+    head_lr=null,
     batch_size=16,
     num_epochs=2,
     seed=13,
@@ -82,7 +83,14 @@ local readers = {
     trainer: {
       // The paper: Adam with weight decay fix, lr in {2e-5, 3e-5, 5e-5}, dropout 0.1, two epochs,
       // the model selected on validation accuracy (of the last head: threshold 1.0 during training).
-      optimizer: { type: 'huggingface_adamw', lr: lr, weight_decay: 0.01 },
+      optimizer: {
+        type: 'huggingface_adamw',
+        lr: lr,
+        weight_decay: 0.01,
+        // head_lr: a learning rate of its own for the freshly initialised heads (the encoder keeps
+        // `lr`); with few training steps the early heads otherwise stay under-trained.
+        [if head_lr != null then 'parameter_groups']: [[['^heads\\.'], { lr: head_lr }]],
+      },
       learning_rate_scheduler: { type: 'linear_with_warmup', warmup_steps: 100 },
       num_epochs: num_epochs,
       validation_metric: '+accuracy',
