@@ -5,14 +5,18 @@ those of running every head on the whole padded batch and of running each instan
 """
 
 import copy
+import functools
+import sys
 from typing import List, Tuple
 
+import pytest
 import torch
 from allennlp.common import Params
 from allennlp.data import Batch, DatasetReader, Vocabulary
 from allennlp.models import Model
 
 import early_exit  # noqa: F401  (registers the components)
+from early_exit.modules import length_groups
 from tests import FIXTURES_ROOT, TINY_BERT
 
 CONFIG = FIXTURES_ROOT / "early_exit_classifier" / "experiment.jsonnet"
@@ -70,6 +74,7 @@ class TestShrinkingBatch:
             for index, layer in enumerate(self.model.encoder.layers)
         ]
         self.model.confidence_threshold = threshold
+        self.model.split_by_length = False  # one padded batch, shrinking
         try:
             with torch.no_grad():
                 output = self.model(**self._tensors(instances))
@@ -103,3 +108,88 @@ class TestShrinkingBatch:
         for index, single in enumerate(singles):
             assert int(single["exit_head"][0]) == int(early["exit_head"][index])
             torch.testing.assert_close(single["probs"][0], early["probs"][index], atol=1e-5, rtol=0)
+
+
+class TestSplitByLength(TestShrinkingBatch):
+    """The whole fixture batch, split into sub-batches that are merged again as rows exit."""
+
+    def setup_method(self):
+        super().setup_method()
+        # The fixture's sentences are short: a cheap pass forces several sub-batches.
+        model_module = sys.modules[type(self.model).__module__]
+        self._patched = pytest.MonkeyPatch()
+        self._patched.setattr(
+            model_module,
+            "length_sorted_groups",
+            functools.partial(length_groups.length_sorted_groups, overhead_tokens=2),
+        )
+        self._patched.setattr(
+            model_module, "regroup", functools.partial(length_groups.regroup, overhead_tokens=6)
+        )
+
+    def teardown_method(self):
+        self._patched.undo()
+
+    def _median_first_head_threshold(self) -> float:
+        confidence = sorted(self._first_head_confidence(self.instances))
+        middle = len(confidence) // 2
+        return (confidence[middle - 1] + confidence[middle]) / 2
+
+    def _run(self, split: bool, **changes):
+        self.model.split_by_length = split
+        for name, value in changes.items():
+            setattr(self.model, name, value)
+        try:
+            with torch.no_grad():
+                return self.model(**self._tensors(self.instances))
+        finally:
+            self.model.split_by_length = True
+            self.model.run_all_heads = False
+
+    def test_sub_batches_are_used_and_merged(self):
+        self.model.confidence_threshold = self._median_first_head_threshold()
+        shapes = {index: [] for index in range(len(self.model.encoder.layers))}
+        hooks = [
+            layer.register_forward_pre_hook(
+                lambda module, args, index=index: shapes[index].append(tuple(args[0].shape[:2]))
+            )
+            for index, layer in enumerate(self.model.encoder.layers)
+        ]
+        try:
+            output = self._run(split=True)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        exits = output["exit_layer"].tolist()
+        assert len(shapes[0]) > 1
+        for layer, layer_shapes in shapes.items():
+            assert sum(rows for rows, _ in layer_shapes) == sum(exit >= layer for exit in exits)
+        assert len(shapes[max(exits)]) < len(shapes[0])
+
+    @pytest.mark.parametrize("threshold", ["mixed", 0.0, 1.0])
+    def test_same_outputs_as_one_padded_batch_and_one_at_a_time(self, threshold):
+        if threshold == "mixed":
+            threshold = self._median_first_head_threshold()
+        self.model.confidence_threshold = threshold
+        split = self._run(split=True)
+        whole = self._run(split=False)
+        assert split["exit_head"].tolist() == whole["exit_head"].tolist()
+        if threshold not in (0.0, 1.0):
+            assert len(set(split["exit_head"].tolist())) > 1
+        for key in ("logits", "probs", "relative_compute"):
+            torch.testing.assert_close(split[key], whole[key], atol=1e-5, rtol=0)
+        with torch.no_grad():
+            for index, instance in enumerate(self.instances):
+                single = self.model(**self._tensors([instance]))
+                assert int(single["exit_head"][0]) == int(split["exit_head"][index])
+                torch.testing.assert_close(
+                    single["probs"][0], split["probs"][index], atol=1e-5, rtol=0
+                )
+
+    def test_every_head_and_the_loss_split_or_not(self):
+        # run_all_heads and evaluation with labels at threshold 1.0 take the all-heads path.
+        self.model.confidence_threshold = 1.0
+        split = self._run(split=True, run_all_heads=True)
+        whole = self._run(split=False, run_all_heads=True)
+        for key in ("head_logits", "head_probs", "logits", "loss"):
+            torch.testing.assert_close(split[key], whole[key], atol=1e-5, rtol=0)
