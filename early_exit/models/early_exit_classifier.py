@@ -411,7 +411,8 @@ class EarlyExitClassifier(Model):
         return output
 
     def _layer_mask(self, group: RowGroup) -> Optional[torch.Tensor]:
-        if group.layer_mask is None or group.layer_mask_for is not group.mask:
+        # Computed once per mask (None, meaning no padding, is a valid result too).
+        if group.layer_mask_for is not group.mask:
             group.layer_mask = self.encoder.layer_mask(group.mask, group.hidden.dtype)
             group.layer_mask_for = group.mask
         return group.layer_mask
