@@ -292,7 +292,7 @@ def write_report(results: List[Dict], machine: str, elapsed: float) -> str:
         "(`distillation_weight` 1.0), lr 5e-5 for the encoder and 1e-3 for the heads (`head_lr`),",
         "one epoch on SST-2 and four on the small AG News and SNLI training sets",
         "(`training_config/<dataset>_minilm.jsonnet`), temperatures fitted on the dev split by the",
-        "training callback.",
+        "training callback. How these settings were chosen: [recipe_search.md](recipe_search.md).",
         "Thresholds are chosen on the dev split (the cheapest within 0.5 / 1.0 accuracy points of",
         "the full model there) and reported on the evaluation split, never chosen on it.",
         "Speedups are measured wall-clock ratios against the same model at threshold 1.0 (every",
