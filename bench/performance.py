@@ -89,8 +89,8 @@ TARGETS = {"overhead": 1.10, "efficiency_1": 0.85, "efficiency_32": 0.90, "e2e_s
 # rows exit. APART: the same sub-batches run one after the other, never merged (the predictor's
 # design before the model split batches itself), kept to show what the merging gives.
 FILE_ORDER, BY_LENGTH, APART = "file order", "by length", "by length, sub-batches apart"
-PLANS = [(1, FILE_ORDER), (32, FILE_ORDER), (32, BY_LENGTH), (32, APART)]
 LARGE_BATCH = 32
+PLANS = [(1, FILE_ORDER), (LARGE_BATCH, FILE_ORDER), (LARGE_BATCH, BY_LENGTH), (LARGE_BATCH, APART)]
 NAN = float("nan")
 
 
@@ -212,7 +212,7 @@ def tensor_batches(model, groups) -> List[Dict[str, Any]]:
 
 
 def batch_groups(instances, batch_size: int, by_length: bool) -> List[List[Any]]:
-    """Batches in file order; `by_length`: each one split as the predictor splits it."""
+    """Batches in file order; `by_length`: each one split as the model splits it (`length_sorted_groups`)."""
     from early_exit.modules import length_sorted_groups
 
     groups = []
@@ -581,7 +581,7 @@ def e2e_part(
                     "repeat_seconds": own,
                 }
             )
-    # Outputs must not depend on the batch size (the predictor splits batches by length).
+    # Outputs must not depend on the batch size (the model splits batches by length).
     differing = {}
     for threshold in thresholds:
         one, many = outputs[(1, threshold)], outputs[(LARGE_BATCH, threshold)]
