@@ -8,6 +8,7 @@ every layer costs a forward pass of its own, and the early-exit model would lose
 much of what the split gained.
 """
 
+import itertools
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
@@ -154,24 +155,23 @@ def regroup(
     sizes = [len(group) for group in length_sorted_groups(lengths, overhead_tokens)]
     if sizes == [len(group) for group in groups]:
         return groups
-    # Both splits are consecutive ranges of the same sorted rows: cut the old groups to the new.
+    # Both splits are consecutive ranges of the same sorted rows: each new group takes the part of
+    # every old group that overlaps its range.
+    old_ends = list(itertools.accumulate(len(group) for group in groups))
+    new_ends = list(itertools.accumulate(sizes))
     regrouped: List[RowGroup] = []
-    pieces: List[RowGroup] = []
-    wanted = iter(sizes)
-    size = next(wanted)
-    for group in groups:
-        start = 0
-        while start < len(group):
-            taken = min(size - sum(len(piece) for piece in pieces), len(group) - start)
-            if start == 0 and taken == len(group):
+    for new_start, new_end in zip([0] + new_ends[:-1], new_ends):
+        pieces = []
+        for group, old_end in zip(groups, old_ends):
+            old_start = old_end - len(group)
+            low, high = max(new_start, old_start) - old_start, min(new_end, old_end) - old_start
+            if low >= high:
+                continue
+            if (low, high) == (0, len(group)):
                 pieces.append(group)
             else:
                 keep = torch.zeros(len(group), dtype=torch.bool, device=group.rows.device)
-                keep[start : start + taken] = True
+                keep[low:high] = True
                 pieces.append(group.select(keep))
-            start += taken
-            if sum(len(piece) for piece in pieces) == size:
-                regrouped.append(_concatenate(pieces))
-                pieces = []
-                size = next(wanted, 0)
+        regrouped.append(_concatenate(pieces))
     return regrouped
