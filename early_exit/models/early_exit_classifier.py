@@ -15,7 +15,12 @@ from transformers import AutoConfig
 
 from early_exit.modules.exit_head import ExitHead
 from early_exit.modules.exit_policy import exits_at_head, first_exit_head, scaled_probabilities
-from early_exit.modules.length_groups import RowGroup, length_sorted_groups, regroup
+from early_exit.modules.length_groups import (
+    RowGroup,
+    length_sorted_groups,
+    regroup,
+    select_rows,
+)
 from early_exit.modules.layerwise_transformer import LayerwiseTransformer
 from early_exit.training.metrics.exit_statistics import ExitStatistics
 from early_exit.training.metrics.expected_calibration_error import ExpectedCalibrationError
@@ -433,12 +438,18 @@ class EarlyExitClassifier(Model):
         for rows in groups:
             group_mask, group_ids, group_types = self._trimmed(rows, mask, token_ids, type_ids)
             hidden = self.encoder.embed(group_ids, group_types)  # (group, num_tokens, hidden_size)
-            running.append(RowGroup(rows, hidden, group_mask, pooled=[], head_logits=[]))
+            running.append(RowGroup(rows, hidden, group_mask))
+        # What the heads read, for all running rows at once, in the order of the groups' rows (which
+        # selecting and regrouping keep): the heads and the exit rule run once per layer.
+        pooled: List[torch.Tensor] = []  # per layer: (num_running, hidden_size)
+        head_logits: List[torch.Tensor] = []  # per head passed: (num_running, num_labels)
         head = 0
         for layer in range(self.encoder.num_layers):
+            layer_pooled = []
             for group in running:
                 group.hidden = self.encoder.run_layer(layer, group.hidden, self._layer_mask(group))
-                group.pooled.append(self._pool(group.hidden, group.mask))  # (group, hidden_size)
+                layer_pooled.append(self._pool(group.hidden, group.mask))  # (group, hidden_size)
+            pooled.append(layer_pooled[0] if len(running) == 1 else torch.cat(layer_pooled))
             if layer != self.exit_layers[head]:
                 continue
             is_last = head == len(self.heads) - 1
@@ -449,24 +460,29 @@ class EarlyExitClassifier(Model):
             ):
                 head += 1  # nobody can exit here, and no later head reads this one's logits
                 continue
-            still_running = []
-            for group in running:
-                logits = self.heads[head](group.pooled, self._previous_logits(group.head_logits))
-                probs = scaled_probabilities(logits, self.temperatures[head])  # (group, labels)
-                done = exits_at_head(probs, self._confidence_threshold, is_last)  # (group,)
-                finished = group.rows[done]
-                logits_out[finished] = logits[done].float()
-                probs_out[finished] = probs[done].float()
-                exit_head_out[finished] = head
-                if bool(done.all()):
-                    continue
-                group.head_logits.append(logits)
-                # The finished rows leave; so do the padding columns only they needed.
-                still_running.append(group.select(~done) if bool(done.any()) else group)
+            rows = running[0].rows if len(running) == 1 else torch.cat([g.rows for g in running])
+            logits = self.heads[head](
+                pooled, self._previous_logits(head_logits)
+            )  # (running, labels)
+            probs = scaled_probabilities(logits, self.temperatures[head])  # (running, labels)
+            done = exits_at_head(probs, self._confidence_threshold, is_last)  # (running,)
+            finished = rows[done]
+            logits_out[finished] = logits[done].float()
+            probs_out[finished] = probs[done].float()
+            exit_head_out[finished] = head
             head += 1
-            if not still_running:
+            if is_last or bool(done.all()):
                 break
-            running = regroup(still_running) if len(groups) > 1 else still_running
+            head_logits.append(logits)
+            if not bool(done.any()):
+                continue  # the same rows go on in the same groups
+            # The finished rows leave; so do the padding columns only they needed.
+            keep = ~done
+            pooled = [layer_output[keep] for layer_output in pooled]
+            head_logits = [earlier[keep] for earlier in head_logits]
+            running = select_rows(running, keep)
+            if len(groups) > 1:
+                running = regroup(running)
         return {"logits": logits_out, "probs": probs_out, "exit_head": exit_head_out}
 
     @overrides

@@ -75,6 +75,10 @@ class RowGroup:
     """
     Rows of a batch that go through the encoder's layers together, right-padded to their longest.
 
+    What the heads need of every row (its pooled layers, earlier heads' logits) is kept by the model
+    for all running rows at once, in the order of the groups' rows: `select_rows` and `regroup` keep
+    that order, so the heads and the exit rule run once per layer, not once per group.
+
     # Attributes
 
     rows : `torch.LongTensor`
@@ -83,10 +87,6 @@ class RowGroup:
         `(group_size, num_tokens, hidden_size)`: the last computed layer's output.
     mask : `torch.BoolTensor`
         `(group_size, num_tokens)`: the padding mask; `num_tokens` is the longest row's length.
-    pooled : `List[torch.Tensor]`
-        One `(group_size, hidden_size)` per layer computed so far (what the heads mix).
-    head_logits : `List[torch.Tensor]`
-        One `(group_size, num_labels)` per head passed so far (for `add_previous_layer_logits`).
     layer_mask : `torch.Tensor`, optional
         The encoder's attention mask, filled in by the model; valid while `layer_mask_for` is `mask`.
     """
@@ -94,8 +94,6 @@ class RowGroup:
     rows: torch.Tensor
     hidden: torch.Tensor
     mask: torch.BoolTensor
-    pooled: List[torch.Tensor]
-    head_logits: List[torch.Tensor]
     layer_mask: Optional[torch.Tensor] = None
     layer_mask_for: Optional[torch.Tensor] = None
 
@@ -107,12 +105,34 @@ class RowGroup:
         mask = self.mask[keep]  # (kept, num_tokens)
         length = int(mask.sum(dim=1).max())
         return RowGroup(
-            rows=self.rows[keep],
-            hidden=self.hidden[keep][:, :length],
-            mask=mask[:, :length],
-            pooled=[layer[keep] for layer in self.pooled],
-            head_logits=[logits[keep] for logits in self.head_logits],
+            rows=self.rows[keep], hidden=self.hidden[keep][:, :length], mask=mask[:, :length]
         )
+
+
+def select_rows(groups: List[RowGroup], keep: torch.BoolTensor) -> List[RowGroup]:
+    """
+    The rows of `groups` where `keep` is true, in the same order; groups left empty are dropped and
+    groups that keep every row are returned as they are.
+
+    # Parameters
+
+    groups : `List[RowGroup]`
+    keep : `torch.BoolTensor`
+        `(total_rows,)`, one flag per row of the groups taken one after the other.
+    """
+    sizes = [len(group) for group in groups]
+    if len(groups) == 1:
+        kept_per_group = [keep]
+    else:
+        kept_per_group = list(keep.split(sizes))
+    counts = torch.stack([kept.sum() for kept in kept_per_group]).tolist()
+    selected = []
+    for group, kept, count, size in zip(groups, kept_per_group, counts, sizes):
+        if count == size:
+            selected.append(group)
+        elif count:
+            selected.append(group.select(kept))
+    return selected
 
 
 def _concatenate(pieces: List[RowGroup]) -> RowGroup:
@@ -133,8 +153,6 @@ def _concatenate(pieces: List[RowGroup]) -> RowGroup:
         rows=torch.cat([piece.rows for piece in pieces]),
         hidden=torch.cat([fit(piece.hidden) for piece in pieces]),  # (rows, length, hidden)
         mask=torch.cat([fit(piece.mask) for piece in pieces]),  # (rows, length)
-        pooled=[torch.cat(layer) for layer in zip(*(piece.pooled for piece in pieces))],
-        head_logits=[torch.cat(head) for head in zip(*(piece.head_logits for piece in pieces))],
     )
 
 
@@ -147,7 +165,8 @@ def regroup(
     `groups` must hold rows in ascending length across groups, as the groups made by
     `length_sorted_groups` do and keep doing when rows leave them. When rows have left, fewer and
     larger groups are usually cheaper: small neighbouring groups are merged (their rows padded to
-    the new longest row). Groups the split would keep as they are are returned unchanged.
+    the new longest row). The rows keep their order across the groups. Groups the split would keep
+    as they are are returned unchanged.
     """
     if len(groups) <= 1:
         return groups

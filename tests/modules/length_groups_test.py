@@ -10,7 +10,7 @@ import random
 import pytest
 import torch
 
-from early_exit.modules.length_groups import RowGroup, length_sorted_groups, regroup
+from early_exit.modules.length_groups import RowGroup, length_sorted_groups, regroup, select_rows
 
 
 def _cost(groups, lengths, overhead):
@@ -67,24 +67,17 @@ def _groups(lengths, seed=0):
         mask = torch.tensor([[t < lengths[row] for t in range(longest)] for row in rows])
         hidden = torch.rand((len(rows), longest, HIDDEN), generator=generator)
         hidden = hidden.masked_fill(~mask.unsqueeze(-1), 7.0)  # padding: any value at all
-        rows = torch.tensor(rows)
-        pooled = [rows.float().unsqueeze(1).repeat(1, HIDDEN) + layer for layer in range(2)]
-        logits = [rows.float().unsqueeze(1) * 10 + head for head in range(1)]
-        groups.append(RowGroup(rows, hidden, mask, pooled, logits))
+        groups.append(RowGroup(torch.tensor(rows), hidden, mask))
     return groups
 
 
 def _by_row(groups):
-    """row -> (real-token hidden states, pooled vectors, head logits, padded length)."""
+    """row -> its real tokens' hidden states."""
     rows = {}
     for group in groups:
         lengths = group.mask.sum(dim=1)
         for i, row in enumerate(group.rows.tolist()):
-            rows[row] = (
-                group.hidden[i, : lengths[i]],
-                [layer[i] for layer in group.pooled],
-                [logits[i] for logits in group.head_logits],
-            )
+            rows[row] = group.hidden[i, : lengths[i]]
     return rows
 
 
@@ -98,7 +91,24 @@ class TestRegroup:
         assert kept.rows.tolist() == [0, 2]
         assert kept.hidden.shape == (2, 5, HIDDEN) and kept.mask.shape == (2, 5)
         torch.testing.assert_close(kept.hidden, group.hidden[:2, :5])
-        assert [len(layer) for layer in kept.pooled] == [2, 2]
+
+    def test_select_rows_keeps_order_drops_empty_groups_and_keeps_untouched_ones(self):
+        groups = _groups(self.LENGTHS)
+        assert len(groups) >= 3
+        all_rows = torch.cat([group.rows for group in groups])
+        keep = torch.ones(len(all_rows), dtype=torch.bool)
+        first, second = len(groups[0]), len(groups[0]) + len(groups[1])
+        keep[:first] = False  # the whole first group leaves
+        keep[second - 1] = False  # one row of the second group leaves
+        selected = select_rows(groups, keep)
+        assert len(selected) == len(groups) - 1
+        assert torch.equal(torch.cat([group.rows for group in selected]), all_rows[keep])
+        assert selected[1:] == groups[2:]  # the same objects: nothing copied
+        assert len(selected[0]) == len(groups[1]) - 1
+        expected = _by_row(groups)
+        for row, hidden in _by_row(selected).items():
+            torch.testing.assert_close(hidden, expected[row])
+        assert select_rows(groups, torch.zeros(len(all_rows), dtype=torch.bool)) == []
 
     def test_rows_left_running_are_merged_without_losing_anything(self):
         groups = _groups(self.LENGTHS)
@@ -116,10 +126,8 @@ class TestRegroup:
         assert order == torch.cat([group.rows for group in survivors]).tolist()
         lengths = [self.LENGTHS[row] for row in order]
         assert lengths == sorted(lengths)
-        for row, (hidden, pooled, logits) in _by_row(merged).items():
-            torch.testing.assert_close(hidden, expected[row][0])
-            for mine, theirs in zip(pooled + logits, expected[row][1] + expected[row][2]):
-                torch.testing.assert_close(mine, theirs)
+        for row, hidden in _by_row(merged).items():
+            torch.testing.assert_close(hidden, expected[row])
         for group in merged:
             lengths = group.mask.sum(dim=1)
             assert group.mask.shape[1] == int(lengths.max())  # padded to its longest row only
