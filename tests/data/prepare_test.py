@@ -177,34 +177,34 @@ def test_ag_news_sample_unescapes_fields(tmp_path):
     assert "dev = a seeded carve-out of 2 rows of train.csv" in report.notes[0]
 
 
-def test_ag_news_cpu_subset_splits_test_csv_and_takes_dev_from_train(tmp_path):
-    report = prepare("ag_news", SAMPLES / "ag_news", tmp_path, cpu_subset=True, test_size=3)
-    splits = read_splits(tmp_path / "text_cat" / "ag_news")
-    everything = prepare("ag_news", SAMPLES / "ag_news", tmp_path / "all", dev_size=1)
+def test_ag_news_cpu_subset_carves_test_dev_and_train_from_test_csv(tmp_path):
+    source = copy_sample("ag_news", tmp_path)
+    (source / "train.csv").unlink()  # not needed
+    report = prepare("ag_news", source, tmp_path / "out", cpu_subset=True, test_size=3, dev_size=2)
+    splits = read_splits(tmp_path / "out" / "text_cat" / "ag_news")
+    prepare("ag_news", SAMPLES / "ag_news", tmp_path / "all", dev_size=1)
     official_test = read_tsv(tmp_path / "all" / "text_cat" / "ag_news" / "test.tsv", 2)
-    official_train = read_tsv(tmp_path / "all" / "text_cat" / "ag_news" / "train.tsv", 2)
-    official_train += read_tsv(tmp_path / "all" / "text_cat" / "ag_news" / "dev.tsv", 2)
-    assert everything.splits["test"].rows == 10
-    assert len(splits["train"]) == 7 and len(splits["test"]) == 3
-    assert sorted(splits["train"] + splits["test"]) == sorted(official_test)
-    assert sorted(splits["dev"]) == sorted(official_train)  # all 6 rows: fewer than --dev-size
-    assert report.splits["dev"].origin == "train.csv (official train data)"
-    assert "train = 7 rows of the official test.csv" in report.notes[0]
-    assert "dev = all 6 rows of train.csv" in report.notes[0]
+    assert [len(splits[name]) for name in ("train", "dev", "test")] == [5, 2, 3]
+    assert sorted(splits["train"] + splits["dev"] + splits["test"]) == sorted(official_test)
+    assert report.splits["dev"].origin.startswith("seeded dev carve-out of test.csv")
+    assert "test = a seeded carve-out of 3 rows of the official test.csv" in report.notes[0]
+    assert "dev = a seeded carve-out of 2 of the other 7 rows" in report.notes[0]
+    assert "train = the remaining 5 rows" in report.notes[0]
+    again = prepare("ag_news", source, tmp_path / "again", cpu_subset=True, test_size=3, dev_size=2)
+    assert read_splits(tmp_path / "again" / "text_cat" / "ag_news") == splits  # seeded
+    assert again.notes == report.notes
+    with raises(r"cannot carve 7 dev rows out of the 7 rows .* choose a smaller --dev-size"):
+        prepare("ag_news", source, tmp_path / "big", cpu_subset=True, test_size=3, dev_size=7)
 
 
-def test_ag_news_cpu_subset_accepts_train_prefix_and_samples_dev(tmp_path):
+def test_ag_news_without_train_csv_names_what_it_found(tmp_path):
     source = copy_sample("ag_news", tmp_path)
     (source / "train.csv").rename(source / "train.prefix581.csv")
-    report = prepare("ag_news", source, tmp_path / "out", cpu_subset=True, test_size=3, dev_size=4)
-    assert report.splits["dev"].rows == 4
-    assert report.splits["dev"].dropped == Counter({"not in the seeded --dev-size 4 sample": 2})
-    assert "dev = a seeded sample of 4 of its 6 rows of train.prefix581.csv" in report.notes[0]
     with raises(r"train\.csv: missing the official train\.csv \(only train\.prefix581\.csv\)"):
         prepare("ag_news", source, tmp_path / "other")
     (source / "train.prefix581.csv").unlink()
-    with raises(r"--cpu-subset takes dev from train\.csv or train\.prefix581\.csv"):
-        prepare("ag_news", source, tmp_path / "other", cpu_subset=True, test_size=3)
+    with raises(r"train\.csv: missing the official train\.csv; pass --cpu-subset"):
+        prepare("ag_news", source, tmp_path / "other")
 
 
 @pytest.mark.parametrize(
@@ -467,17 +467,16 @@ def test_real_sst2_max_train(tmp_path):
 def test_real_ag_news_cpu_subset(tmp_path):
     report = prepare("ag_news", REAL_DATA / "ag_news", tmp_path, cpu_subset=True)
     splits = read_splits(tmp_path / "text_cat" / "ag_news")
-    assert [len(splits[name]) for name in ("train", "dev", "test")] == [5600, 581, 2000]
+    assert [len(splits[name]) for name in ("train", "dev", "test")] == [5000, 600, 2000]
     classes = {"World", "Sports", "Business", "Sci/Tech"}
     for name in ("train", "dev", "test"):
         assert {row[0] for row in splits[name]} == classes
-    assert not {tuple(row) for row in splits["train"]} & {tuple(row) for row in splits["test"]}
-    labels = Counter(row[0] for row in splits["train"] + splits["test"])
+    rows = {name: {tuple(row) for row in splits[name]} for name in ("train", "dev", "test")}
+    assert not rows["train"] & rows["test"] and not rows["dev"] & (rows["train"] | rows["test"])
+    labels = Counter(row[0] for name in ("train", "dev", "test") for row in splits[name])
     assert labels == Counter({name: 1900 for name in classes})
-    assert report.splits["dev"].labels == Counter(
-        World=163, Sports=132, Business=137, **{"Sci/Tech": 149}
-    )
-    texts = " ".join(row[1] for name in ("train", "test") for row in splits[name])
+    assert sum(report.splits["dev"].labels.values()) == 600
+    texts = " ".join(row[1] for name in ("train", "dev", "test") for row in splits[name])
     assert "\\" not in texts
     assert "gave no indication" in texts and "a nuclear-capable" in texts
     assert "$1 billion" in texts and "profits of A$378m" in texts and "US$5 million" in texts

@@ -32,7 +32,6 @@ from early_exit.data.prepare.core import (
     map_label,
     require_dir,
     require_file,
-    sample,
 )
 
 CLASS_NAMES = ("World", "Sports", "Business", "Sci/Tech")
@@ -47,11 +46,8 @@ DEFAULT_DEV_SIZE = 5000
 CPU_DEFAULT_TEST_SIZE = 2000
 """`--cpu-subset`: rows of test.csv kept as test (the other rows become train)."""
 
-CPU_DEFAULT_DEV_SIZE = 2000
-"""`--cpu-subset`: the most rows of the train file used as dev."""
-
-TRAIN_FILES = ("train.csv", "train.prefix581.csv")
-"""Train files accepted by `--cpu-subset` for dev, in order of preference."""
+CPU_DEFAULT_DEV_SIZE = 600
+"""`--cpu-subset`: rows carved as dev from the test.csv rows left for training."""
 
 _COLUMNS = ("class index", "title", "description")
 _ESCAPED_DOLLAR = re.compile(r"\\(?=\$)")
@@ -95,10 +91,11 @@ def convert(source: Path, context: Context) -> Dict[str, Split]:
     Full setup: train = train.csv minus a seeded dev carve-out (`--dev-size`, default 5,000),
     dev = that carve-out, test = test.csv.
 
-    `--cpu-subset`: train = test.csv minus a seeded test carve-out (`--test-size`, default 2,000,
-    which leaves 5,600 of the official 7,600 rows for train), test = that carve-out, dev = the
-    train file in SOURCE (`train.csv`, else `train.prefix581.csv`), reduced to a seeded sample of
-    `--dev-size` rows (default 2,000) if it is larger.
+    `--cpu-subset` (test.csv only; no train file needed): test = a seeded carve-out of test.csv
+    (`--test-size`, default 2,000), dev = a seeded carve-out of the other rows (`--dev-size`,
+    default 600), train = the rest (5,000 of the official 7,600 rows by default). Dev comes from
+    the same file as train and test, so that temperatures and thresholds fitted on it carry over
+    to the evaluation split.
 
     Args:
         source: The `ag_news_csv` folder.
@@ -112,10 +109,10 @@ def convert(source: Path, context: Context) -> Dict[str, Split]:
     if (source / "classes.txt").is_file():
         check_classes(source / "classes.txt")
     official_test = read_ag_news_csv(source / "test.csv")
-    present = [name for name in TRAIN_FILES if (source / name).is_file()]
     if not options.cpu_subset:
-        if "train.csv" not in present:
-            found = f" (only {', '.join(present)})" if present else ""
+        if not (source / "train.csv").is_file():
+            partial = sorted(path.name for path in source.glob("train*.csv"))
+            found = f" (only {', '.join(partial)})" if partial else ""
             raise PrepareError(
                 f"missing the official train.csv{found}; pass --cpu-subset to build the "
                 "CPU-sized splits from test.csv instead",
@@ -133,28 +130,17 @@ def convert(source: Path, context: Context) -> Dict[str, Split]:
             test_name="test.csv",
         )
 
-    if not present:
-        raise PrepareError(
-            f"--cpu-subset takes dev from {' or '.join(TRAIN_FILES)}, and SOURCE has neither",
-            source,
-        )
     test_size = options.test_size or CPU_DEFAULT_TEST_SIZE
     dev_size = options.dev_size or CPU_DEFAULT_DEV_SIZE
-    test, train = carve(official_test, test_size, options.seed, what="test", option="--test-size")
-    train_file = read_ag_news_csv(source / present[0])
-    dev = sample(
-        train_file, dev_size, options.seed, reason=f"not in the seeded --dev-size {dev_size} sample"
-    )
-    dev.origin = f"{present[0]} (official train data)"
-    kept = (
-        f"all {len(dev.rows)} rows"
-        if len(dev.rows) == len(train_file.rows)
-        else f"a seeded sample of {len(dev.rows)} of its {len(train_file.rows)} rows"
-    )
+    test, rest = carve(official_test, test_size, options.seed, what="test", option="--test-size")
+    dev, train = carve(rest, dev_size, options.seed, what="dev", option="--dev-size")
+    dev.origin = "seeded dev carve-out of test.csv (after the test carve-out)"
+    train.origin = "test.csv minus the test and dev carve-outs"
     context.note(
-        f"--cpu-subset: train = {len(train.rows)} rows of the official test.csv (a seeded part, "
-        f"--seed {options.seed}); test = the other {len(test.rows)} rows of test.csv "
-        f"(--test-size {test_size}); dev = {kept} of {present[0]} (at most --dev-size "
-        f"{dev_size}). Train and test both come from the official test set."
+        f"--cpu-subset: test = a seeded carve-out of {len(test.rows)} rows of the official "
+        f"test.csv (--test-size {test_size}, --seed {options.seed}); dev = a seeded carve-out of "
+        f"{len(dev.rows)} of the other {len(rest.rows)} rows (--dev-size {dev_size}); train = the "
+        f"remaining {len(train.rows)} rows. All three come from the official test set; "
+        "train.csv is not read."
     )
     return {"train": train, "dev": dev, "test": test}

@@ -32,9 +32,8 @@ SOURCE and splits per dataset (carved splits are seeded with --seed and reported
            dev = dev_matched, test = dev_mismatched.
 
 --cpu-subset (small splits for CPU-sized experiments):
-  ag_news  train = test.csv minus a carve-out of --test-size rows (default 2000, which leaves
-           5600 rows); test = that carve-out; dev = train.csv, else train.prefix581.csv, in SOURCE
-           (a seeded sample of --dev-size rows, default 2000, if it has more).
+  ag_news  test.csv only: test = a carve-out of --test-size rows (default 2000); dev = a
+           carve-out of --dev-size of the other rows (default 600); train = the rest (5000).
   snli     train = SNLI dev minus a carve-out of --dev-size rows (default 1000); dev = that
            carve-out; test = SNLI test. SNLI train is not needed.
   For sst2, use --max-train N instead.
