@@ -121,10 +121,7 @@ def select_rows(groups: List[RowGroup], keep: torch.BoolTensor) -> List[RowGroup
         `(total_rows,)`, one flag per row of the groups taken one after the other.
     """
     sizes = [len(group) for group in groups]
-    if len(groups) == 1:
-        kept_per_group = [keep]
-    else:
-        kept_per_group = list(keep.split(sizes))
+    kept_per_group = keep.split(sizes)
     counts = torch.stack([kept.sum() for kept in kept_per_group]).tolist()
     selected = []
     for group, kept, count, size in zip(groups, kept_per_group, counts, sizes):
