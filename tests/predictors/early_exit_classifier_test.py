@@ -81,6 +81,15 @@ def mixed_threshold(predictor):
     return thresholds[0]
 
 
+def _predicted_lines(archive, input_file, output_file, *arguments):
+    """Runs `allennlp predict` (silent) and returns the output file's lines; it must succeed."""
+    result = run_allennlp(
+        "predict", archive, input_file, "--output-file", output_file, "--silent", *arguments
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return output_file.read_text().splitlines()
+
+
 class TestPredictions:
     def test_default_predictor_and_archive_threshold(self, text_archive):
         predictor = Predictor.from_path(text_archive)
@@ -225,21 +234,15 @@ class TestPredictCommand:
         input_file.write_text("\n".join(lines) + "\n")
         outputs = {}
         for batch_size in (1, 32):
-            output_file = tmp_path / f"output_{batch_size}.jsonl"
-            result = run_allennlp(
-                "predict",
+            outputs[batch_size] = _predicted_lines(
                 text_archive,
                 input_file,
-                "--output-file",
-                output_file,
+                tmp_path / f"output_{batch_size}.jsonl",
                 "--batch-size",
                 batch_size,
-                "--silent",
                 "--predictor-args",
                 json.dumps({"confidence_threshold": mixed_threshold}),
             )
-            assert result.returncode == 0, result.stderr[-3000:]
-            outputs[batch_size] = output_file.read_text().splitlines()
         assert len(outputs[1]) == len(lines) - 1
         assert set(json.loads(outputs[1][0])) == FIELDS
         assert len({json.loads(line)["exit_layer"] for line in outputs[1]}) > 1
@@ -263,18 +266,9 @@ class TestPredictCommand:
         }
         outputs = {}
         for name, arguments in ways.items():
-            output_file = tmp_path / f"{name}.jsonl"
-            result = run_allennlp(
-                "predict",
-                text_archive,
-                input_file,
-                "--output-file",
-                output_file,
-                "--silent",
-                *arguments,
+            outputs[name] = _predicted_lines(
+                text_archive, input_file, tmp_path / f"{name}.jsonl", *arguments
             )
-            assert result.returncode == 0, result.stderr[-3000:]
-            outputs[name] = output_file.read_text().splitlines()
         assert len({json.loads(line)["exit_layer"] for line in outputs["predictor_args"]}) > 1
         assert outputs["dot_override"] == outputs["predictor_args"]
         assert outputs["nested_override"] == outputs["predictor_args"]
