@@ -22,10 +22,14 @@ from early_exit.modules.length_groups import (
     select_rows,
 )
 from early_exit.modules.layerwise_transformer import LayerwiseTransformer
+from early_exit.modules.packed_rows import PackedRows
 from early_exit.training.metrics.exit_statistics import ExitStatistics
 from early_exit.training.metrics.expected_calibration_error import ExpectedCalibrationError
 
 logger = logging.getLogger(__name__)
+
+# Rows that go through the encoder's layers together: padded (`RowGroup`) or packed (`PackedRows`).
+RowSet = Union[RowGroup, PackedRows]
 
 HEAD_POOLING_CHOICES = ("cls_pooler", "cls", "mean")
 
@@ -40,12 +44,14 @@ class EarlyExitClassifier(Model):
     Training runs every head and minimises the (weighted) sum of their cross-entropy losses. At
     inference an instance exits at the first head whose temperature-scaled maximum probability is at
     least `confidence_threshold`; the last head always answers. Exits are decided per instance: after
-    each exit layer the finished rows leave the batch, the padding of the remaining rows is trimmed,
-    and only they go through the next layers. Layers above the last exit layer are removed.
+    each exit layer the finished rows leave the batch, and only the others go through the next
+    layers. Layers above the last exit layer are removed.
 
-    At inference a batch is also run in sub-batches of similar length (`split_by_length`), which are
-    merged again as their rows exit, so that neither padding nor many tiny sub-batches eat the
-    layers saved. Outputs are those of running each instance alone (up to float noise).
+    At inference the layers run on the real tokens of all running rows packed together, without
+    padding (`packed`; BERT-style encoders), so that padding costs nothing and all rows share one
+    matrix multiplication per linear layer. Encoders that cannot be packed run each batch in
+    sub-batches of similar length instead (`split_by_length`), which are merged again as their rows
+    exit. Outputs are those of running each instance alone (up to float noise).
 
     Accepts the output of this package's `early_exit_text_classification` and `early_exit_nli`
     readers and of allennlp-models' `snli` reader with a pretrained transformer tokenizer (a `tokens`
@@ -88,10 +94,18 @@ class EarlyExitClassifier(Model):
         probabilities (`head_logits`, `head_probs`); the exit decisions are still computed from those
         probabilities exactly as early exit would take them. Needed by calibration, threshold sweeps
         and per-head accuracies. Training always runs all heads.
+    packed : `bool`, optional (default = `True`)
+        At inference, run the encoder's layers on the real tokens only (`PackedRows`, one matrix for
+        all running rows; only the attention is computed on rows padded to the longest running
+        one), where the encoder supports it (BERT-style self-attention with absolute positions:
+        BERT, RoBERTa, ELECTRA, MiniLM, XLM-R). Otherwise, or when `False`, `split_by_length`
+        decides. Training never packs.
     split_by_length : `bool`, optional (default = `True`)
-        At inference, run each batch in sub-batches of similar length (`length_sorted_groups`) and,
-        as rows exit, re-split what is left (`regroup`). Outputs are returned in the batch's order.
-        `False` runs the batch as it is padded (training always does).
+        At inference without packing, run each batch in sub-batches of similar length
+        (`length_sorted_groups`) and, as rows exit, re-split what is left (`regroup`). Outputs are
+        returned in the batch's order. `False` (with `packed` off or unsupported) runs the batch as
+        it is padded, trimming the padding that only finished rows needed (training always runs the
+        padded batch).
     label_namespace : `str`, optional (default = `"labels"`)
     load_weights : `bool`, optional (default = `True`)
         Load the encoder's pretrained weights. Set to `False` automatically when a model is loaded
@@ -117,6 +131,7 @@ class EarlyExitClassifier(Model):
         confidence_threshold: float = 1.0,
         run_all_heads: bool = False,
         split_by_length: bool = True,
+        packed: bool = True,
         label_namespace: str = "labels",
         load_weights: bool = True,
         initializer: Optional[InitializerApplicator] = None,
@@ -196,6 +211,7 @@ class EarlyExitClassifier(Model):
         self.confidence_threshold = confidence_threshold
         self.run_all_heads = run_all_heads
         self.split_by_length = split_by_length
+        self.packed = packed
 
         self._accuracy = CategoricalAccuracy()
         self._ece = ExpectedCalibrationError()
@@ -300,11 +316,12 @@ class EarlyExitClassifier(Model):
         # computes only the heads it needs.
         no_early_exit = self._confidence_threshold >= 1.0
         all_heads = self.training or self.run_all_heads or (no_early_exit and label is not None)
-        groups = self._initial_groups(mask)
+        row_sets = self._initial_row_sets(token_ids, mask, type_ids)
+        batch_size = token_ids.shape[0]
         if all_heads:
-            output = self._forward_all_heads_in_groups(groups, token_ids, mask, type_ids)
+            output = self._forward_all_heads_in_sets(row_sets, batch_size)
         else:
-            output = self._forward_early_exit(groups, token_ids, mask, type_ids)
+            output = self._forward_early_exit(row_sets, batch_size)
         exit_head = output["exit_head"]  # (batch_size,)
         layers = torch.tensor(self.exit_layers, device=exit_head.device)
         output["exit_layer"] = layers[exit_head]  # (batch_size,)
@@ -344,26 +361,22 @@ class EarlyExitClassifier(Model):
         )  # (batch_size, num_heads - 1)
         return self.distillation_weight * temperature**2 * kl.sum(dim=-1).mean()
 
-    def _forward_all_heads(
-        self, token_ids: torch.Tensor, mask: torch.BoolTensor, type_ids: Optional[torch.Tensor]
-    ) -> Dict[str, torch.Tensor]:
-        hidden = self.encoder.embed(token_ids, type_ids)  # (batch_size, num_tokens, hidden_size)
-        layer_mask = self.encoder.layer_mask(mask, hidden.dtype)
-        pooled: List[torch.Tensor] = []  # per layer: (batch_size, hidden_size)
-        head_logits: List[torch.Tensor] = []  # per head: (batch_size, num_labels)
+    def _forward_all_heads(self, row_set: RowSet) -> Dict[str, torch.Tensor]:
+        """Every layer and every head for the rows of `row_set`; outputs in its rows' order."""
+        pooled: List[torch.Tensor] = []  # per layer: (num_rows, hidden_size)
+        head_logits: List[torch.Tensor] = []  # per head: (num_rows, num_labels)
         for layer in range(self.encoder.num_layers):
-            hidden = self.encoder.run_layer(layer, hidden, layer_mask)
-            pooled.append(self._pool(hidden, mask))
+            pooled.append(self._advance(layer, row_set))
             if layer in self.exit_layers:
                 head = len(head_logits)
                 head_logits.append(self.heads[head](pooled, self._previous_logits(head_logits)))
-        logits = torch.stack(head_logits, dim=1)  # (batch_size, num_heads, num_labels)
-        probs = scaled_probabilities(logits, self.temperatures)  # (batch, num_heads, num_labels)
-        exit_head = first_exit_head(probs, self._confidence_threshold)  # (batch_size,)
-        rows = torch.arange(token_ids.shape[0], device=token_ids.device)
+        logits = torch.stack(head_logits, dim=1)  # (num_rows, num_heads, num_labels)
+        probs = scaled_probabilities(logits, self.temperatures)  # (num_rows, num_heads, num_labels)
+        exit_head = first_exit_head(probs, self._confidence_threshold)  # (num_rows,)
+        rows = torch.arange(logits.shape[0], device=logits.device)
         return {
-            "logits": logits[rows, exit_head],  # (batch_size, num_labels)
-            "probs": probs[rows, exit_head],  # (batch_size, num_labels)
+            "logits": logits[rows, exit_head],  # (num_rows, num_labels)
+            "probs": probs[rows, exit_head],  # (num_rows, num_labels)
             "exit_head": exit_head,
             "head_logits": logits,
             "head_probs": probs,
@@ -374,16 +387,35 @@ class EarlyExitClassifier(Model):
             return None
         return torch.cat(head_logits, dim=-1)  # (batch_size, num_previous_heads * num_labels)
 
-    def _initial_groups(self, mask: torch.BoolTensor) -> List[torch.Tensor]:
-        """The batch's rows `(group_size,)` per sub-batch: by length at inference, else all at once."""
-        batch_size = mask.shape[0]
+    def _initial_row_sets(
+        self, token_ids: torch.Tensor, mask: torch.BoolTensor, type_ids: Optional[torch.Tensor]
+    ) -> List[RowSet]:
+        """
+        The batch's rows, embedded, as the layers will run them: packed at inference where the
+        encoder allows it, else in sub-batches of similar length at inference (`split_by_length`),
+        else as one padded batch. Together the row sets hold every row once; a single row set
+        holds the whole batch in its order.
+        """
+        batch_size = token_ids.shape[0]
+        all_rows = torch.arange(batch_size, device=token_ids.device)  # (batch_size,)
+        if not self.training and self.packed and self.encoder.supports_packing:
+            hidden = self.encoder.embed(token_ids, type_ids)  # (batch_size, num_tokens, hidden)
+            return [PackedRows.from_padded(all_rows, hidden, mask)]
         if self.training or not self.split_by_length or batch_size == 1:
-            return [torch.arange(batch_size, device=mask.device)]
-        lengths = mask.sum(dim=1).tolist()
-        return [
-            torch.tensor(rows, dtype=torch.long, device=mask.device)
-            for rows in length_sorted_groups(lengths)
-        ]
+            groups = [all_rows]
+        else:
+            split = length_sorted_groups(mask.sum(dim=1).tolist())
+            groups = [all_rows]  # one group: the batch as it is, in its order
+            if len(split) > 1:
+                groups = [
+                    torch.tensor(rows, dtype=torch.long, device=mask.device) for rows in split
+                ]
+        row_sets: List[RowSet] = []
+        for rows in groups:
+            group_mask, group_ids, group_types = self._trimmed(rows, mask, token_ids, type_ids)
+            hidden = self.encoder.embed(group_ids, group_types)  # (group, num_tokens, hidden_size)
+            row_sets.append(RowGroup(rows, hidden, group_mask))
+        return row_sets
 
     @staticmethod
     def _trimmed(
@@ -394,22 +426,28 @@ class EarlyExitClassifier(Model):
         length = int(mask.sum(dim=1).max())
         return [None if tensor is None else tensor[rows, :length] for tensor in tensors]
 
-    def _forward_all_heads_in_groups(
-        self,
-        groups: List[torch.Tensor],
-        token_ids: torch.Tensor,
-        mask: torch.BoolTensor,
-        type_ids: Optional[torch.Tensor],
+    def _advance(self, layer: int, row_set: RowSet) -> torch.Tensor:
+        """Runs `layer` on the rows of `row_set`; returns their pooled output `(rows, hidden_size)`."""
+        if isinstance(row_set, PackedRows):
+            row_set.hidden = self.encoder.run_packed_layer(layer, row_set)  # (tokens, hidden)
+            if self.head_pooling == "mean":
+                return row_set.mean()  # (num_rows, hidden_size)
+            first = row_set.first_tokens()  # (num_rows, hidden_size)
+            if self.head_pooling == "cls_pooler":
+                return self.encoder.pool(first.unsqueeze(1))  # the pooler reads token 0
+            return first
+        row_set.hidden = self.encoder.run_layer(layer, row_set.hidden, self._layer_mask(row_set))
+        return self._pool(row_set.hidden, row_set.mask)  # (group_size, hidden_size)
+
+    def _forward_all_heads_in_sets(
+        self, row_sets: List[RowSet], batch_size: int
     ) -> Dict[str, torch.Tensor]:
-        if len(groups) == 1:
-            return self._forward_all_heads(token_ids, mask, type_ids)
-        parts = []
-        for rows in groups:
-            group_mask, group_ids, group_types = self._trimmed(rows, mask, token_ids, type_ids)
-            parts.append((rows, self._forward_all_heads(group_ids, group_mask, group_types)))
+        parts = [(row_set.rows, self._forward_all_heads(row_set)) for row_set in row_sets]
+        if len(parts) == 1:
+            return parts[0][1]  # a single row set holds the whole batch in order
         output = {}
         for key, first in parts[0][1].items():
-            merged = first.new_empty((token_ids.shape[0],) + tuple(first.shape[1:]))  # batch-first
+            merged = first.new_empty((batch_size,) + tuple(first.shape[1:]))  # batch-first
             for rows, part in parts:
                 merged[rows] = part[key]
             output[key] = merged
@@ -423,32 +461,23 @@ class EarlyExitClassifier(Model):
         return group.layer_mask
 
     def _forward_early_exit(
-        self,
-        groups: List[torch.Tensor],
-        token_ids: torch.Tensor,
-        mask: torch.BoolTensor,
-        type_ids: Optional[torch.Tensor],
+        self, row_sets: List[RowSet], batch_size: int
     ) -> Dict[str, torch.Tensor]:
-        batch_size = token_ids.shape[0]
-        logits_out = token_ids.new_zeros((batch_size, self.num_labels), dtype=torch.float)
+        device = row_sets[0].rows.device
+        logits_out = torch.zeros((batch_size, self.num_labels), device=device)
         probs_out = torch.zeros_like(logits_out)  # (batch_size, num_labels)
-        exit_head_out = token_ids.new_full((batch_size,), len(self.heads) - 1)  # (batch_size,)
+        exit_head_out = torch.full(
+            (batch_size,), len(self.heads) - 1, dtype=torch.long, device=device
+        )  # (batch_size,)
 
-        running: List[RowGroup] = []  # the rows still running, shortest first when split
-        for rows in groups:
-            group_mask, group_ids, group_types = self._trimmed(rows, mask, token_ids, type_ids)
-            hidden = self.encoder.embed(group_ids, group_types)  # (group, num_tokens, hidden_size)
-            running.append(RowGroup(rows, hidden, group_mask))
-        # What the heads read, for all running rows at once, in the order of the groups' rows (which
-        # selecting and regrouping keep): the heads and the exit rule run once per layer.
+        running = row_sets  # the rows still running, shortest first when split by length
+        # What the heads read, for all running rows at once, in the order of the row sets' rows
+        # (which selecting and regrouping keep): the heads and the exit rule run once per layer.
         pooled: List[torch.Tensor] = []  # per layer: (num_running, hidden_size)
         head_logits: List[torch.Tensor] = []  # per head passed: (num_running, num_labels)
         head = 0
         for layer in range(self.encoder.num_layers):
-            layer_pooled = []
-            for group in running:
-                group.hidden = self.encoder.run_layer(layer, group.hidden, self._layer_mask(group))
-                layer_pooled.append(self._pool(group.hidden, group.mask))  # (group, hidden_size)
+            layer_pooled = [self._advance(layer, row_set) for row_set in running]
             pooled.append(layer_pooled[0] if len(running) == 1 else torch.cat(layer_pooled))
             if layer != self.exit_layers[head]:
                 continue
@@ -475,13 +504,13 @@ class EarlyExitClassifier(Model):
                 break
             head_logits.append(logits)
             if not bool(done.any()):
-                continue  # the same rows go on in the same groups
-            # The finished rows leave; so do the padding columns only they needed.
+                continue  # the same rows go on in the same row sets
+            # The finished rows leave, with their tokens (and the padding only they needed).
             keep = ~done
             pooled = [layer_output[keep] for layer_output in pooled]
             head_logits = [earlier[keep] for earlier in head_logits]
             running = select_rows(running, keep)
-            if len(groups) > 1:
+            if len(running) > 1:
                 running = regroup(running)
         return {"logits": logits_out, "probs": probs_out, "exit_head": exit_head_out}
 

@@ -6,3 +6,4 @@ from early_exit.modules.length_groups import (
     regroup,
     select_rows,
 )
+from early_exit.modules.packed_rows import PackedRows

@@ -4,13 +4,21 @@ import torch
 from allennlp.common import cached_transformers
 from allennlp.common.checks import ConfigurationError
 
+from early_exit.modules.packed_rows import PackedRows
+
 
 class LayerwiseTransformer(torch.nn.Module):
     """
     A Hugging Face encoder that is run one transformer layer at a time, so that a caller can stop
     after any layer and drop finished rows between layers. The encoder is loaded through
-    `transformers` (via allennlp's `cached_transformers`); only its layers are called here, nothing of
-    its code is re-implemented.
+    `transformers` (via allennlp's `cached_transformers`).
+
+    `run_layer` calls a layer as it is, on padded rows. `run_packed_layer` runs a BERT-style layer
+    on the real tokens alone (`PackedRows`): it calls the layer's own query, key and value
+    projections, attention output and feed-forward modules, and only the step between them (split
+    into heads, `scaled_dot_product_attention` on the rows padded to the longest, merge) is written
+    here, as the layer's self-attention does it. `supports_packing` says whether an encoder's
+    layers allow that (BERT-style self-attention with absolute position embeddings).
 
     Layers after `num_layers` are removed from the module: they are never computed and not part of
     the state dict (so not stored in a model archive).
@@ -73,6 +81,25 @@ class LayerwiseTransformer(torch.nn.Module):
         if not keep_pooler and pooler is not None:
             self.transformer.pooler = None
         self.has_token_types = self._layout == "bert" and getattr(config, "type_vocab_size", 0) > 0
+        self.supports_packing = self._layout == "bert" and all(
+            self._packable(layer) for layer in self.layers
+        )
+
+    @staticmethod
+    def _packable(layer: torch.nn.Module) -> bool:
+        """Whether `run_packed_layer` computes what this BERT-style layer computes."""
+        attention = getattr(getattr(layer, "attention", None), "self", None)
+        return (
+            attention is not None
+            and all(hasattr(attention, name) for name in ("query", "key", "value"))
+            and isinstance(getattr(attention, "num_attention_heads", None), int)
+            and isinstance(getattr(attention, "attention_head_size", None), int)
+            and getattr(attention, "position_embedding_type", "absolute") == "absolute"
+            and not getattr(attention, "is_decoder", False)
+            and not getattr(layer, "add_cross_attention", False)
+            and all(hasattr(layer, name) for name in ("intermediate", "output"))
+            and hasattr(layer.attention, "output")
+        )
 
     @property
     def layers(self) -> torch.nn.ModuleList:
@@ -112,6 +139,36 @@ class LayerwiseTransformer(torch.nn.Module):
         if self._layout == "bert":
             return self.layers[index](hidden, attention_mask=layer_mask)[0]
         return self.layers[index](hidden, attn_mask=layer_mask)[0]
+
+    def run_packed_layer(self, index: int, packed: PackedRows) -> torch.Tensor:
+        """
+        Runs BERT-style layer `index` (at inference) on the real tokens of `packed`, whose `hidden`
+        is `(num_tokens, hidden_size)`; returns the layer's output of the same shape. Needs
+        `supports_packing`.
+        """
+        layer = self.layers[index]
+        attention = layer.attention.self
+        hidden = packed.hidden  # (num_tokens, hidden_size)
+        num_rows, longest = len(packed), packed.longest
+        heads, head_size = attention.num_attention_heads, attention.attention_head_size
+
+        def split_heads(projected: torch.Tensor) -> torch.Tensor:
+            # (num_tokens, heads * head_size) -> (num_rows, heads, longest, head_size)
+            padded = packed.pad(projected)  # (num_rows, longest, heads * head_size)
+            return padded.view(num_rows, longest, heads, head_size).transpose(1, 2)
+
+        context = torch.nn.functional.scaled_dot_product_attention(
+            split_heads(attention.query(hidden)),
+            split_heads(attention.key(hidden)),
+            split_heads(attention.value(hidden)),
+            attn_mask=packed.attention_mask,
+        )  # (num_rows, heads, longest, head_size)
+        context = packed.unpad(
+            context.transpose(1, 2).reshape(num_rows, longest, heads * head_size)
+        )  # (num_tokens, heads * head_size)
+        attention_output = layer.attention.output(context, hidden)  # (num_tokens, hidden_size)
+        intermediate = layer.intermediate(attention_output)  # (num_tokens, intermediate_size)
+        return layer.output(intermediate, attention_output)  # (num_tokens, hidden_size)
 
     def pool(self, hidden: torch.Tensor) -> torch.Tensor:
         """The encoder's own pooler on a layer's output: `(batch_size, hidden_size)`."""

@@ -15,20 +15,22 @@ CONFIG = FIXTURES_ROOT / "early_exit_classifier" / "experiment.jsonnet"
 DATA = FIXTURES_ROOT / "data" / "text_classification.tsv"
 
 
-def _count_layer_rows(model: EarlyExitClassifier) -> Dict[int, int]:
-    """How many rows went through each encoder layer (summed over the sub-batches it ran)."""
-    rows = {index: 0 for index in range(len(model.encoder.layers))}
+def _count_layer_tokens(model: EarlyExitClassifier) -> Dict[int, int]:
+    """
+    How many token vectors each encoder layer's feed-forward block computed (summed over calls):
+    every way of running the layers (packed, padded, in sub-batches) goes through it.
+    """
+    tokens = {index: 0 for index in range(len(model.encoder.layers))}
 
     def hook(index):
         def count(module, inputs, output):
-            hidden = output[0] if isinstance(output, tuple) else output
-            rows[index] += hidden.shape[0]
+            tokens[index] += output.numel() // output.shape[-1]
 
         return count
 
     for index, layer in enumerate(model.encoder.layers):
-        layer.register_forward_hook(hook(index))
-    return rows
+        layer.intermediate.register_forward_hook(hook(index))
+    return tokens
 
 
 class TestEarlyExitClassifier(ModelTestCase):
@@ -71,14 +73,16 @@ class TestEarlyExitClassifier(ModelTestCase):
         assert not any(".layer.3." in name for name in state)
 
     def test_threshold_zero_exits_at_first_head_and_never_calls_later_layers(self):
-        rows = _count_layer_rows(self.model)
+        tokens = _count_layer_tokens(self.model)
         self.model.confidence_threshold = 0.0
+        tensors = self._tensors(self.instances)
         with torch.no_grad():
-            output = self.model(**self._tensors(self.instances))
+            output = self.model(**tensors)
         assert output["exit_layer"].tolist() == [0] * len(self.instances)
         assert output["exit_head"].tolist() == [0] * len(self.instances)
-        assert rows[0] == len(self.instances)
-        assert all(rows[index] == 0 for index in range(1, len(rows)))
+        # Packed (the default for BERT): layer 0 computes the real tokens only; no later layer runs.
+        assert tokens[0] == int(tensors["tokens"]["tokens"]["mask"].sum())
+        assert all(tokens[index] == 0 for index in range(1, len(tokens)))
         metrics = self.model.get_metrics(reset=True)
         assert metrics["exit_fraction_layer_0"] == 1.0
         assert metrics["relative_compute"] == pytest.approx(1 / 4)

@@ -1,7 +1,7 @@
 """
-The early-exit fast path against the reference: when rows exit, the later layers see only the rows
-still running and only the columns those rows need (padding re-trimmed), and the outputs equal
-those of running every head on the whole padded batch and of running each instance alone.
+The early-exit fast paths against the reference: when rows exit, the later layers see only the rows
+still running and only the columns (padded) or tokens (packed) those rows need, and the outputs
+equal those of running every head on the whole padded batch and of running each instance alone.
 """
 
 import copy
@@ -24,6 +24,8 @@ DATA = FIXTURES_ROOT / "data" / "text_classification.tsv"
 
 
 class TestShrinkingBatch:
+    """One padded batch (packing off), shrinking as rows exit."""
+
     def setup_method(self):
         params = Params.from_file(str(CONFIG))
         params["dataset_reader"]["transformer_model"] = TINY_BERT
@@ -33,6 +35,7 @@ class TestShrinkingBatch:
         self.vocab = Vocabulary.from_instances(self.instances)
         torch.manual_seed(0)
         self.model = Model.from_params(vocab=self.vocab, params=params["model"]).eval()
+        self.model.packed = False
 
     def _tensors(self, instances):
         batch = Batch(copy.deepcopy(instances))
@@ -193,3 +196,100 @@ class TestSplitByLength(TestShrinkingBatch):
         whole = self._run(split=False, run_all_heads=True)
         for key in ("head_logits", "head_probs", "logits", "loss"):
             torch.testing.assert_close(split[key], whole[key], atol=1e-5, rtol=0)
+
+
+class TestPacked(TestSplitByLength):
+    """
+    The default at inference for BERT-style encoders: every layer runs once on the real tokens of
+    the rows still running, packed together; only the attention sees padding.
+    """
+
+    def setup_method(self):
+        super().setup_method()
+        self.model.packed = True
+        assert self.model.encoder.supports_packing
+
+    def _run(self, split: bool, **changes):
+        # split=True: the packed default; split=False: the reference, one padded batch.
+        self.model.packed = split
+        try:
+            return super()._run(split=False, **changes)
+        finally:
+            self.model.packed = True
+
+    def _layer_tokens(self):
+        """Records the input shape of each layer's query projection, called by both paths."""
+        shapes = {index: [] for index in range(len(self.model.encoder.layers))}
+        hooks = [
+            layer.attention.self.query.register_forward_hook(
+                lambda module, args, output, index=index: shapes[index].append(tuple(args[0].shape))
+            )
+            for index, layer in enumerate(self.model.encoder.layers)
+        ]
+        return shapes, hooks
+
+    def test_padding_is_trimmed_when_the_longest_rows_exit(self):
+        instances, threshold = self._longest_exits_first()
+        self.model.confidence_threshold = threshold
+        shapes, hooks = self._layer_tokens()
+        try:
+            with torch.no_grad():
+                output = self.model(**self._tensors(instances))
+        finally:
+            for hook in hooks:
+                hook.remove()
+        lengths = [len(instance["tokens"].tokens) for instance in instances]
+        exits = output["exit_layer"].tolist()
+        assert exits[0] == 0 and min(exits[1:]) > 0
+        hidden = self.model.encoder.hidden_size
+        for layer, layer_shapes in shapes.items():
+            running = sum(length for length, exit in zip(lengths, exits) if exit >= layer)
+            assert layer_shapes == ([(running, hidden)] if running else [])
+
+    def test_sub_batches_are_used_and_merged(self):
+        # Packed, there are no sub-batches: one call per layer, on every running row's real tokens.
+        self.model.confidence_threshold = self._median_first_head_threshold()
+        shapes, hooks = self._layer_tokens()
+        try:
+            output = self._run(split=True)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        lengths = [len(instance["tokens"].tokens) for instance in self.instances]
+        exits = output["exit_layer"].tolist()
+        assert len(set(exits)) > 1
+        for layer, layer_shapes in shapes.items():
+            running = sum(length for length, exit in zip(lengths, exits) if exit >= layer)
+            assert layer_shapes == ([(running, self.model.encoder.hidden_size)] if running else [])
+
+    @pytest.mark.parametrize("pooling", ["cls", "cls_pooler"])
+    def test_first_token_pooling_packed_or_padded(self, pooling):
+        params = Params.from_file(str(CONFIG))
+        params["model"]["transformer_model"] = TINY_BERT
+        params["model"]["head_pooling"] = pooling
+        torch.manual_seed(0)
+        self.model = Model.from_params(vocab=self.vocab, params=params["model"]).eval()
+        self.model.confidence_threshold = self._median_first_head_threshold()
+        packed = self._run(split=True)
+        padded = self._run(split=False)
+        assert packed["exit_head"].tolist() == padded["exit_head"].tolist()
+        assert len(set(packed["exit_head"].tolist())) > 1
+        torch.testing.assert_close(packed["probs"], padded["probs"], atol=1e-5, rtol=0)
+        everything = self._run(split=True, run_all_heads=True)
+        reference = self._run(split=False, run_all_heads=True)
+        torch.testing.assert_close(
+            everything["head_logits"], reference["head_logits"], atol=1e-5, rtol=0
+        )
+
+    def test_training_never_packs(self):
+        shapes, hooks = self._layer_tokens()
+        self.model.train()
+        try:
+            tensors = self._tensors(self.instances)
+            self.model(**tensors)
+        finally:
+            self.model.eval()
+            for hook in hooks:
+                hook.remove()
+        padded = tuple(tensors["tokens"]["tokens"]["token_ids"].shape)
+        assert all(layer_shapes[0][:2] == padded for layer_shapes in shapes.values())

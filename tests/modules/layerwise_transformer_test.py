@@ -5,7 +5,7 @@ from allennlp.common.checks import ConfigurationError
 from allennlp.data import Vocabulary
 
 from early_exit.models import EarlyExitClassifier
-from early_exit.modules import LayerwiseTransformer
+from early_exit.modules import LayerwiseTransformer, PackedRows
 from tests import TINY_BERT
 
 SMALL = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=37)
@@ -98,3 +98,48 @@ def test_pooler_is_removed_unless_the_heads_use_it():
     assert EarlyExitClassifier(_vocab(), TINY_BERT, [0, 3]).encoder.transformer.pooler is None
     with_pooler = EarlyExitClassifier(_vocab(), TINY_BERT, [0, 3], head_pooling="cls_pooler")
     assert with_pooler.encoder.transformer.pooler is not None
+
+
+PACKABLE = {"bert": True, "roberta": True, "electra": True, "distilbert": False}
+
+
+def _encoder_path(family, tmp_path) -> str:
+    if family == "bert":
+        return TINY_BERT
+    if family == "bert_relative_key":  # attention scores depend on positions: not packable
+        config = transformers.BertConfig(
+            vocab_size=120, position_embedding_type="relative_key", **SMALL
+        )
+        return _save_random_encoder(config, tmp_path / family)
+    return _save_random_encoder(FAMILIES[family](), tmp_path / family)
+
+
+@pytest.mark.parametrize("family", sorted(PACKABLE))
+def test_packed_layers_equal_the_hugging_face_forward(family, tmp_path):
+    encoder = LayerwiseTransformer(_encoder_path(family, tmp_path), 4, keep_pooler=False).eval()
+    assert encoder.supports_packing is PACKABLE[family]
+    if not encoder.supports_packing:
+        return
+    token_ids, mask = _inputs()
+    with torch.no_grad():
+        packed = PackedRows.from_padded(torch.arange(5), encoder.embed(token_ids), mask)
+        for index in range(4):
+            packed.hidden = encoder.run_packed_layer(index, packed)
+        reference = encoder.transformer(input_ids=token_ids, attention_mask=mask.long())
+    torch.testing.assert_close(
+        packed.hidden, reference.last_hidden_state[mask], atol=1e-5, rtol=1e-5
+    )
+
+
+def test_an_encoder_that_cannot_be_packed_runs_padded(tmp_path):
+    path = _encoder_path("bert_relative_key", tmp_path)
+    model = EarlyExitClassifier(_vocab(), path, exit_layers=[1, 3]).eval()
+    assert model.packed and not model.encoder.supports_packing
+    token_ids, mask = _inputs()
+    with torch.no_grad():
+        output = model({"tokens": {"token_ids": token_ids, "mask": mask}})
+        reference = model.encoder.transformer(
+            input_ids=token_ids, attention_mask=mask.long(), output_hidden_states=True
+        )
+        pooled = [model._pool(hidden, mask) for hidden in reference.hidden_states[1:]]
+    torch.testing.assert_close(output["logits"], model.heads[-1](pooled), atol=1e-5, rtol=1e-5)

@@ -1,9 +1,9 @@
 """
-The fast path of batched prediction: the model splits each batch into sub-batches of similar length
-and merges them as rows exit, outputs come back in input order, and the predictor's own
-`forward_on_instances` runs under `torch.inference_mode`. Every output must equal the
-straightforward path's (allennlp's `Model.forward_on_instances` on the whole padded batch, unsplit)
-and that of each line alone.
+The fast paths of batched prediction: the model runs each whole batch packed (the real tokens only)
+or, with packing off, in sub-batches of similar length merged as rows exit; outputs come back in
+input order, and the predictor's own `forward_on_instances` runs under `torch.inference_mode`.
+Every output must equal the straightforward path's (allennlp's `Model.forward_on_instances` on the
+whole padded batch, unsplit) and that of each line alone.
 """
 
 import json
@@ -38,11 +38,12 @@ def _reference(predictor, lines):
     instances = [predictor._json_to_instance(line) for line in lines]
     for instance in instances:
         predictor._dataset_reader.apply_token_indexers(instance)
-    predictor._model.split_by_length = False
+    model = predictor._model
+    model.packed, model.split_by_length = False, False
     try:
-        outputs = predictor._model.forward_on_instances(instances)
+        outputs = model.forward_on_instances(instances)
     finally:
-        predictor._model.split_by_length = True
+        model.packed, model.split_by_length = True, True
     return [predictor._format(output) for output in outputs]
 
 
@@ -62,8 +63,15 @@ def threshold(request, predictor):
     return (confidences[middle - 1] + confidences[middle]) / 2
 
 
+@pytest.fixture(params=["packed", "by_length"])
+def batching(request, predictor):
+    predictor._model.packed = request.param == "packed"
+    yield request.param
+    predictor._model.packed = True
+
+
 class TestSubBatchedPredictions:
-    def test_same_outputs_as_one_padded_batch_in_input_order(self, predictor, threshold):
+    def test_same_outputs_as_one_padded_batch_in_input_order(self, predictor, threshold, batching):
         predictor.confidence_threshold = threshold
         lines = _varied_lines()
         fast = [predictor.dump_line(output) for output in predictor.predict_batch_json(lines)]
@@ -74,10 +82,52 @@ class TestSubBatchedPredictions:
         if threshold not in (0.0, 1.0):
             assert len({json.loads(line)["exit_layer"] for line in fast}) > 1
 
+    def test_the_model_packs_each_batch_and_computes_only_running_tokens(
+        self, predictor, threshold, monkeypatch
+    ):
+        model = predictor._model
+        assert model.packed and model.encoder.supports_packing
+        predictor.confidence_threshold = threshold
+        forward_calls = []  # batch sizes
+        layer_inputs = {index: [] for index in range(len(model.encoder.layers))}  # input shapes
+        forward = model.forward
+
+        def recording_forward(**inputs):
+            forward_calls.append(inputs["tokens"]["tokens"]["mask"].shape[0])
+            return forward(**inputs)
+
+        def record(index):
+            def hook(module, inputs, output):
+                layer_inputs[index].append(tuple(inputs[0].shape))
+
+            return hook
+
+        monkeypatch.setattr(model, "forward", recording_forward)
+        handles = [
+            layer.attention.self.query.register_forward_hook(record(index))
+            for index, layer in enumerate(model.encoder.layers)
+        ]
+        lines = _varied_lines()
+        try:
+            outputs = predictor.predict_batch_json(lines)
+        finally:
+            for handle in handles:
+                handle.remove()
+        assert forward_calls == [len(lines)]
+        lengths = [
+            len(predictor._json_to_instance(line)["tokens"].tokens) for line in lines
+        ]  # wordpieces with special tokens
+        exits = [output["exit_layer"] for output in outputs]
+        for layer, shapes in layer_inputs.items():
+            running_tokens = sum(n for n, exit in zip(lengths, exits) if exit >= layer)
+            # One call per layer that anybody reaches, on exactly the running rows' real tokens.
+            assert shapes == ([(running_tokens, shapes[0][-1])] if running_tokens else [])
+
     def test_the_model_splits_by_length_and_merges_as_rows_exit(
         self, predictor, threshold, monkeypatch
     ):
         model = predictor._model
+        monkeypatch.setattr(model, "packed", False)  # as for an encoder that cannot be packed
         predictor.confidence_threshold = threshold
         forward_calls = []  # (batch size, under inference mode)
         layer_shapes = {index: [] for index in range(len(model.encoder.layers))}  # (rows, tokens)
@@ -137,7 +187,7 @@ class TestSubBatchedPredictions:
                 else:
                     assert one[key] == other[key]
 
-    def test_run_all_heads_outputs_survive_sub_batching(self, predictor):
+    def test_run_all_heads_outputs_survive_sub_batching(self, predictor, batching):
         predictor.confidence_threshold = 1.0
         predictor._model.run_all_heads = True
         try:

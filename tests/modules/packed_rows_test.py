@@ -1,0 +1,80 @@
+"""
+Packed rows: packing keeps every real token in row order, padding and unpadding invert each other,
+selecting rows keeps exactly their tokens, and pooling equals the masked padded computation.
+"""
+
+import pytest
+import torch
+
+from early_exit.modules.packed_rows import PackedRows
+
+HIDDEN = 3
+
+
+def _padded(lengths, width=None):
+    """A right-padded batch: hidden `(rows, width, HIDDEN)` with distinct values, and its mask."""
+    width = width or max(lengths)
+    mask = torch.arange(width).unsqueeze(0) < torch.tensor(lengths).unsqueeze(1)
+    hidden = torch.arange(len(lengths) * width * HIDDEN, dtype=torch.float).view(
+        len(lengths), width, HIDDEN
+    )
+    return hidden, mask
+
+
+def _pack(lengths, width=None):
+    hidden, mask = _padded(lengths, width)
+    rows = torch.arange(len(lengths)) + 10  # batch indices need not start at 0
+    return PackedRows.from_padded(rows, hidden, mask), hidden, mask
+
+
+def test_packing_keeps_the_real_tokens_in_order():
+    packed, hidden, mask = _pack([2, 4, 1], width=6)  # extra padding columns are ignored
+    assert packed.num_tokens == 7 and packed.longest == 4 and packed.has_padding
+    torch.testing.assert_close(packed.hidden, hidden[mask])
+    assert packed.row_of_token.tolist() == [0, 0, 1, 1, 1, 1, 2]
+    assert packed.position.tolist() == [0, 1, 0, 1, 2, 3, 0]
+    assert packed.rows.tolist() == [10, 11, 12]
+
+
+def test_pad_and_unpad_invert_each_other_with_zero_padding():
+    packed, hidden, mask = _pack([2, 4, 1])
+    padded = packed.pad(packed.hidden)  # (3, 4, HIDDEN)
+    torch.testing.assert_close(padded[mask[:, :4]], hidden[mask])
+    assert bool((padded[~mask[:, :4]] == 0).all())
+    torch.testing.assert_close(packed.unpad(padded), packed.hidden)
+    expected_mask = mask[:, :4].view(3, 1, 1, 4)
+    assert torch.equal(packed.attention_mask, expected_mask)
+
+
+def test_equal_lengths_need_no_padding_and_no_mask():
+    packed, hidden, _ = _pack([3, 3])
+    assert not packed.has_padding and packed.attention_mask is None
+    torch.testing.assert_close(packed.pad(packed.hidden), hidden)
+    torch.testing.assert_close(packed.unpad(hidden), packed.hidden)
+
+
+@pytest.mark.parametrize("lengths", [[2, 4, 1, 3], [3, 3, 3]])
+def test_mean_and_first_tokens_equal_the_masked_padded_computation(lengths):
+    packed, hidden, mask = _pack(lengths)
+    expected_mean = (hidden * mask.unsqueeze(-1)).sum(dim=1) / mask.sum(dim=1, keepdim=True)
+    torch.testing.assert_close(packed.mean(), expected_mean)
+    torch.testing.assert_close(packed.first_tokens(), hidden[:, 0])
+
+
+def test_select_keeps_exactly_the_kept_rows_tokens():
+    packed, hidden, mask = _pack([2, 5, 1, 3])
+    kept = packed.select(torch.tensor([True, False, True, True]))
+    assert kept.rows.tolist() == [10, 12, 13]
+    assert kept.lengths.tolist() == [2, 1, 3] and kept.longest == 3  # the longest row left
+    torch.testing.assert_close(kept.hidden, hidden[[0, 2, 3]][mask[[0, 2, 3]]])
+    assert kept.row_of_token.tolist() == [0, 0, 1, 2, 2, 2]
+    torch.testing.assert_close(kept.pad(kept.hidden)[:, :3][mask[[0, 2, 3], :3]], kept.hidden)
+    again = kept.select(torch.tensor([False, False, True]))
+    assert again.rows.tolist() == [13] and not again.has_padding
+    torch.testing.assert_close(again.mean(), hidden[3, :3].mean(dim=0, keepdim=True))
+
+
+def test_a_row_without_tokens_is_refused():
+    hidden, mask = _padded([2, 0])
+    with pytest.raises(ValueError, match="at least one token"):
+        PackedRows.from_padded(torch.arange(2), hidden, mask)
