@@ -21,11 +21,12 @@ For each early-exit archive (with a dev file and an evaluation file) it measures
    inference counts; `ru_maxrss` of the whole process too).
 
 Every timed configuration runs side by side in one process, interleaved within each repeat in an
-order rotated from repeat to repeat; times and ratios are medians over the repeats. Batch size 32 is
-timed three ways: in file order, padded as a data loader pads them (`split_by_length` off); as the
-model runs them by default (split into sub-batches of similar length that are merged again as rows
-exit); and with the same sub-batches run one after the other, never merged (the previous design).
-The transformers reference gets the same sub-batches.
+order rotated from repeat to repeat; times and ratios are medians over the repeats. Batches of 32
+lines in file order are timed three ways: as the model runs them by default (`packed`: the layers
+run on the real tokens only, all rows in one matrix); with packing off, split into sub-batches of
+similar length merged again as rows exit (`split_by_length`, what encoders that cannot be packed
+get, and the previous default); and with both off, padded as a data loader pads them. The
+transformers reference gets the same padded batches (the sub-batches, for the split one).
 
 Usage (from the repo root, after `make install`, on a quiet machine; about 8 minutes on 2 cores
 with the defaults; without `--archive` it uses those of these two that exist):
@@ -84,13 +85,19 @@ DEFAULT_ARCHIVES = {
 }
 ACCURACY_DROPS = (0.005, 0.01)
 TARGETS = {"overhead": 1.10, "efficiency_1": 0.85, "efficiency_32": 0.90, "e2e_survival": 0.75}
-# How batches of 32 are run. FILE_ORDER: as a data loader pads them, `split_by_length` off.
-# BY_LENGTH: the model's default, split into sub-batches of similar length that are merged again as
-# rows exit. APART: the same sub-batches run one after the other, never merged (the predictor's
-# design before the model split batches itself), kept to show what the merging gives.
-FILE_ORDER, BY_LENGTH, APART = "file order", "by length", "by length, sub-batches apart"
+# How the model runs batches (always given whole, in file order). PACKED: the default, the layers
+# on the real tokens only (`packed`). BY_LENGTH: packing off, sub-batches of similar length merged
+# again as rows exit (`split_by_length`; encoders that cannot be packed, and the previous default).
+# PADDED: both off, the batch padded as a data loader pads it. The transformers reference runs
+# the padded batches, or the same sub-batches for BY_LENGTH.
+PACKED, BY_LENGTH, PADDED = "packed", "by length", "padded"
+SETTINGS = {  # batching -> (model.packed, model.split_by_length)
+    PACKED: (True, True),
+    BY_LENGTH: (False, True),
+    PADDED: (False, False),
+}
 LARGE_BATCH = 32
-PLANS = [(1, FILE_ORDER), (LARGE_BATCH, FILE_ORDER), (LARGE_BATCH, BY_LENGTH), (LARGE_BATCH, APART)]
+PLANS = [(1, PACKED), (LARGE_BATCH, PACKED), (LARGE_BATCH, BY_LENGTH), (LARGE_BATCH, PADDED)]
 NAN = float("nan")
 
 
@@ -422,14 +429,12 @@ def model_time_part(
 
     results = []
     for batch_size, batching in PLANS:
-        groups = batch_groups(instances, batch_size, by_length=batching != FILE_ORDER)
+        groups = batch_groups(instances, batch_size, by_length=batching == BY_LENGTH)
         batches = tensor_batches(model, groups)  # what the transformers reference runs
         hf_batches = hf_inputs(batches, with_type_ids)
-        split_by_length = batching == BY_LENGTH
-        if split_by_length:  # whole batches: the model splits and merges them itself
-            model_batches = tensor_batches(model, batch_groups(instances, batch_size, False))
-        else:
-            model_batches = batches
+        # Whole batches in file order: the model packs or splits them itself.
+        model_batches = tensor_batches(model, batch_groups(instances, batch_size, False))
+        packed, split_by_length = SETTINGS[batching]
 
         def run_hf():
             for kwargs in hf_batches:
@@ -438,7 +443,7 @@ def model_time_part(
         def run_model(threshold):
             def run():
                 model.confidence_threshold = threshold
-                model.split_by_length = split_by_length
+                model.packed, model.split_by_length = packed, split_by_length
                 model.get_metrics(reset=True)
                 for tokens in model_batches:
                     model(tokens=tokens)
@@ -453,7 +458,7 @@ def model_time_part(
         model.run_all_heads = False
         with torch.inference_mode():
             interleaved(configs, repeats, f"model time, batch size {batch_size}, {batching}")
-        model.split_by_length = True
+        model.packed, model.split_by_length = SETTINGS[PACKED]
         token_ideal = {
             threshold: 1.0 / token_weighted_compute(model, model_batches, threshold)
             for threshold in thresholds
@@ -843,23 +848,20 @@ def report(
     rows = []
     for result in results:
         name = result["name"]
-        for batch_size in (1, LARGE_BATCH):
-            row = model_row(result, batch_size, FILE_ORDER, 1.0)
+        for batch_size, batching in PLANS:
+            row = model_row(result, batch_size, batching, 1.0)
             ratio = row["overhead_vs_transformers"]
             rows.append(
-                [name, f"overhead at threshold 1.0, batch size {batch_size}", f"{ratio:.3f}x",
-                 f"<= {TARGETS['overhead']:.2f}x", verdict(ratio <= TARGETS["overhead"])]
+                [name, f"overhead at threshold 1.0, batch size {batch_size}, {batching}",
+                 f"{ratio:.3f}x", f"<= {TARGETS['overhead']:.2f}x",
+                 verdict(ratio <= TARGETS["overhead"])]
             )  # fmt: skip
         for threshold in thresholds_of(result)[1:]:
             label = drop_label(result, threshold)
-            for batch_size, batching in (
-                (1, FILE_ORDER),
-                (LARGE_BATCH, FILE_ORDER),
-                (LARGE_BATCH, BY_LENGTH),
-            ):
+            for batch_size, batching in PLANS:
                 row = model_row(result, batch_size, batching, threshold)
                 target = TARGETS["efficiency_1" if batch_size == 1 else "efficiency_32"]
-                where = f"batch size {batch_size}" + (f", {batching}" if batch_size > 1 else "")
+                where = f"batch size {batch_size}, {batching}"
                 rows.append(
                     [name, f"model speedup / ideal, threshold {threshold:g} ({label}), {where}",
                      f"{row['efficiency']:.0%} ({row['speedup']:.2f}x of {row['ideal_speedup']:.2f}x)",
@@ -868,8 +870,7 @@ def report(
             if "e2e" in result:
                 for batch_size in (1, LARGE_BATCH):
                     e2e = e2e_row(result, batch_size, threshold)
-                    batching = FILE_ORDER if batch_size == 1 else BY_LENGTH
-                    model = model_row(result, batch_size, batching, threshold)
+                    model = model_row(result, batch_size, PACKED, threshold)
                     survival = e2e["speedup"] / model["speedup"]
                     measured = (
                         f"{survival:.0%} ({e2e['speedup']:.2f}x of {model['speedup']:.2f}x)"
@@ -889,12 +890,14 @@ def report(
         "Ideal speedup = 1 / relative compute, the layers saved on the timed instances "
         "(`(exit_layer + 1) / full_depth`, averaged), the issue's yardstick. The model-time "
         "tables also give the token-weighted ideal, `sum(length) * full_depth / sum(length * "
-        "(exit_layer + 1))`: once padding is gone (batch size 1, or split by length) a layer costs "
-        "in proportion to the tokens it runs, so where longer instances exit later no exit policy "
-        "can reach the layer-count ideal. End-to-end speedups are compared with the "
-        "model-time speedup of the same batches: batch size 32 end to end runs through the "
-        'predictor, which gives the model whole batches of 32 lines to split by length ("by '
-        'length" below).'
+        "(exit_layer + 1))`: once padding is gone (packed, batch size 1, or split by length) a "
+        "layer costs in proportion to the tokens it runs, so where longer instances exit later no "
+        "exit policy can reach the layer-count ideal. Overhead is the model at threshold 1.0 "
+        "against `AutoModelForSequenceClassification` on the same padded batches (the same "
+        "sub-batches, by length); packed, the model skips the padding the reference computes, "
+        "hence ratios below 1. End-to-end speedups are compared with the model-time speedup of "
+        "the same batches: the predictor gives the model whole batches, which it packs "
+        '("packed" below).'
     )
     add("")
 
@@ -1009,15 +1012,15 @@ def dataset_section(result: Dict[str, Any]) -> str:
         if row["batch_size"] == LARGE_BATCH and row["threshold"] == 1.0
     }
     add(
-        f"{result['model_time_instances']} evaluation instances. Padded tokens per real token at "
-        f"batch size 32: {padding[FILE_ORDER]:.2f} in file order (forward passes: "
-        f"{passes[FILE_ORDER]}), {padding[BY_LENGTH]:.2f} split by length (sub-batches at the "
-        f"first layer: {passes[BY_LENGTH]}). "
-        "In file order the early-exit model also drops the padding its longest rows needed once "
-        "they exit, which the full model keeps computing; split by length there is little padding "
-        "left to drop, and both models are faster. Run apart, the sub-batches shrink to a few rows "
-        "each as rows exit, and every layer then costs a pass per sub-batch: merging them again "
-        f"({BY_LENGTH}) keeps the layers saved from being eaten by that fixed cost per pass."
+        f"{result['model_time_instances']} evaluation instances. Tokens computed per real token "
+        f"at batch size 32: {padding[PADDED]:.2f} padded ({passes[PADDED]} forward "
+        f"passes), {padding[BY_LENGTH]:.2f} split by length ({passes[BY_LENGTH]} sub-batches at "
+        "the first layer), 1.00 packed (one pass per layer; only the attention sees padding). "
+        "Padded, the early-exit model also drops the padding its longest rows needed once they "
+        "exit, which the full model keeps computing, so its speedup can exceed the layer count. "
+        "Packed or split by length, the full model wastes no padding either, and both are faster; "
+        "split by length, the sub-batches of the rows still running become small, and each costs "
+        "a pass of its own, where packed every layer is one pass over all running tokens."
     )
     add("")
     if "e2e" in result:
@@ -1028,8 +1031,7 @@ def dataset_section(result: Dict[str, Any]) -> str:
         for batch_size in (1, LARGE_BATCH):
             for threshold in thresholds_of(result):
                 row = e2e_row(result, batch_size, threshold)
-                batching = FILE_ORDER if batch_size == 1 else BY_LENGTH
-                model = model_row(result, batch_size, batching, threshold)
+                model = model_row(result, batch_size, PACKED, threshold)
                 reliable = row["speedup"] == row["speedup"]  # not nan
                 rows.append(
                     [batch_size, f"{threshold:g}", f"{row['relative_compute']:.3f}",
@@ -1092,7 +1094,7 @@ def dataset_section(result: Dict[str, Any]) -> str:
             "Resident set size of a fresh process per row (Linux `/proc/self/status`): `VmRSS` "
             "after loading the model and batching the inputs, then `VmHWM` after one pass over "
             f"the first {result['memory'][0]['instances']} evaluation instances in batches of 32 "
-            "(file order), the peak having been reset by writing 5 to `/proc/self/clear_refs`; "
+            "(file order; the early-exit model packs them), the peak having been reset by writing 5 to `/proc/self/clear_refs`; "
             "the last column is `ru_maxrss`, which includes loading the archive. tracemalloc "
             "would not see torch's CPU allocations."
         )
@@ -1116,13 +1118,14 @@ def plots(results: List[Dict[str, Any]], directory: Path) -> None:
     # Speedup: ideal, model time (both batchings), end to end
     figure, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.2), squeeze=False)
     for axis, result in zip(axes[0], results):
-        labels, series = [], {"ideal": [], "model": [], "model, by length": [], "end to end": []}
+        labels = []
+        series = {"ideal": [], "model (packed)": [], "model, by length": [], "end to end": []}
         for threshold in thresholds_of(result)[1:]:
             for batch_size in (1, LARGE_BATCH):
                 labels.append(f"{threshold:g}\nbatch {batch_size}")
-                row = model_row(result, batch_size, FILE_ORDER, threshold)
+                row = model_row(result, batch_size, PACKED, threshold)
                 series["ideal"].append(row["ideal_speedup"])
-                series["model"].append(row["speedup"])
+                series["model (packed)"].append(row["speedup"])
                 series["model, by length"].append(
                     model_row(result, batch_size, BY_LENGTH, threshold)["speedup"]
                     if batch_size > 1

@@ -63,8 +63,9 @@ class EarlyExitClassifierPredictor(Predictor):
     differ by one).
 
     A batch (`predict_batch_json`, `predict_batch_instance`, `allennlp predict --batch-size N`) goes
-    to the model whole; the model runs it in sub-batches of similar length (its `split_by_length`)
-    and returns the outputs in input order: in file order a batch of 32 sentences is about half
+    to the model whole; the model runs its layers on the real tokens only (its `packed`; in
+    sub-batches of similar length, `split_by_length`, for encoders that cannot be packed) and
+    returns the outputs in input order: in file order a batch of 32 sentences is about half
     padding. The model runs under `torch.inference_mode`.
 
     `allennlp predict` skips blank input lines; `load_line` itself raises a `PredictorInputError`

@@ -228,39 +228,33 @@ class TestPacked(TestSplitByLength):
         ]
         return shapes, hooks
 
-    def test_padding_is_trimmed_when_the_longest_rows_exit(self):
-        instances, threshold = self._longest_exits_first()
-        self.model.confidence_threshold = threshold
+    def _exits_computing_only_running_tokens(self, instances) -> List[int]:
+        """Runs `instances`; checks that each layer ran once, on the running rows' real tokens."""
         shapes, hooks = self._layer_tokens()
         try:
             with torch.no_grad():
-                output = self.model(**self._tensors(instances))
+                exits = self.model(**self._tensors(instances))["exit_layer"].tolist()
         finally:
             for hook in hooks:
                 hook.remove()
         lengths = [len(instance["tokens"].tokens) for instance in instances]
-        exits = output["exit_layer"].tolist()
-        assert exits[0] == 0 and min(exits[1:]) > 0
         hidden = self.model.encoder.hidden_size
         for layer, layer_shapes in shapes.items():
             running = sum(length for length, exit in zip(lengths, exits) if exit >= layer)
             assert layer_shapes == ([(running, hidden)] if running else [])
+        return exits
+
+    def test_padding_is_trimmed_when_the_longest_rows_exit(self):
+        instances, threshold = self._longest_exits_first()
+        self.model.confidence_threshold = threshold
+        exits = self._exits_computing_only_running_tokens(instances)
+        assert exits[0] == 0 and min(exits[1:]) > 0
 
     def test_sub_batches_are_used_and_merged(self):
         # Packed, there are no sub-batches: one call per layer, on every running row's real tokens.
         self.model.confidence_threshold = self._median_first_head_threshold()
-        shapes, hooks = self._layer_tokens()
-        try:
-            output = self._run(split=True)
-        finally:
-            for hook in hooks:
-                hook.remove()
-        lengths = [len(instance["tokens"].tokens) for instance in self.instances]
-        exits = output["exit_layer"].tolist()
+        exits = self._exits_computing_only_running_tokens(self.instances)
         assert len(set(exits)) > 1
-        for layer, layer_shapes in shapes.items():
-            running = sum(length for length, exit in zip(lengths, exits) if exit >= layer)
-            assert layer_shapes == ([(running, self.model.encoder.hidden_size)] if running else [])
 
     @pytest.mark.parametrize("pooling", ["cls", "cls_pooler"])
     def test_first_token_pooling_packed_or_padded(self, pooling):
