@@ -16,8 +16,8 @@ class LayerwiseTransformer(torch.nn.Module):
     `run_layer` calls a layer as it is, on padded rows. `run_packed_layer` runs a BERT-style layer
     on the real tokens alone (`PackedRows`): it calls the layer's own query, key and value
     projections, attention output and feed-forward modules, and only the step between them (split
-    into heads, `scaled_dot_product_attention` on the rows padded to the longest, merge) is written
-    here, as the layer's self-attention does it. `supports_packing` says whether an encoder's
+    into heads, `scaled_dot_product_attention` on groups of rows padded to their longest, merge) is
+    written here, as the layer's self-attention does it. `supports_packing` says whether an encoder's
     layers allow that (BERT-style self-attention with absolute position embeddings).
 
     Layers after `num_layers` are removed from the module: they are never computed and not part of
@@ -149,23 +149,23 @@ class LayerwiseTransformer(torch.nn.Module):
         layer = self.layers[index]
         attention = layer.attention.self
         hidden = packed.hidden  # (num_tokens, hidden_size)
-        num_rows, longest = len(packed), packed.longest
         heads, head_size = attention.num_attention_heads, attention.attention_head_size
 
-        def split_heads(projected: torch.Tensor) -> torch.Tensor:
-            # (num_tokens, heads * head_size) -> (num_rows, heads, longest, head_size)
-            padded = packed.pad(projected)  # (num_rows, longest, heads * head_size)
-            return padded.view(num_rows, longest, heads, head_size).transpose(1, 2)
+        def split_heads(padded: torch.Tensor) -> torch.Tensor:
+            # (rows, longest, heads * head_size) -> (rows, heads, longest, head_size)
+            return padded.view(padded.shape[0], padded.shape[1], heads, head_size).transpose(1, 2)
 
-        context = torch.nn.functional.scaled_dot_product_attention(
-            split_heads(attention.query(hidden)),
-            split_heads(attention.key(hidden)),
-            split_heads(attention.value(hidden)),
-            attn_mask=packed.attention_mask,
-        )  # (num_rows, heads, longest, head_size)
-        context = packed.unpad(
-            context.transpose(1, 2).reshape(num_rows, longest, heads * head_size)
-        )  # (num_tokens, heads * head_size)
+        queries, keys, values = (
+            packed.pad(projection(hidden))  # per group: (rows, longest, heads * head_size)
+            for projection in (attention.query, attention.key, attention.value)
+        )
+        contexts = []
+        for query, key, value, mask in zip(queries, keys, values, packed.attention_masks):
+            context = torch.nn.functional.scaled_dot_product_attention(
+                split_heads(query), split_heads(key), split_heads(value), attn_mask=mask
+            )  # (rows, heads, longest, head_size)
+            contexts.append(context.transpose(1, 2).flatten(2))  # (rows, longest, all heads)
+        context = packed.unpad(contexts)  # (num_tokens, heads * head_size)
         attention_output = layer.attention.output(context, hidden)  # (num_tokens, hidden_size)
         intermediate = layer.intermediate(attention_output)  # (num_tokens, intermediate_size)
         return layer.output(intermediate, attention_output)  # (num_tokens, hidden_size)

@@ -6,16 +6,20 @@ order is half padding. Most of a layer's work is in its linear layers (the query
 projections, the attention output and the feed-forward block), which treat every token on its
 own: run on the real tokens alone, packed as one `(num_tokens, hidden_size)` matrix, they compute
 nothing for padding and make one large matrix multiplication for all rows, however different their
-lengths. Only the attention itself needs each row's tokens side by side; it runs on the rows
-padded to the longest one (`pad`, `unpad`), which is a small part of the work on short texts.
+lengths. Only the attention itself needs each row's tokens side by side: it runs on the rows padded
+in groups of similar length (`pad`, `unpad`; the groups of `length_sorted_groups`), because on a
+CPU attention over rows padded to the batch's longest costs as much as a fifth of a layer on
+SST-2 sentences, and about half that in groups.
 
-When rows exit, their tokens leave the matrix (`select`), and the padding of the attention is that
-of the longest row still running.
+When rows exit, their tokens leave the matrix (`select`), and the attention groups are made anew
+for the rows still running.
 """
 
-from typing import Optional
+from typing import List, Optional
 
 import torch
+
+from early_exit.modules.length_groups import length_sorted_groups
 
 
 class PackedRows:
@@ -34,6 +38,15 @@ class PackedRows:
         `(num_tokens,)`: each token's position among its row's real tokens.
     lengths : `torch.LongTensor`
         `(num_rows,)`: each row's number of real tokens (at least 1).
+
+    # Attributes
+
+    attention_groups : `List[torch.LongTensor]`
+        The rows (numbers 0 to `num_rows - 1`) of each group that the attention runs padded
+        together, shortest first; with no padding at all, every row in one group in order.
+    attention_masks : `List[Optional[torch.BoolTensor]]`
+        Per group `(group_size, 1, 1, longest_in_group)`, true where a key is a real token, for
+        `scaled_dot_product_attention`; `None` for a group without padding.
     """
 
     def __init__(
@@ -54,9 +67,36 @@ class PackedRows:
         self.num_tokens = sum(length_list)
         # Without padding the padded layout is the packed one: `pad` and `unpad` are views.
         self.has_padding = min(length_list) != self.longest
-        self._scatter: Optional[torch.Tensor] = None
-        self._attention_mask: Optional[torch.Tensor] = None
         self._first_tokens: Optional[torch.Tensor] = None
+        device = lengths.device
+        if not self.has_padding:
+            self.attention_groups = [torch.arange(len(length_list), device=device)]
+            self.attention_masks: List[Optional[torch.Tensor]] = [None]
+            self._group_shapes = [(len(length_list), self.longest)]
+            self._scatter: Optional[torch.Tensor] = None
+            return
+        self.attention_groups, self.attention_masks, self._group_shapes = [], [], []
+        # Each row's first place in the groups' padded layouts, laid one after the other.
+        row_start = [0] * len(length_list)
+        offset = 0
+        for group in length_sorted_groups(length_list):
+            longest = max(length_list[row] for row in group)
+            for slot, row in enumerate(group):
+                row_start[row] = offset + slot * longest
+            offset += len(group) * longest
+            group_lengths = lengths[group]  # (group_size,)
+            mask = None
+            if min(length_list[row] for row in group) != longest:
+                steps = torch.arange(longest, device=device)
+                mask = steps.unsqueeze(0) < group_lengths.unsqueeze(1)  # (group_size, longest)
+                mask = mask.view(len(group), 1, 1, longest)
+            self.attention_groups.append(torch.tensor(group, dtype=torch.long, device=device))
+            self.attention_masks.append(mask)
+            self._group_shapes.append((len(group), longest))
+        self._padded_size = offset
+        starts = torch.tensor(row_start, dtype=torch.long, device=device)
+        # (num_tokens,): each token's place in the groups' padded layouts
+        self._scatter = starts[row_of_token] + position
 
     @classmethod
     def from_padded(
@@ -97,40 +137,29 @@ class PackedRows:
             lengths=self.lengths[keep],
         )
 
-    @property
-    def scatter(self) -> torch.Tensor:
-        """`(num_tokens,)`: each token's place in the `(num_rows * longest)` padded layout."""
-        if self._scatter is None:
-            self._scatter = self.row_of_token * self.longest + self.position
-        return self._scatter
-
-    def pad(self, packed: torch.Tensor) -> torch.Tensor:
-        """`(num_tokens, features)` -> `(num_rows, longest, features)`, zeros for padding."""
+    def pad(self, packed: torch.Tensor) -> List[torch.Tensor]:
+        """
+        `(num_tokens, features)` -> per attention group `(group_size, longest_in_group, features)`,
+        zeros for padding.
+        """
         features = packed.shape[-1]
-        if not self.has_padding:
-            return packed.view(len(self), self.longest, features)
-        padded = packed.new_zeros((len(self) * self.longest, features))
-        padded.index_copy_(0, self.scatter, packed)
-        return padded.view(len(self), self.longest, features)
+        if self._scatter is None:
+            return [packed.view(len(self), self.longest, features)]
+        padded = packed.new_zeros((self._padded_size, features))
+        padded.index_copy_(0, self._scatter, packed)
+        parts, offset = [], 0
+        for size, longest in self._group_shapes:
+            parts.append(padded[offset : offset + size * longest].view(size, longest, features))
+            offset += size * longest
+        return parts
 
-    def unpad(self, padded: torch.Tensor) -> torch.Tensor:
-        """`(num_rows, longest, features)` -> `(num_tokens, features)`, the real tokens only."""
-        flat = padded.reshape(len(self) * self.longest, padded.shape[-1])
-        if not self.has_padding:
-            return flat
-        return flat.index_select(0, self.scatter)
-
-    @property
-    def attention_mask(self) -> Optional[torch.BoolTensor]:
-        """
-        `(num_rows, 1, 1, longest)`, true where a key is a real token, for
-        `scaled_dot_product_attention` on the padded layout; `None` without padding.
-        """
-        if self.has_padding and self._attention_mask is None:
-            steps = torch.arange(self.longest, device=self.lengths.device)
-            mask = steps.unsqueeze(0) < self.lengths.unsqueeze(1)  # (num_rows, longest)
-            self._attention_mask = mask.view(len(self), 1, 1, self.longest)
-        return self._attention_mask
+    def unpad(self, padded: List[torch.Tensor]) -> torch.Tensor:
+        """Per attention group `(group_size, longest_in_group, features)` -> `(num_tokens, features)`."""
+        features = padded[0].shape[-1]
+        if self._scatter is None:
+            return padded[0].reshape(self.num_tokens, features)
+        flat = torch.cat([part.reshape(-1, features) for part in padded])
+        return flat.index_select(0, self._scatter)
 
     def mean(self) -> torch.Tensor:
         """`(num_rows, hidden_size)`: the mean of each row's real tokens in `hidden`."""

@@ -114,15 +114,29 @@ def _encoder_path(family, tmp_path) -> str:
     return _save_random_encoder(FAMILIES[family](), tmp_path / family)
 
 
+def _long_and_short_inputs():
+    """Rows of 90 and of 2 to 5 tokens: the attention runs them in separate padded groups."""
+    torch.manual_seed(2)
+    token_ids = torch.randint(5, 100, (6, 90))  # (batch_size, num_tokens)
+    lengths = torch.tensor([90, 3, 2, 85, 5, 90])
+    mask = torch.arange(90).unsqueeze(0) < lengths.unsqueeze(1)
+    token_ids[~mask] = 1
+    return token_ids, mask
+
+
+@pytest.mark.parametrize("inputs", [_inputs, _long_and_short_inputs])
 @pytest.mark.parametrize("family", sorted(PACKABLE))
-def test_packed_layers_equal_the_hugging_face_forward(family, tmp_path):
+def test_packed_layers_equal_the_hugging_face_forward(family, inputs, tmp_path):
     encoder = LayerwiseTransformer(_encoder_path(family, tmp_path), 4, keep_pooler=False).eval()
     assert encoder.supports_packing is PACKABLE[family]
     if not encoder.supports_packing:
         return
-    token_ids, mask = _inputs()
+    token_ids, mask = inputs()
+    rows = torch.arange(token_ids.shape[0])
     with torch.no_grad():
-        packed = PackedRows.from_padded(torch.arange(5), encoder.embed(token_ids), mask)
+        packed = PackedRows.from_padded(rows, encoder.embed(token_ids), mask)
+        if inputs is _long_and_short_inputs:
+            assert len(packed.attention_groups) > 1
         for index in range(4):
             packed.hidden = encoder.run_packed_layer(index, packed)
         reference = encoder.transformer(input_ids=token_ids, attention_mask=mask.long())

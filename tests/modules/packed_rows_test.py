@@ -36,21 +36,40 @@ def test_packing_keeps_the_real_tokens_in_order():
     assert packed.rows.tolist() == [10, 11, 12]
 
 
-def test_pad_and_unpad_invert_each_other_with_zero_padding():
-    packed, hidden, mask = _pack([2, 4, 1])
-    padded = packed.pad(packed.hidden)  # (3, 4, HIDDEN)
-    torch.testing.assert_close(padded[mask[:, :4]], hidden[mask])
-    assert bool((padded[~mask[:, :4]] == 0).all())
-    torch.testing.assert_close(packed.unpad(padded), packed.hidden)
-    expected_mask = mask[:, :4].view(3, 1, 1, 4)
-    assert torch.equal(packed.attention_mask, expected_mask)
+def _rows_of_groups(packed):
+    return [group.tolist() for group in packed.attention_groups]
+
+
+def test_pad_puts_each_attention_group_side_by_side_with_zero_padding():
+    lengths = [2, 40, 1, 3, 38]
+    packed, hidden, mask = _pack(lengths)
+    # Rows of similar length are padded together, shortest first (the split of
+    # length_sorted_groups): here the short rows apart from the long ones.
+    assert _rows_of_groups(packed) == [[2, 0, 3], [4, 1]]
+    parts = packed.pad(packed.hidden)
+    assert [tuple(part.shape) for part in parts] == [(3, 3, HIDDEN), (2, 40, HIDDEN)]
+    for rows, part, group_mask in zip(packed.attention_groups, parts, packed.attention_masks):
+        width = part.shape[1]
+        real = mask[rows, :width]  # (group_size, width)
+        torch.testing.assert_close(part[real], hidden[rows, :width][real])
+        assert bool((part[~real] == 0).all())
+        assert torch.equal(group_mask, real.view(len(rows), 1, 1, width))
+    torch.testing.assert_close(packed.unpad(parts), packed.hidden)
+
+
+def test_a_group_without_padding_needs_no_mask():
+    packed, _, _ = _pack([40, 2, 2, 40, 40])
+    masks = dict(zip(map(tuple, _rows_of_groups(packed)), packed.attention_masks))
+    assert masks == {(1, 2): None, (0, 3, 4): None}
 
 
 def test_equal_lengths_need_no_padding_and_no_mask():
     packed, hidden, _ = _pack([3, 3])
-    assert not packed.has_padding and packed.attention_mask is None
-    torch.testing.assert_close(packed.pad(packed.hidden), hidden)
-    torch.testing.assert_close(packed.unpad(hidden), packed.hidden)
+    assert not packed.has_padding and packed.attention_masks == [None]
+    assert _rows_of_groups(packed) == [[0, 1]]
+    (part,) = packed.pad(packed.hidden)
+    torch.testing.assert_close(part, hidden)
+    torch.testing.assert_close(packed.unpad([hidden]), packed.hidden)
 
 
 @pytest.mark.parametrize("lengths", [[2, 4, 1, 3], [3, 3, 3]])
@@ -68,7 +87,8 @@ def test_select_keeps_exactly_the_kept_rows_tokens():
     assert kept.lengths.tolist() == [2, 1, 3] and kept.longest == 3  # the longest row left
     torch.testing.assert_close(kept.hidden, hidden[[0, 2, 3]][mask[[0, 2, 3]]])
     assert kept.row_of_token.tolist() == [0, 0, 1, 2, 2, 2]
-    torch.testing.assert_close(kept.pad(kept.hidden)[:, :3][mask[[0, 2, 3], :3]], kept.hidden)
+    assert sorted(row for group in _rows_of_groups(kept) for row in group) == [0, 1, 2]
+    torch.testing.assert_close(kept.unpad(kept.pad(kept.hidden)), kept.hidden)
     again = kept.select(torch.tensor([False, False, True]))
     assert again.rows.tolist() == [13] and not again.has_padding
     torch.testing.assert_close(again.mean(), hidden[3, :3].mean(dim=0, keepdim=True))
