@@ -393,29 +393,27 @@ class EarlyExitClassifier(Model):
         """
         The batch's rows, embedded, as the layers will run them: packed at inference where the
         encoder allows it, else in sub-batches of similar length at inference (`split_by_length`),
-        else as one padded batch. Together the row sets hold every row once; a single row set
-        holds the whole batch in its order.
+        else as one padded batch. Together the row sets hold every row once.
         """
         batch_size = token_ids.shape[0]
         all_rows = torch.arange(batch_size, device=token_ids.device)  # (batch_size,)
-        if not self.training and self.packed and self.encoder.supports_packing:
-            hidden = self.encoder.embed(token_ids, type_ids)  # (batch_size, num_tokens, hidden)
-            return [PackedRows.from_padded(all_rows, hidden, mask)]
-        if self.training or not self.split_by_length or batch_size == 1:
-            groups = [all_rows]
-        else:
+        packing = not self.training and self.packed and self.encoder.supports_packing
+        groups = [all_rows]  # one group: the batch as it is, in its order
+        if not self.training and (packing or self.split_by_length) and batch_size > 1:
+            # Embedded (and, unpacked, run) in sub-batches of similar length: little padding.
             split = length_sorted_groups(mask.sum(dim=1).tolist())
-            groups = [all_rows]  # one group: the batch as it is, in its order
             if len(split) > 1:
                 groups = [
                     torch.tensor(rows, dtype=torch.long, device=mask.device) for rows in split
                 ]
-        row_sets: List[RowSet] = []
+        embedded = []
         for rows in groups:
             group_mask, group_ids, group_types = self._trimmed(rows, mask, token_ids, type_ids)
             hidden = self.encoder.embed(group_ids, group_types)  # (group, num_tokens, hidden_size)
-            row_sets.append(RowGroup(rows, hidden, group_mask))
-        return row_sets
+            embedded.append((rows, hidden, group_mask))
+        if packing:
+            return [PackedRows.from_padded_groups(embedded)]
+        return [RowGroup(*group) for group in embedded]
 
     @staticmethod
     def _trimmed(
@@ -443,8 +441,8 @@ class EarlyExitClassifier(Model):
         self, row_sets: List[RowSet], batch_size: int
     ) -> Dict[str, torch.Tensor]:
         parts = [(row_set.rows, self._forward_all_heads(row_set)) for row_set in row_sets]
-        if len(parts) == 1:
-            return parts[0][1]  # a single row set holds the whole batch in order
+        if len(parts) == 1 and torch.equal(parts[0][0].cpu(), torch.arange(batch_size)):
+            return parts[0][1]  # the whole batch in its order
         output = {}
         for key, first in parts[0][1].items():
             merged = first.new_empty((batch_size,) + tuple(first.shape[1:]))  # batch-first

@@ -15,7 +15,7 @@ When rows exit, their tokens leave the matrix (`select`), and the attention grou
 for the rows still running.
 """
 
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
@@ -121,6 +121,32 @@ class PackedRows:
         row_of_token = row_ids.unsqueeze(1).expand_as(mask)[mask]  # (num_tokens,)
         position = (mask.long().cumsum(dim=1) - 1)[mask]  # (num_tokens,)
         return cls(rows, hidden[mask], row_of_token, position, lengths)
+
+    @classmethod
+    def from_padded_groups(
+        cls, groups: Sequence[Tuple[torch.Tensor, torch.Tensor, torch.BoolTensor]]
+    ) -> "PackedRows":
+        """
+        Packs several padded groups of rows, each `(rows, hidden, mask)` as `from_padded` takes
+        them, one group after the other: the rows' order is the groups' (`rows` says where each
+        row belongs in the batch).
+        """
+        if len(groups) == 1:
+            return cls.from_padded(*groups[0])
+        lengths = torch.cat([mask.sum(dim=1) for _, _, mask in groups])  # (num_rows,)
+        if not bool((lengths > 0).all()):
+            raise ValueError("every row needs at least one token")
+        row_ids = torch.arange(lengths.shape[0], device=lengths.device)
+        row_of_token = torch.repeat_interleave(row_ids, lengths)  # (num_tokens,)
+        row_starts = lengths.cumsum(dim=0) - lengths  # (num_rows,)
+        steps = torch.arange(row_of_token.shape[0], device=lengths.device)
+        return cls(
+            rows=torch.cat([rows for rows, _, _ in groups]),
+            hidden=torch.cat([hidden[mask] for _, hidden, mask in groups]),
+            row_of_token=row_of_token,
+            position=steps - row_starts[row_of_token],  # (num_tokens,)
+            lengths=lengths,
+        )
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])

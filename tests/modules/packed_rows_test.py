@@ -98,3 +98,22 @@ def test_a_row_without_tokens_is_refused():
     hidden, mask = _padded([2, 0])
     with pytest.raises(ValueError, match="at least one token"):
         PackedRows.from_padded(torch.arange(2), hidden, mask)
+
+
+def test_groups_pack_one_after_the_other_as_one_padded_batch_would():
+    lengths = [2, 5, 1, 3]
+    whole, hidden, mask = _pack(lengths)
+    groups = [[2, 0], [3, 1]]  # e.g. the split by length
+    parts = [
+        (whole.rows[group], hidden[group][:, : max(lengths[i] for i in group)], mask[group])
+        for group in groups
+    ]
+    parts = [(rows, part, group_mask[:, : part.shape[1]]) for rows, part, group_mask in parts]
+    packed = PackedRows.from_padded_groups(parts)
+    order = [row for group in groups for row in group]
+    assert packed.rows.tolist() == [10 + row for row in order]
+    assert packed.lengths.tolist() == [lengths[row] for row in order]
+    torch.testing.assert_close(packed.hidden, hidden[order][mask[order]])
+    assert packed.row_of_token.tolist() == [0, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3]
+    assert packed.position.tolist() == [0, 0, 1, 0, 1, 2, 0, 1, 2, 3, 4]
+    torch.testing.assert_close(packed.mean(), whole.mean()[order])
