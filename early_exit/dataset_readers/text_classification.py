@@ -1,9 +1,10 @@
-from typing import Dict, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 from overrides import overrides
 
 from allennlp.data import DatasetReader, Instance
 from allennlp.data.fields import Field, LabelField, TextField
+from allennlp.data.tokenizers import PretrainedTransformerTokenizer
 
 from early_exit.dataset_readers.line_reader import EarlyExitLineReader
 
@@ -49,6 +50,26 @@ class EarlyExitTextClassificationReader(EarlyExitLineReader):
     text_fields = ("text",)
     json_aliases = {"text": ("sentence",)}
 
+    def __init__(
+        self,
+        transformer_model: str,
+        max_length: int = 512,
+        tokenizer_kwargs: Optional[Dict[str, Any]] = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            transformer_model, max_length=max_length, tokenizer_kwargs=tokenizer_kwargs, **kwargs
+        )
+        # One tokenizer call that truncates and adds the special tokens itself: the same tokens
+        # as tokenizing, truncating and allennlp's `add_special_tokens`, which copies every token
+        # (about half the reader's time per text in `allennlp predict`).
+        self._sequence_tokenizer = PretrainedTransformerTokenizer(
+            transformer_model,
+            add_special_tokens=True,
+            max_length=self._max_length,
+            tokenizer_kwargs=tokenizer_kwargs,
+        )
+
     # The base class declares `text_to_instance(*inputs)`, which no concrete signature matches,
     # hence no signature check.
     @overrides(check_signature=False)
@@ -67,10 +88,7 @@ class EarlyExitTextClassificationReader(EarlyExitLineReader):
 
         An `Instance` with a `tokens` field and, if `label` is given, a `label` field.
         """
-        wordpieces = self._tokenizer.tokenize(text)
-        max_wordpieces = self._max_length - self._tokenizer.num_special_tokens_for_sequence()
-        tokens = self._tokenizer.add_special_tokens(wordpieces[:max_wordpieces])
-        fields: Dict[str, Field] = {"tokens": TextField(tokens)}
+        fields: Dict[str, Field] = {"tokens": TextField(self._sequence_tokenizer.tokenize(text))}
         if label is not None:
             fields["label"] = LabelField(str(label).strip(), label_namespace="labels")
         return Instance(fields)

@@ -12,6 +12,7 @@ from allennlp.data.data_loaders import MultiProcessDataLoader
 from allennlp.data.data_loaders.multiprocess_data_loader import WorkerError
 from allennlp.data.dataset_readers.dataset_reader import WorkerInfo
 from allennlp.data.token_indexers import PretrainedTransformerIndexer
+from allennlp.data.tokenizers import PretrainedTransformerTokenizer
 
 from early_exit.dataset_readers import DataFormatError, EarlyExitTextClassificationReader
 from tests import FIXTURES_ROOT, TINY_BERT
@@ -180,6 +181,17 @@ def test_truncation(tsv_summaries):
             assert tokens == full_tokens
         else:
             assert tokens == full_tokens[:5] + [("[SEP]", 0)]
+
+
+@pytest.mark.parametrize("max_length", [6, 512])
+def test_tokens_equal_allennlps_tokenize_truncate_and_add_special_tokens(max_length):
+    reader = EarlyExitTextClassificationReader(TINY_BERT, max_length=max_length)
+    plain = PretrainedTransformerTokenizer(TINY_BERT, add_special_tokens=False)
+    for line in TSV.read_text().splitlines():
+        text = line.split("\t", 1)[1]
+        wordpieces = plain.tokenize(text)[: max_length - plain.num_special_tokens_for_sequence()]
+        expected = plain.add_special_tokens(wordpieces)
+        assert reader.text_to_instance(text)["tokens"].tokens == expected
 
 
 def test_max_length_must_leave_room_for_text():
