@@ -99,7 +99,6 @@ SETTINGS = {  # batching -> (model.packed, model.split_by_length)
 }
 LARGE_BATCH = 32
 PLANS = [(1, PACKED), (LARGE_BATCH, PACKED), (LARGE_BATCH, BY_LENGTH), (LARGE_BATCH, PADDED)]
-NAN = float("nan")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -536,11 +535,15 @@ def e2e_part(
     env = subprocess_env(threads)
     timer = Path(__file__).resolve().parent / "timed_predict.py"
 
+    def run_file(kind: str, batch_size: int, threshold: float) -> Path:
+        """A run's `timing` (JSON) or `out` (JSONL predictions) file."""
+        return work / f"{kind}_{batch_size}_{threshold:g}.{'json' if kind == 'timing' else 'jsonl'}"
+
     def command(batch_size: int, threshold: float) -> List[str]:
         return [
-            sys.executable, str(timer), str(work / f"timing_{batch_size}_{threshold:g}.json"),
+            sys.executable, str(timer), str(run_file("timing", batch_size, threshold)),
             dataset.archive, str(inputs), "--output-file",
-            str(work / f"out_{batch_size}_{threshold:g}.jsonl"), "--batch-size", str(batch_size),
+            str(run_file("out", batch_size, threshold)), "--batch-size", str(batch_size),
             "--silent", "--cuda-device", "-1", "--include-package", "early_exit",
             "--predictor-args", json.dumps({"confidence_threshold": threshold}),
         ]  # fmt: skip
@@ -557,7 +560,7 @@ def e2e_part(
             wall[key].append(time.perf_counter() - start)
             if done.returncode != 0:
                 raise SystemExit(f"allennlp predict failed:\n{done.stderr[-3000:]}")
-            timing = json.loads((work / f"timing_{key[0]}_{key[1]:g}.json").read_text())
+            timing = json.loads(run_file("timing", *key).read_text())
             loop[key].append(timing["loop_seconds"])
             startup.append(wall[key][-1] - timing["loop_seconds"])
         print(f"  end to end: repeat {repeat + 1}/{repeats}", file=sys.stderr, flush=True)
@@ -567,7 +570,7 @@ def e2e_part(
     for batch_size in (1, LARGE_BATCH):
         for threshold in thresholds:
             key = (batch_size, threshold)
-            output = work / f"out_{batch_size}_{threshold:g}.jsonl"
+            output = run_file("out", *key)
             lines = [json.loads(line) for line in output.read_text().splitlines()]
             outputs[key] = lines
             results.append(

@@ -96,8 +96,8 @@ class EarlyExitClassifier(Model):
         and per-head accuracies. Training always runs all heads.
     packed : `bool`, optional (default = `True`)
         At inference, run the encoder's layers on the real tokens only (`PackedRows`, one matrix for
-        all running rows; only the attention is computed on rows padded to the longest running
-        one), where the encoder supports it (BERT-style self-attention with absolute positions:
+        all running rows; only the attention is computed on rows padded, in groups of similar
+        length), where the encoder supports it (BERT-style self-attention with absolute positions:
         BERT, RoBERTa, ELECTRA, MiniLM, XLM-R). Otherwise, or when `False`, `split_by_length`
         decides. Training never packs.
     split_by_length : `bool`, optional (default = `True`)
@@ -268,7 +268,7 @@ class EarlyExitClassifier(Model):
             raise ConfigurationError(f"temperatures must be positive, got {values}")
         self.temperatures.copy_(torch.tensor(values, dtype=torch.float))
 
-    def _pool(self, hidden: torch.Tensor, mask: torch.BoolTensor) -> torch.Tensor:
+    def _pool(self, hidden: torch.Tensor, mask: Optional[torch.BoolTensor]) -> torch.Tensor:
         """One layer's output `(batch_size, num_tokens, hidden_size)` -> `(batch_size, hidden_size)`."""
         if self._pooler is None:
             return self.encoder.pool(hidden)
@@ -430,10 +430,8 @@ class EarlyExitClassifier(Model):
             row_set.hidden = self.encoder.run_packed_layer(layer, row_set)  # (tokens, hidden)
             if self.head_pooling == "mean":
                 return row_set.mean()  # (num_rows, hidden_size)
-            first = row_set.first_tokens()  # (num_rows, hidden_size)
-            if self.head_pooling == "cls_pooler":
-                return self.encoder.pool(first.unsqueeze(1))  # the pooler reads token 0
-            return first
+            # The first-token poolers read token 0 only: (num_rows, 1, hidden_size) is enough.
+            return self._pool(row_set.first_tokens().unsqueeze(1), None)
         row_set.hidden = self.encoder.run_layer(layer, row_set.hidden, self._layer_mask(row_set))
         return self._pool(row_set.hidden, row_set.mask)  # (group_size, hidden_size)
 

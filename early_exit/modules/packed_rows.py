@@ -41,7 +41,7 @@ class PackedRows:
 
     # Attributes
 
-    attention_groups : `List[torch.LongTensor]`
+    attention_groups : `List[List[int]]`
         The rows (numbers 0 to `num_rows - 1`) of each group that the attention runs padded
         together, shortest first; with no padding at all, every row in one group in order.
     attention_masks : `List[Optional[torch.BoolTensor]]`
@@ -70,7 +70,7 @@ class PackedRows:
         self._first_tokens: Optional[torch.Tensor] = None
         device = lengths.device
         if not self.has_padding:
-            self.attention_groups = [torch.arange(len(length_list), device=device)]
+            self.attention_groups = [list(range(len(length_list)))]
             self.attention_masks: List[Optional[torch.Tensor]] = [None]
             self._group_shapes = [(len(length_list), self.longest)]
             self._scatter: Optional[torch.Tensor] = None
@@ -90,7 +90,7 @@ class PackedRows:
                 steps = torch.arange(longest, device=device)
                 mask = steps.unsqueeze(0) < group_lengths.unsqueeze(1)  # (group_size, longest)
                 mask = mask.view(len(group), 1, 1, longest)
-            self.attention_groups.append(torch.tensor(group, dtype=torch.long, device=device))
+            self.attention_groups.append(group)
             self.attention_masks.append(mask)
             self._group_shapes.append((len(group), longest))
         self._padded_size = offset
@@ -114,13 +114,7 @@ class PackedRows:
         mask : `torch.BoolTensor`
             `(batch_size, num_tokens)`: true for real tokens (every row has at least one).
         """
-        lengths = mask.sum(dim=1)  # (batch_size,)
-        if not bool((lengths > 0).all()):
-            raise ValueError("every row needs at least one token")
-        row_ids = torch.arange(mask.shape[0], device=mask.device)
-        row_of_token = row_ids.unsqueeze(1).expand_as(mask)[mask]  # (num_tokens,)
-        position = (mask.long().cumsum(dim=1) - 1)[mask]  # (num_tokens,)
-        return cls(rows, hidden[mask], row_of_token, position, lengths)
+        return cls.from_padded_groups([(rows, hidden, mask)])
 
     @classmethod
     def from_padded_groups(
@@ -131,8 +125,6 @@ class PackedRows:
         them, one group after the other: the rows' order is the groups' (`rows` says where each
         row belongs in the batch).
         """
-        if len(groups) == 1:
-            return cls.from_padded(*groups[0])
         lengths = torch.cat([mask.sum(dim=1) for _, _, mask in groups])  # (num_rows,)
         if not bool((lengths > 0).all()):
             raise ValueError("every row needs at least one token")

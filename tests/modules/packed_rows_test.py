@@ -37,7 +37,7 @@ def test_packing_keeps_the_real_tokens_in_order():
 
 
 def _rows_of_groups(packed):
-    return [group.tolist() for group in packed.attention_groups]
+    return [list(group) for group in packed.attention_groups]
 
 
 def test_pad_puts_each_attention_group_side_by_side_with_zero_padding():
