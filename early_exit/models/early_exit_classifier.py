@@ -459,12 +459,12 @@ class EarlyExitClassifier(Model):
     def _forward_early_exit(
         self, row_sets: List[RowSet], batch_size: int
     ) -> Dict[str, torch.Tensor]:
-        device = row_sets[0].rows.device
-        logits_out = torch.zeros((batch_size, self.num_labels), device=device)
-        probs_out = torch.zeros_like(logits_out)  # (batch_size, num_labels)
-        exit_head_out = torch.full(
-            (batch_size,), len(self.heads) - 1, dtype=torch.long, device=device
-        )  # (batch_size,)
+        # What each head decided: the batch rows that exited there, with their logits and
+        # probabilities; written into batch order once, at the end.
+        exited_rows: List[torch.Tensor] = []  # per head with exits: (num_exited,)
+        exited_logits: List[torch.Tensor] = []  # per head with exits: (num_exited, num_labels)
+        exited_probs: List[torch.Tensor] = []  # per head with exits: (num_exited, num_labels)
+        exited_heads: List[int] = []  # one per exited row, in the order of `exited_rows`
 
         running = row_sets  # the rows still running, shortest first when split by length
         # What the heads read, for all running rows at once, in the order of the row sets' rows
@@ -491,24 +491,58 @@ class EarlyExitClassifier(Model):
             )  # (running, labels)
             probs = scaled_probabilities(logits, self.temperatures[head])  # (running, labels)
             done = exits_at_head(probs, self._confidence_threshold, is_last)  # (running,)
-            finished = rows[done]
-            logits_out[finished] = logits[done].float()
-            probs_out[finished] = probs[done].float()
-            exit_head_out[finished] = head
-            head += 1
-            if is_last or bool(done.all()):
+            num_done = len(rows) if is_last else int(done.sum())  # the loop's one sync per head
+            if num_done == len(rows):
+                exited_rows.append(rows)
+                exited_logits.append(logits)
+                exited_probs.append(probs)
+                exited_heads.extend([head] * num_done)
                 break
             head_logits.append(logits)
-            if not bool(done.any()):
+            if num_done == 0:
+                head += 1
                 continue  # the same rows go on in the same row sets
+            exiting = done.nonzero().squeeze(1)  # (num_done,)
+            exited_rows.append(rows.index_select(0, exiting))
+            exited_logits.append(logits.index_select(0, exiting))
+            exited_probs.append(probs.index_select(0, exiting))
+            exited_heads.extend([head] * num_done)
+            head += 1
             # The finished rows leave, with their tokens (and the padding only they needed).
             keep = ~done
-            pooled = [layer_output[keep] for layer_output in pooled]
-            head_logits = [earlier[keep] for earlier in head_logits]
+            staying = keep.nonzero().squeeze(1)  # (num_running - num_done,)
+            pooled = [layer_output.index_select(0, staying) for layer_output in pooled]
+            head_logits = [earlier.index_select(0, staying) for earlier in head_logits]
             running = select_rows(running, keep)
             if len(running) > 1:
                 running = regroup(running)
-        return {"logits": logits_out, "probs": probs_out, "exit_head": exit_head_out}
+        return self._in_batch_order(
+            batch_size, exited_rows, exited_logits, exited_probs, exited_heads
+        )
+
+    @staticmethod
+    def _in_batch_order(
+        batch_size: int,
+        rows: List[torch.Tensor],
+        logits: List[torch.Tensor],
+        probs: List[torch.Tensor],
+        heads: List[int],
+    ) -> Dict[str, torch.Tensor]:
+        """The exit outputs, collected head by head, as batch-first tensors in the batch's order."""
+        order = rows[0] if len(rows) == 1 else torch.cat(rows)  # (batch_size,): each row once
+        exit_head = torch.tensor(heads, dtype=torch.long, device=order.device)  # (batch_size,)
+        exit_logits = (logits[0] if len(logits) == 1 else torch.cat(logits)).float()
+        exit_probs = (probs[0] if len(probs) == 1 else torch.cat(probs)).float()
+        if batch_size > 1:
+            position = torch.empty_like(order)  # (batch_size,): each batch row's place in `order`
+            position[order] = torch.arange(batch_size, device=order.device)
+            exit_head, exit_logits, exit_probs = (
+                exit_head[position],
+                exit_logits[position],
+                exit_probs[position],
+            )
+        # (batch_size, num_labels), (batch_size, num_labels), (batch_size,)
+        return {"logits": exit_logits, "probs": exit_probs, "exit_head": exit_head}
 
     @overrides
     def make_output_human_readable(
