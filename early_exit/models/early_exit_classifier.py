@@ -106,6 +106,13 @@ class EarlyExitClassifier(Model):
         returned in the batch's order. `False` (with `packed` off or unsupported) runs the batch as
         it is padded, trimming the padding that only finished rows needed (training always runs the
         padded batch).
+    prepack_weights : `bool`, optional (default = `True`)
+        Packed inference on a CPU runs the encoder's linear layers through oneDNN with each weight
+        reordered once into its blocked layout (cached outside the state dict, renewed when a weight
+        changes), instead of torch's default linear: a MiniLM layer ran 1.1x faster on 32 SST-2
+        sentences and 1.9x on one (the fixed cost of a layer call halves). Results agree to float
+        rounding (about 1e-6 relative). Ignored on GPUs, with gradients on and where torch has no
+        oneDNN.
     label_namespace : `str`, optional (default = `"labels"`)
     load_weights : `bool`, optional (default = `True`)
         Load the encoder's pretrained weights. Set to `False` automatically when a model is loaded
@@ -132,6 +139,7 @@ class EarlyExitClassifier(Model):
         run_all_heads: bool = False,
         split_by_length: bool = True,
         packed: bool = True,
+        prepack_weights: bool = True,
         label_namespace: str = "labels",
         load_weights: bool = True,
         initializer: Optional[InitializerApplicator] = None,
@@ -176,6 +184,7 @@ class EarlyExitClassifier(Model):
             num_layers=exit_layers[-1] + 1,
             keep_pooler=head_pooling == "cls_pooler",
             load_weights=load_weights,
+            prepack_weights=prepack_weights,
         )
         self.exit_layers = exit_layers
         self.full_depth = self.encoder.full_depth
