@@ -222,6 +222,7 @@ def evaluate_dataset(
         entry: Dict = {
             "exit_layers": model.exit_layers,
             "temperatures": model.temperatures.tolist(),
+            "encoder_lr": archive.config["trainer"]["optimizer"]["lr"],
         }
         if len(model.exit_layers) == 1:
             on_eval = sweep_model(model, evaluation, thresholds=[1.0], timing=False)
@@ -283,6 +284,18 @@ def speedups(entry: Dict, threshold: float) -> str:
     return " | ".join(cells)
 
 
+def encoder_lrs(results: List[Dict]) -> str:
+    """The early-exit models' encoder learning rates, read from their archives, e.g. `1e-4 (SST-2)`."""
+    by_lr: Dict[str, List[str]] = {}
+    for result in results:
+        main = result["models"].get("early_exit")
+        if main is not None and "encoder_lr" in main:
+            by_lr.setdefault(f"{main['encoder_lr']:g}", []).append(
+                DATASETS[result["dataset"]]["title"]
+            )
+    return "; ".join(f"{lr} ({', '.join(titles)})" for lr, titles in by_lr.items()) or "unknown"
+
+
 def write_report(results: List[Dict], machine: str, elapsed: float, trained: bool = True) -> str:
     lines = [
         "# Results: early exit on CPU-sized data with all-MiniLM-L6-v2",
@@ -291,8 +304,8 @@ def write_report(results: List[Dict], machine: str, elapsed: float, trained: boo
         "",
         "Encoder: all-MiniLM-L6-v2 (6 layers, hidden 384), a mean-pooled head on every layer, the",
         "summed loss plus self-distillation of the early heads from the last one",
-        "(`distillation_weight` 1.0), lr 5e-5 for the encoder and 1e-3 for the heads (`head_lr`),",
-        "one epoch on SST-2 and four on the small AG News and SNLI training sets",
+        f"(`distillation_weight` 1.0), lr {encoder_lrs(results)} for the encoder and 1e-3 for the",
+        "heads (`head_lr`), one epoch on SST-2 and four on the small AG News and SNLI training sets",
         "(`training_config/<dataset>_minilm.jsonnet`), temperatures fitted on the dev split by the",
         "training callback. How these settings were chosen: [recipe_search.md](recipe_search.md).",
         "Thresholds are chosen on the dev split (the cheapest within 0.5 / 1.0 accuracy points of",
@@ -387,6 +400,17 @@ def write_report(results: List[Dict], machine: str, elapsed: float, trained: boo
                     f"{pct(row['accuracy'])}, {row['relative_compute']:.2f} |"
                 )
             lines.append("")
+        missing = [
+            name
+            for name in (SST2_EXTRA_VARIANTS if dataset == "sst2" else {})
+            if name not in models
+        ]
+        if missing:
+            lines += [
+                f"Not trained for this report: {', '.join(missing)} (earlier runs of these "
+                "variants, with the recipe of their day, are in [recipe_search.md](recipe_search.md)).",
+                "",
+            ]
     lines += [
         "## Reproduce",
         "",
