@@ -284,13 +284,19 @@ def speedups(entry: Dict, threshold: float) -> str:
     return " | ".join(cells)
 
 
+def format_lr(lr: float) -> str:
+    """`1e-4` for 0.0001, `5e-5` for 5e-05, `2.5e-5` for 2.5e-05."""
+    mantissa, exponent = f"{lr:e}".split("e")
+    return f"{float(mantissa):g}e{int(exponent)}"
+
+
 def encoder_lrs(results: List[Dict]) -> str:
     """The early-exit models' encoder learning rates, read from their archives, e.g. `1e-4 (SST-2)`."""
     by_lr: Dict[str, List[str]] = {}
     for result in results:
         main = result["models"].get("early_exit")
         if main is not None and "encoder_lr" in main:
-            by_lr.setdefault(f"{main['encoder_lr']:g}", []).append(
+            by_lr.setdefault(format_lr(main["encoder_lr"]), []).append(
                 DATASETS[result["dataset"]]["title"]
             )
     return "; ".join(f"{lr} ({', '.join(titles)})" for lr, titles in by_lr.items()) or "unknown"
