@@ -179,8 +179,13 @@ def train_all(jobs: List[Dict], parallel: int) -> None:
                     raise SystemExit(f"training failed, see {job['dir']}.log")
 
 
+def dataset_variants(dataset: str) -> Dict[str, Dict]:
+    """The models trained for `dataset`: name -> extra overrides."""
+    return dict(VARIANTS, **(SST2_EXTRA_VARIANTS if dataset == "sst2" else {}))
+
+
 def training_jobs(dataset: str, paths: Dict[str, Path], work: Path) -> List[Dict]:
-    variants = dict(VARIANTS, **(SST2_EXTRA_VARIANTS if dataset == "sst2" else {}))
+    variants = dataset_variants(dataset)
     jobs = []
     for name, extra in variants.items():
         overrides = {
@@ -406,11 +411,7 @@ def write_report(results: List[Dict], machine: str, elapsed: float, trained: boo
                     f"{pct(row['accuracy'])}, {row['relative_compute']:.2f} |"
                 )
             lines.append("")
-        missing = [
-            name
-            for name in (SST2_EXTRA_VARIANTS if dataset == "sst2" else {})
-            if name not in models
-        ]
+        missing = [name for name in dataset_variants(dataset) if name not in models]
         if missing:
             lines += [
                 f"Not trained for this report: {', '.join(missing)} (earlier runs of these "

@@ -501,22 +501,19 @@ class EarlyExitClassifier(Model):
             probs = scaled_probabilities(logits, self.temperatures[head])  # (running, labels)
             done = exits_at_head(probs, self._confidence_threshold, is_last)  # (running,)
             num_done = len(rows) if is_last else int(done.sum())  # the loop's one sync per head
-            if num_done == len(rows):
-                exited_rows.append(rows)
-                exited_logits.append(logits)
-                exited_probs.append(probs)
+            if num_done:
+                # every running row, or the indices of those that exit: (num_done,)
+                exiting = slice(None) if num_done == len(rows) else done.nonzero().squeeze(1)
+                exited_rows.append(rows[exiting])
+                exited_logits.append(logits[exiting])
+                exited_probs.append(probs[exiting])
                 exited_heads.extend([head] * num_done)
+            if num_done == len(rows):
                 break
             head_logits.append(logits)
-            if num_done == 0:
-                head += 1
-                continue  # the same rows go on in the same row sets
-            exiting = done.nonzero().squeeze(1)  # (num_done,)
-            exited_rows.append(rows.index_select(0, exiting))
-            exited_logits.append(logits.index_select(0, exiting))
-            exited_probs.append(probs.index_select(0, exiting))
-            exited_heads.extend([head] * num_done)
             head += 1
+            if num_done == 0:
+                continue  # the same rows go on in the same row sets
             # The finished rows leave, with their tokens (and the padding only they needed).
             keep = ~done
             staying = keep.nonzero().squeeze(1)  # (num_running - num_done,)
@@ -538,10 +535,10 @@ class EarlyExitClassifier(Model):
         heads: List[int],
     ) -> Dict[str, torch.Tensor]:
         """The exit outputs, collected head by head, as batch-first tensors in the batch's order."""
-        order = rows[0] if len(rows) == 1 else torch.cat(rows)  # (batch_size,): each row once
+        order = torch.cat(rows)  # (batch_size,): each row once
         exit_head = torch.tensor(heads, dtype=torch.long, device=order.device)  # (batch_size,)
-        exit_logits = (logits[0] if len(logits) == 1 else torch.cat(logits)).float()
-        exit_probs = (probs[0] if len(probs) == 1 else torch.cat(probs)).float()
+        exit_logits = torch.cat(logits).float()  # (batch_size, num_labels)
+        exit_probs = torch.cat(probs).float()  # (batch_size, num_labels)
         if batch_size > 1:
             position = torch.empty_like(order)  # (batch_size,): each batch row's place in `order`
             position[order] = torch.arange(batch_size, device=order.device)
