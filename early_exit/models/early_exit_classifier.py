@@ -401,12 +401,17 @@ class EarlyExitClassifier(Model):
     ) -> List[RowSet]:
         """
         The batch's rows, embedded, as the layers will run them: packed at inference where the
-        encoder allows it, else in sub-batches of similar length at inference (`split_by_length`),
-        else as one padded batch. Together the row sets hold every row once.
+        encoder allows it (BERT's embeddings run on the real tokens alone, other families' on
+        sub-batches of similar length), else in sub-batches of similar length at inference
+        (`split_by_length`), else as one padded batch. Together the row sets hold every row once.
         """
         batch_size = token_ids.shape[0]
         all_rows = torch.arange(batch_size, device=token_ids.device)  # (batch_size,)
         packing = not self.training and self.packed and self.encoder.supports_packing
+        if packing and self.encoder.embeds_packed:
+            # One embedding call on the real tokens (in batch order): nothing padded, no split.
+            hidden = self.encoder.embed_packed(token_ids, mask, type_ids)  # (num_tokens, hidden)
+            return [PackedRows.from_tokens(all_rows, hidden, mask.sum(dim=1))]
         groups = [all_rows]  # one group: the batch as it is, in its order
         if not self.training and (packing or self.split_by_length) and batch_size > 1:
             # Embedded (and, unpacked, run) in sub-batches of similar length: little padding.

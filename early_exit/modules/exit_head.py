@@ -1,4 +1,4 @@
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 from allennlp.modules import ScalarMix
@@ -37,6 +37,20 @@ class ExitHead(torch.nn.Module):
         self.dropout = torch.nn.Dropout(dropout)
         self.classifier = torch.nn.Linear(input_dim + extra_input_dim, num_labels)
         self.num_mixed_layers = num_mixed_layers
+        self._cached_weights: Optional[Tuple[tuple, torch.Tensor]] = None
+
+    def _mixing_weights(self) -> torch.Tensor:
+        """
+        `(num_mixed_layers,)`: ScalarMix's softmax-normalised weights times its scale, computed
+        once and again only when a parameter changes (training, `load_state_dict`).
+        """
+        parameters = [*self.scalar_mix.scalar_parameters, self.scalar_mix.gamma]
+        version = tuple((parameter.data_ptr(), parameter._version) for parameter in parameters)
+        if self._cached_weights is None or self._cached_weights[0] != version:
+            with torch.no_grad():
+                weights = torch.softmax(torch.cat(parameters[:-1]), dim=0) * parameters[-1]
+            self._cached_weights = (version, weights)
+        return self._cached_weights[1]
 
     def forward(
         self, pooled_layers: List[torch.Tensor], extra_features: Optional[torch.Tensor] = None
@@ -56,7 +70,15 @@ class ExitHead(torch.nn.Module):
             Shape `(batch_size, num_labels)`.
         """
         layers = pooled_layers[: self.num_mixed_layers]
-        mixed = self.scalar_mix(layers) if self.scalar_mix is not None else layers[0]
+        if self.scalar_mix is None:
+            mixed = layers[0]
+        elif self.training or torch.is_grad_enabled():
+            mixed = self.scalar_mix(layers)
+        else:
+            # The same weighted sum in two operations instead of ScalarMix's two per layer (at
+            # batch size 1 those dominate a head's time); equal to float rounding.
+            stacked = torch.stack(layers, dim=-1)  # (batch_size, input_dim, num_mixed_layers)
+            mixed = torch.matmul(stacked, self._mixing_weights())  # (batch_size, input_dim)
         features = self.dropout(mixed)  # (batch_size, input_dim)
         if extra_features is not None:
             features = torch.cat([features, extra_features], dim=-1)

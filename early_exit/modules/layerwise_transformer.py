@@ -4,6 +4,7 @@ from typing import Optional, Tuple
 import torch
 from allennlp.common import cached_transformers
 from allennlp.common.checks import ConfigurationError
+from transformers.models.bert.modeling_bert import BertEmbeddings
 
 from early_exit.modules.packed_rows import PackedRows
 
@@ -126,6 +127,11 @@ class LayerwiseTransformer(torch.nn.Module):
         self.supports_packing = self._layout == "bert" and all(
             self._packable(layer) for layer in self.layers
         )
+        # BERT's own embeddings take explicit position ids; other families number positions their
+        # own way (RoBERTa from the padding index), so `embed_packed` is BERT's only.
+        self.embeds_packed = (
+            self.supports_packing and type(self.transformer.embeddings) is BertEmbeddings
+        )
 
     @staticmethod
     def _packable(layer: torch.nn.Module) -> bool:
@@ -170,6 +176,28 @@ class LayerwiseTransformer(torch.nn.Module):
                 type_ids = None
             return self.transformer.embeddings(input_ids=token_ids, token_type_ids=type_ids)
         return self.transformer.embeddings(token_ids)
+
+    def embed_packed(
+        self,
+        token_ids: torch.LongTensor,
+        mask: torch.BoolTensor,
+        type_ids: Optional[torch.LongTensor] = None,
+    ) -> torch.Tensor:
+        """
+        `embed` of a padded batch `(batch_size, num_tokens)`, for its real tokens (where `mask` is
+        true) only, row after row: shape `(num_real_tokens, hidden_size)`, as `embed(...)[mask]`
+        but in one call on the real tokens, each at its position in the padded row, without
+        computing the padding or splitting the batch. Needs `embeds_packed`.
+        """
+        positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+        ids = token_ids[mask].unsqueeze(0)  # (1, num_real_tokens)
+        if self.has_token_types and type_ids is not None:
+            types = type_ids[mask].unsqueeze(0)  # (1, num_real_tokens)
+        else:
+            types = torch.zeros_like(ids)  # what `embed` gets from BERT's zero buffer
+        return self.transformer.embeddings(
+            input_ids=ids, token_type_ids=types, position_ids=positions[mask].unsqueeze(0)
+        )[0]
 
     def layer_mask(self, mask: torch.BoolTensor, dtype: torch.dtype) -> Optional[torch.Tensor]:
         """

@@ -125,7 +125,20 @@ class PackedRows:
         them, one group after the other: the rows' order is the groups' (`rows` says where each
         row belongs in the batch).
         """
-        lengths = torch.cat([mask.sum(dim=1) for _, _, mask in groups])  # (num_rows,)
+        return cls.from_tokens(
+            torch.cat([rows for rows, _, _ in groups]),
+            torch.cat([hidden[mask] for _, hidden, mask in groups]),
+            torch.cat([mask.sum(dim=1) for _, _, mask in groups]),
+        )
+
+    @classmethod
+    def from_tokens(
+        cls, rows: torch.Tensor, hidden: torch.Tensor, lengths: torch.Tensor
+    ) -> "PackedRows":
+        """
+        Rows already packed: `hidden` `(num_tokens, hidden_size)` holds the real tokens of the rows
+        `rows` `(num_rows,)`, row after row, `lengths` `(num_rows,)` of them each.
+        """
         if not bool((lengths > 0).all()):
             raise ValueError("every row needs at least one token")
         row_ids = torch.arange(lengths.shape[0], device=lengths.device)
@@ -133,8 +146,8 @@ class PackedRows:
         row_starts = lengths.cumsum(dim=0) - lengths  # (num_rows,)
         steps = torch.arange(row_of_token.shape[0], device=lengths.device)
         return cls(
-            rows=torch.cat([rows for rows, _, _ in groups]),
-            hidden=torch.cat([hidden[mask] for _, hidden, mask in groups]),
+            rows=rows,
+            hidden=hidden,
             row_of_token=row_of_token,
             position=steps - row_starts[row_of_token],  # (num_tokens,)
             lengths=lengths,

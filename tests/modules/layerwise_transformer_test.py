@@ -208,3 +208,35 @@ def test_linear_calls_the_module_with_gradients_hooks_or_prepacking_off():
     with torch.no_grad():
         encoder.linear(dense, inputs)
     assert dense not in layerwise_transformer._REORDERED_WEIGHTS
+
+
+@pytest.mark.parametrize("with_types", [True, False])
+def test_packed_embedding_equals_the_padded_embedding_of_the_real_tokens(with_types):
+    encoder = LayerwiseTransformer(TINY_BERT, 4, keep_pooler=False).eval()
+    assert encoder.embeds_packed
+    token_ids, mask = _long_and_short_inputs()
+    type_ids = None
+    if with_types:
+        type_ids = (torch.arange(90).unsqueeze(0) >= 2).long().expand_as(token_ids) * mask
+    with torch.no_grad():
+        packed = encoder.embed_packed(token_ids, mask, type_ids)  # (num_real_tokens, hidden)
+        padded = encoder.embed(token_ids, type_ids)  # (batch_size, num_tokens, hidden)
+    assert packed.shape == (int(mask.sum()), encoder.hidden_size)
+    torch.testing.assert_close(packed, padded[mask], atol=1e-6, rtol=0)
+    if with_types:  # the token types reach the embedding
+        assert not torch.allclose(packed, encoder.embed_packed(token_ids, mask), atol=1e-3)
+
+
+@pytest.mark.parametrize("family", ["roberta", "electra"])
+def test_other_families_pack_after_embedding_the_padded_batch(family, tmp_path):
+    # RoBERTa numbers positions from its padding index: explicit BERT positions would be wrong.
+    path = _encoder_path(family, tmp_path)
+    model = EarlyExitClassifier(_vocab(), path, exit_layers=[1, 3]).eval()
+    assert model.encoder.supports_packing and not model.encoder.embeds_packed
+    token_ids, mask = _long_and_short_inputs()
+    tokens = {"tokens": {"token_ids": token_ids, "mask": mask}}
+    with torch.no_grad():
+        packed = model(tokens)
+        model.packed = False
+        padded = model(tokens)
+    torch.testing.assert_close(packed["probs"], padded["probs"], atol=1e-5, rtol=0)
