@@ -43,6 +43,7 @@ local readers = {
     baseline=false,
     head_pooling='mean',
     distillation_weight=0.0,
+    distillation_temperature=1.0,
     lr=2e-5,
     head_lr=null,
     batch_size=16,
@@ -73,6 +74,7 @@ local readers = {
       head_pooling: head_pooling,
       dropout: 0.1,
       distillation_weight: distillation_weight,
+      distillation_temperature: distillation_temperature,
     },
     data_loader: {
       batch_sampler: { type: 'bucket', batch_size: batch_size, sorting_keys: ['tokens'] },
