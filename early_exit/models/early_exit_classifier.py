@@ -484,7 +484,8 @@ class EarlyExitClassifier(Model):
         # What the heads read, for all running rows at once, in the order of the row sets' rows
         # (which selecting and regrouping keep): the heads and the exit rule run once per layer.
         pooled: List[torch.Tensor] = []  # per layer: (num_running, hidden_size)
-        head_logits: List[torch.Tensor] = []  # per head passed: (num_running, num_labels)
+        # per head passed, if later heads read them: (num_running, num_labels)
+        head_logits: List[torch.Tensor] = []
         head = 0
         for layer in range(self.encoder.num_layers):
             layer_pooled = [self._advance(layer, row_set) for row_set in running]
@@ -515,7 +516,8 @@ class EarlyExitClassifier(Model):
                 exited_heads.extend([head] * num_done)
             if num_done == len(rows):
                 break
-            head_logits.append(logits)
+            if self.add_previous_layer_logits:  # later heads read them
+                head_logits.append(logits)
             head += 1
             if num_done == 0:
                 continue  # the same rows go on in the same row sets
