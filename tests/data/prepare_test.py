@@ -5,6 +5,7 @@ real files live in `../shared/data` next to the repository; those tests are skip
 not there (as in a user's clone).
 """
 
+import json
 import shutil
 import subprocess
 import sys
@@ -401,7 +402,50 @@ def test_mnli_dev_matched_is_dev_and_dev_mismatched_is_test(tmp_path):
     ]
     assert len(splits["train"]) == 5
     assert sum(report.splits["dev"].dropped.values()) == 1
-    assert "dev = multinli_1.0_dev_matched.jsonl" in report.notes[0]
+    assert "MultiNLI layout: official JSON lines" in report.notes[0]
+    assert "dev = dev_matched, test = dev_mismatched" in report.notes[1]
+
+
+def _write_mnli_triples(source: Path, suffixes) -> None:
+    """The JSON lines sample as InferSent's s1/s2/labels files, one suffix per split."""
+    source.mkdir(parents=True)
+    for split, file in (
+        ("train", "multinli_1.0_train.jsonl"),
+        ("dev", "multinli_1.0_dev_matched.jsonl"),
+        ("test", "multinli_1.0_dev_mismatched.jsonl"),
+    ):
+        records = [json.loads(line) for line in (SAMPLES / "mnli" / file).read_text().splitlines()]
+        for prefix, key in (("s1", "sentence1"), ("s2", "sentence2"), ("labels", "gold_label")):
+            text = "".join(record[key] + "\n" for record in records)
+            (source / f"{prefix}.{suffixes[split]}").write_text(text)
+
+
+@pytest.mark.parametrize(
+    "suffixes",
+    [
+        {"train": "train", "dev": "dev", "test": "test"},  # as InferSent's get_data.bash names them
+        {"train": "train", "dev": "dev_matched", "test": "dev_mismatched"},
+    ],
+)
+def test_mnli_infersent_triples_give_the_same_splits_as_the_jsonl(tmp_path, suffixes):
+    prepare("mnli", SAMPLES / "mnli", tmp_path / "jsonl")
+    _write_mnli_triples(tmp_path / "triples", suffixes)
+    report = prepare("mnli", tmp_path / "triples", tmp_path / "out")
+    assert read_splits(tmp_path / "out" / "nli" / "mnli", 3) == read_splits(
+        tmp_path / "jsonl" / "nli" / "mnli", 3
+    )
+    assert "e-SNLI/InferSent s1/s2/labels files" in report.notes[0]
+    assert sum(report.splits["dev"].dropped.values()) == 1  # the '-' pair, as from JSON lines
+    if suffixes["dev"] == "dev_matched":
+        assert "dev = dev_matched, test = dev_mismatched present" in report.notes[0]
+
+
+def test_mnli_triples_without_a_split_name_it(tmp_path):
+    _write_mnli_triples(tmp_path / "triples", {"train": "train", "dev": "dev", "test": "test"})
+    for prefix in ("s1", "s2", "labels"):
+        (tmp_path / "triples" / f"{prefix}.test").unlink()
+    with raises(r"triples: no MultiNLI test split"):
+        prepare("mnli", tmp_path / "triples", tmp_path / "out")
 
 
 # ---------------------------------------------------------------------------------- options, CLI

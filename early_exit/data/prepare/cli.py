@@ -28,8 +28,9 @@ SOURCE and splits per dataset (carved splits are seeded with --seed and reported
            <br /> tags become spaces. Labels: negative, positive.
   snli     folder with snli_1.0_{train,dev,test}.jsonl, or e-SNLI/InferSent s1/s2/labels.<split>
            files. Pairs with gold label '-' are dropped and counted.
-  mnli     folder with multinli_1.0_{train,dev_matched,dev_mismatched}.jsonl:
-           dev = dev_matched, test = dev_mismatched.
+  mnli     folder with multinli_1.0_{train,dev_matched,dev_mismatched}.jsonl, or InferSent's
+           s1/s2/labels.{train,dev,test} files (dev_matched and dev_mismatched as suffixes
+           too): dev = dev_matched, test = dev_mismatched.
 
 --cpu-subset (small splits for CPU-sized experiments):
   ag_news  test.csv only: test = a carve-out of --test-size rows (default 2000); dev = a

@@ -4,9 +4,11 @@
   `sentence1` (premise) and `sentence2` (hypothesis). SNLI: `snli_1.0_{train,dev,test}.jsonl`.
   MultiNLI: `multinli_1.0_{train,dev_matched,dev_mismatched}.jsonl`; its test sets are
   unlabelled, so dev = dev_matched and test = dev_mismatched.
-* `s1.<split>`, `s2.<split>`, `labels.<split>` (SNLI as shipped by e-SNLI and InferSent): premise,
-  hypothesis and gold label of one pair on the same line of the three files. These sentences are
-  PTB-tokenized and are written as they are.
+* `s1.<split>`, `s2.<split>`, `labels.<split>` (SNLI as shipped by e-SNLI and InferSent, MultiNLI
+  as InferSent ships it): premise, hypothesis and gold label of one pair on the same line of the
+  three files. These sentences are PTB-tokenized and are written as they are. InferSent names
+  MultiNLI's splits `train`, `dev` (dev_matched) and `test` (dev_mismatched); the suffixes
+  `dev_matched` and `dev_mismatched` are read too.
 
 Pairs whose gold label is `-` (no majority among the annotators) are dropped and counted.
 """
@@ -48,6 +50,16 @@ MNLI_JSONL = {
     "test": "multinli_1.0_dev_mismatched.jsonl",
 }
 """Our split -> MultiNLI file name (dev_matched is dev, dev_mismatched is test)."""
+
+SNLI_TRIPLE = {split: (split,) for split in ("train", "dev", "test")}
+"""SNLI split -> the suffixes of its s1/s2/labels files."""
+
+MNLI_TRIPLE = {
+    "train": ("train",),
+    "dev": ("dev", "dev_matched"),  # InferSent: dev = dev_matched
+    "test": ("test", "dev_mismatched"),  # InferSent: test = dev_mismatched
+}
+"""MultiNLI split -> the suffixes its s1/s2/labels files may have, in order of preference."""
 
 CPU_DEFAULT_DEV_SIZE = 1000
 """`--cpu-subset`: rows of SNLI dev carved off as dev (the rest of SNLI dev becomes train)."""
@@ -114,27 +126,46 @@ def read_nli_triple(folder: Path, split: str) -> Split:
     return collector.split()
 
 
-def _snli_loaders(source: Path, context: Context) -> Dict[str, Callable[[], Split]]:
-    """Finds the SNLI layout in `source`; returns a loader for each split present."""
+def _triple_suffixes(source: Path, suffixes: Dict[str, tuple]) -> Dict[str, str]:
+    """Split -> the suffix of the s1/s2/labels files present for it in `source`."""
+    found = {}
+    for split, candidates in suffixes.items():
+        for suffix in candidates:
+            if any((source / f"{prefix}.{suffix}").is_file() for prefix in _TRIPLE_PREFIXES):
+                found[split] = suffix
+                break
+    return found
+
+
+def _nli_loaders(
+    source: Path,
+    context: Context,
+    name: str,
+    jsonl_files: Dict[str, str],
+    triple_suffixes: Dict[str, tuple],
+) -> Dict[str, Callable[[], Split]]:
+    """Finds `name`'s layout in `source`; returns a loader for each split present."""
     jsonl = {
-        split: source / name for split, name in SNLI_JSONL.items() if (source / name).is_file()
+        split: source / file for split, file in jsonl_files.items() if (source / file).is_file()
     }
     if jsonl:
-        context.note(f"SNLI layout: official JSON lines ({', '.join(jsonl)} present)")
+        context.note(f"{name} layout: official JSON lines ({', '.join(jsonl)} present)")
         return {split: (lambda path=path: read_nli_jsonl(path)) for split, path in jsonl.items()}
-    triple = [
-        split
-        for split in SNLI_JSONL
-        if any((source / f"{prefix}.{split}").is_file() for prefix in _TRIPLE_PREFIXES)
-    ]
+    triple = _triple_suffixes(source, triple_suffixes)
     if triple:
+        present = ", ".join(
+            split if suffix == split else f"{split} = {suffix}" for split, suffix in triple.items()
+        )
         context.note(
-            f"SNLI layout: e-SNLI/InferSent s1/s2/labels files ({', '.join(triple)} present); "
+            f"{name} layout: e-SNLI/InferSent s1/s2/labels files ({present} present); "
             "the sentences are PTB-tokenized and written as they are"
         )
-        return {split: (lambda split=split: read_nli_triple(source, split)) for split in triple}
+        return {
+            split: (lambda suffix=suffix: read_nli_triple(source, suffix))
+            for split, suffix in triple.items()
+        }
     raise PrepareError(
-        f"no SNLI files (expected {', '.join(SNLI_JSONL.values())}, or s1/s2/labels.<split>)",
+        f"no {name} files (expected {', '.join(jsonl_files.values())}, or s1/s2/labels.<split>)",
         source,
     )
 
@@ -155,7 +186,7 @@ def convert_snli(source: Path, context: Context) -> Dict[str, Split]:
     """
     require_dir(source, "SNLI folder")
     options = context.options
-    loaders = _snli_loaders(source, context)
+    loaders = _nli_loaders(source, context, "SNLI", SNLI_JSONL, SNLI_TRIPLE)
     needed: List[str] = ["dev", "test"] if options.cpu_subset else ["train", "dev", "test"]
     missing = [split for split in needed if split not in loaders]
     if missing:
@@ -181,16 +212,16 @@ def convert_mnli(source: Path, context: Context) -> Dict[str, Split]:
     """Converts MultiNLI: train = train, dev = dev_matched, test = dev_mismatched.
 
     Args:
-        source: Folder with the `multinli_1.0_*.jsonl` files.
+        source: Folder with the `multinli_1.0_*.jsonl` files, or InferSent's s1/s2/labels files.
         context: Notes.
 
     Returns:
         The train, dev and test splits.
     """
     require_dir(source, "MultiNLI folder")
-    splits = {split: read_nli_jsonl(source / name) for split, name in MNLI_JSONL.items()}
-    context.note(
-        "MultiNLI's test sets are unlabelled: dev = multinli_1.0_dev_matched.jsonl, "
-        "test = multinli_1.0_dev_mismatched.jsonl"
-    )
-    return splits
+    loaders = _nli_loaders(source, context, "MultiNLI", MNLI_JSONL, MNLI_TRIPLE)
+    missing = [split for split in MNLI_JSONL if split not in loaders]
+    if missing:
+        raise PrepareError(f"no MultiNLI {' or '.join(missing)} split", source)
+    context.note("MultiNLI's test sets are unlabelled: dev = dev_matched, test = dev_mismatched")
+    return {split: loaders[split]() for split in MNLI_JSONL}
