@@ -39,7 +39,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -228,6 +228,7 @@ def evaluate_dataset(
             "exit_layers": model.exit_layers,
             "temperatures": model.temperatures.tolist(),
             "encoder_lr": archive.config["trainer"]["optimizer"]["lr"],
+            "distillation_temperature": model.distillation_temperature,
         }
         if len(model.exit_layers) == 1:
             on_eval = sweep_model(model, evaluation, thresholds=[1.0], timing=False)
@@ -295,16 +296,24 @@ def format_lr(lr: float) -> str:
     return f"{float(mantissa):g}e{int(exponent)}"
 
 
-def encoder_lrs(results: List[Dict]) -> str:
-    """The early-exit models' encoder learning rates, read from their archives, e.g. `1e-4 (SST-2)`."""
-    by_lr: Dict[str, List[str]] = {}
+def per_dataset(results: List[Dict], key: str, show: Callable[[float], str]) -> str:
+    """A setting of the early-exit models, read from their archives, e.g. `1e-4 (SST-2); 5e-5 (SNLI)`."""
+    by_value: Dict[str, List[str]] = {}
     for result in results:
         main = result["models"].get("early_exit")
-        if main is not None and "encoder_lr" in main:
-            by_lr.setdefault(format_lr(main["encoder_lr"]), []).append(
-                DATASETS[result["dataset"]]["title"]
-            )
-    return "; ".join(f"{lr} ({', '.join(titles)})" for lr, titles in by_lr.items()) or "unknown"
+        if main is not None and key in main:
+            by_value.setdefault(show(main[key]), []).append(DATASETS[result["dataset"]]["title"])
+    return "; ".join(f"{value} ({', '.join(titles)})" for value, titles in by_value.items()) or (
+        "unknown"
+    )
+
+
+def encoder_lrs(results: List[Dict]) -> str:
+    return per_dataset(results, "encoder_lr", format_lr)
+
+
+def distillation_temperatures(results: List[Dict]) -> str:
+    return per_dataset(results, "distillation_temperature", lambda value: f"{value:g}")
 
 
 def write_report(results: List[Dict], machine: str, elapsed: float, trained: bool = True) -> str:
@@ -315,7 +324,8 @@ def write_report(results: List[Dict], machine: str, elapsed: float, trained: boo
         "",
         "Encoder: all-MiniLM-L6-v2 (6 layers, hidden 384), a mean-pooled head on every layer, the",
         "summed loss plus self-distillation of the early heads from the last one",
-        f"(`distillation_weight` 1.0), lr {encoder_lrs(results)} for the encoder and 1e-3 for the",
+        f"(`distillation_weight` 1.0, temperature {distillation_temperatures(results)}),",
+        f"lr {encoder_lrs(results)} for the encoder and 1e-3 for the",
         "heads (`head_lr`), one epoch on SST-2 and four on the small AG News and SNLI training sets",
         "(`training_config/<dataset>_minilm.jsonnet`), temperatures fitted on the dev split by the",
         "training callback. How these settings were chosen: [recipe_search.md](recipe_search.md).",
