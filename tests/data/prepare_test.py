@@ -444,8 +444,18 @@ def test_mnli_triples_without_a_split_name_it(tmp_path):
     _write_mnli_triples(tmp_path / "triples", {"train": "train", "dev": "dev", "test": "test"})
     for prefix in ("s1", "s2", "labels"):
         (tmp_path / "triples" / f"{prefix}.test").unlink()
-    with raises(r"triples: no MultiNLI test split"):
+    with raises(r"triples: no MultiNLI test split \(expected multinli_1\.0_dev_mismatched\.jsonl"):
         prepare("mnli", tmp_path / "triples", tmp_path / "out")
+
+
+def test_mnli_jsonl_without_a_split_names_the_file(tmp_path):
+    source = copy_sample("mnli", tmp_path)
+    (source / "multinli_1.0_dev_mismatched.jsonl").unlink()
+    with raises(
+        r"no MultiNLI test split \(expected multinli_1\.0_dev_mismatched\.jsonl or "
+        r"\{s1,s2,labels\}\.test\|dev_mismatched\)"
+    ):
+        prepare("mnli", source, tmp_path / "out")
 
 
 # ---------------------------------------------------------------------------------- options, CLI

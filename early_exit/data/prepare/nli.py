@@ -222,6 +222,12 @@ def convert_mnli(source: Path, context: Context) -> Dict[str, Split]:
     loaders = _nli_loaders(source, context, "MultiNLI", MNLI_JSONL, MNLI_TRIPLE)
     missing = [split for split in MNLI_JSONL if split not in loaders]
     if missing:
-        raise PrepareError(f"no MultiNLI {' or '.join(missing)} split", source)
+        expected = "; ".join(
+            f"{MNLI_JSONL[split]} or {{s1,s2,labels}}.{'|'.join(MNLI_TRIPLE[split])}"
+            for split in missing
+        )
+        raise PrepareError(
+            f"no MultiNLI {' or '.join(missing)} split (expected {expected})", source
+        )
     context.note("MultiNLI's test sets are unlabelled: dev = dev_matched, test = dev_mismatched")
     return {split: loaders[split]() for split in MNLI_JSONL}
