@@ -1,6 +1,6 @@
 import logging
 import os
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import torch
 from allennlp.common.checks import ConfigurationError
@@ -13,8 +13,10 @@ from allennlp.training.metrics import CategoricalAccuracy
 from overrides import overrides
 from transformers import AutoConfig
 
+from early_exit.models.batch_stream import BatchStream
 from early_exit.modules.exit_head import ExitHead
 from early_exit.modules.exit_policy import exits_at_head, first_exit_head, scaled_probabilities
+from early_exit.modules.exit_record import ExitRecord
 from early_exit.modules.length_groups import (
     RowGroup,
     length_sorted_groups,
@@ -187,6 +189,7 @@ class EarlyExitClassifier(Model):
             prepack_weights=prepack_weights,
         )
         self.exit_layers = exit_layers
+        self._head_of_layer = {layer: head for head, layer in enumerate(exit_layers)}
         self.full_depth = self.encoder.full_depth
         self.head_pooling = head_pooling
         hidden_size = self.encoder.hidden_size
@@ -311,14 +314,7 @@ class EarlyExitClassifier(Model):
           cross-entropy (plus self-distillation, if enabled); otherwise the cross-entropy of the
           exit predictions.
         """
-        if len(tokens) != 1:
-            raise ConfigurationError(
-                f"expected one token indexer (a pretrained_transformer indexer), got {list(tokens)}"
-            )
-        indexed = next(iter(tokens.values()))
-        token_ids = indexed["token_ids"]  # (batch_size, num_tokens)
-        mask = indexed["mask"].bool()  # (batch_size, num_tokens)
-        type_ids = indexed.get("type_ids")  # (batch_size, num_tokens) or None
+        token_ids, mask, type_ids = self._token_tensors(tokens)
 
         # Every head runs in training, on request, and at threshold 1.0 when labels are given (every
         # layer is computed anyway, so per-head accuracies cost only the heads). Prediction at 1.0
@@ -331,10 +327,7 @@ class EarlyExitClassifier(Model):
             output = self._forward_all_heads_in_sets(row_sets, batch_size)
         else:
             output = self._forward_early_exit(row_sets, batch_size)
-        exit_head = output["exit_head"]  # (batch_size,)
-        layers = torch.tensor(self.exit_layers, device=exit_head.device)
-        output["exit_layer"] = layers[exit_head]  # (batch_size,)
-        output["relative_compute"] = (output["exit_layer"] + 1).float() / self.full_depth
+        self._add_exit_layers(output)
 
         if label is not None:
             label = label.long().view(-1)  # (batch_size,)
@@ -353,8 +346,52 @@ class EarlyExitClassifier(Model):
                 output["loss"] = self._loss(output["logits"], label).mean()
             self._accuracy(output["logits"], label)
             self._ece(output["probs"], label)
-        self._exit_statistics(exit_head)
+        self._exit_statistics(output["exit_head"])
         return output
+
+    def stream(self, min_rows: Optional[int] = None) -> "BatchStream":
+        """
+        A `BatchStream` over this model: prediction of many batches with the rows that go on
+        carried into later layer calls together with the rows of later batches, so that at
+        inference every layer call runs about a batch's worth of rows (`allennlp predict` with the
+        `early_exit_classifier` predictor predicts this way). `min_rows`: how many rows a layer
+        call waits for; `None` for the largest batch pushed.
+        """
+        return BatchStream(self, min_rows)
+
+    def forward_stream(
+        self, batches: Iterable[Dict[str, Any]], min_rows: Optional[int] = None
+    ) -> Iterator[Dict[str, torch.Tensor]]:
+        """
+        Predicts `batches` (each `forward`'s keyword arguments) through `stream`, yielding each
+        batch's output dictionary, batch-first as `forward`'s, in the batches' order.
+        """
+        stream = self.stream(min_rows)
+        for batch in batches:
+            yield from stream.push(**batch)
+        yield from stream.finish()
+
+    @staticmethod
+    def _token_tensors(
+        tokens: TextFieldTensors,
+    ) -> Tuple[torch.Tensor, torch.BoolTensor, Optional[torch.Tensor]]:
+        """`token_ids`, `mask` and `type_ids` (or `None`), each `(batch_size, num_tokens)`."""
+        if len(tokens) != 1:
+            raise ConfigurationError(
+                f"expected one token indexer (a pretrained_transformer indexer), got {list(tokens)}"
+            )
+        indexed = next(iter(tokens.values()))
+        token_ids = indexed["token_ids"]  # (batch_size, num_tokens)
+        mask = indexed["mask"].bool()  # (batch_size, num_tokens)
+        type_ids = indexed.get("type_ids")  # (batch_size, num_tokens) or None
+        return token_ids, mask, type_ids
+
+    def _add_exit_layers(self, output: Dict[str, torch.Tensor]) -> None:
+        """Adds `exit_layer` and `relative_compute` `(batch_size,)` from `exit_head`."""
+        exit_head = output["exit_head"]  # (batch_size,)
+        layers = torch.tensor(self.exit_layers, device=exit_head.device)
+        output["exit_layer"] = layers[exit_head]  # (batch_size,)
+        output["relative_compute"] = (output["exit_layer"] + 1).float() / self.full_depth
 
     def _distillation_loss(self, head_logits: torch.Tensor) -> torch.Tensor:
         """`head_logits` `(batch_size, num_heads, num_labels)` -> the scalar self-distillation loss."""
@@ -473,65 +510,68 @@ class EarlyExitClassifier(Model):
     def _forward_early_exit(
         self, row_sets: List[RowSet], batch_size: int
     ) -> Dict[str, torch.Tensor]:
-        # What each head decided: the batch rows that exited there, with their logits and
-        # probabilities; written into batch order once, at the end.
-        exited_rows: List[torch.Tensor] = []  # per head with exits: (num_exited,)
-        exited_logits: List[torch.Tensor] = []  # per head with exits: (num_exited, num_labels)
-        exited_probs: List[torch.Tensor] = []  # per head with exits: (num_exited, num_labels)
-        exited_heads: List[int] = []  # one per exited row, in the order of `exited_rows`
-
+        exits = ExitRecord()  # what each head decided, written into batch order once, at the end
         running = row_sets  # the rows still running, shortest first when split by length
         # What the heads read, for all running rows at once, in the order of the row sets' rows
         # (which selecting and regrouping keep): the heads and the exit rule run once per layer.
         pooled: List[torch.Tensor] = []  # per layer: (num_running, hidden_size)
         # per head passed, if later heads read them: (num_running, num_labels)
         head_logits: List[torch.Tensor] = []
-        head = 0
         for layer in range(self.encoder.num_layers):
             layer_pooled = [self._advance(layer, row_set) for row_set in running]
             pooled.append(layer_pooled[0] if len(running) == 1 else torch.cat(layer_pooled))
-            if layer != self.exit_layers[head]:
-                continue
-            is_last = head == len(self.heads) - 1
-            if (
-                not is_last
-                and self._confidence_threshold >= 1.0
-                and not self.add_previous_layer_logits
-            ):
-                head += 1  # nobody can exit here, and no later head reads this one's logits
-                continue
             rows = running[0].rows if len(running) == 1 else torch.cat([g.rows for g in running])
-            logits = self.heads[head](
-                pooled, self._previous_logits(head_logits)
-            )  # (running, labels)
-            probs = scaled_probabilities(logits, self.temperatures[head])  # (running, labels)
-            done = exits_at_head(probs, self._confidence_threshold, is_last)  # (running,)
-            num_done = len(rows) if is_last else int(done.sum())  # the loop's one sync per head
-            if num_done:
-                # every running row, or the indices of those that exit: (num_done,)
-                exiting = slice(None) if num_done == len(rows) else done.nonzero().squeeze(1)
-                exited_rows.append(rows[exiting])
-                exited_logits.append(logits[exiting])
-                exited_probs.append(probs[exiting])
-                exited_heads.extend([head] * num_done)
-            if num_done == len(rows):
-                break
-            if self.add_previous_layer_logits:  # later heads read them
-                head_logits.append(logits)
-            head += 1
-            if num_done == 0:
+            keep = self._exit_step(layer, rows, pooled, head_logits, exits)
+            if keep is None:
                 continue  # the same rows go on in the same row sets
+            if not bool(keep.any()):
+                break
             # The finished rows leave, with their tokens (and the padding only they needed).
-            keep = ~done
             staying = keep.nonzero().squeeze(1)  # (num_running - num_done,)
-            pooled = [layer_output.index_select(0, staying) for layer_output in pooled]
-            head_logits = [earlier.index_select(0, staying) for earlier in head_logits]
+            pooled[:] = [layer_output.index_select(0, staying) for layer_output in pooled]
+            head_logits[:] = [earlier.index_select(0, staying) for earlier in head_logits]
             running = select_rows(running, keep)
             if len(running) > 1:
                 running = regroup(running)
-        return self._in_batch_order(
-            batch_size, exited_rows, exited_logits, exited_probs, exited_heads
-        )
+        return self._in_batch_order(batch_size, exits.rows, exits.logits, exits.probs, exits.heads)
+
+    def _exit_step(
+        self,
+        layer: int,
+        rows: torch.Tensor,
+        pooled: List[torch.Tensor],
+        head_logits: List[torch.Tensor],
+        exits: ExitRecord,
+    ) -> Optional[torch.BoolTensor]:
+        """
+        After `layer` has run on the running rows `rows` `(num_running,)`: the head of that layer
+        (if it has one) and the exit rule. Records the rows that exit in `exits` and appends the
+        head's logits to `head_logits` where later heads read them.
+
+        # Returns
+
+        `None` if every row goes on (no head here, or nobody exits), else `keep`
+        `(num_running,)`, true for the rows that go on (all false when every row is done).
+        """
+        head = self._head_of_layer.get(layer)
+        if head is None:
+            return None
+        is_last = head == len(self.heads) - 1
+        if not is_last and self._confidence_threshold >= 1.0 and not self.add_previous_layer_logits:
+            return None  # nobody can exit here, and no later head reads this one's logits
+        logits = self.heads[head](pooled, self._previous_logits(head_logits))  # (running, labels)
+        probs = scaled_probabilities(logits, self.temperatures[head])  # (running, labels)
+        done = exits_at_head(probs, self._confidence_threshold, is_last)  # (running,)
+        num_done = len(rows) if is_last else int(done.sum())  # the loop's one sync per head
+        if num_done:
+            # every running row, or the indices of those that exit: (num_done,)
+            exiting = slice(None) if num_done == len(rows) else done.nonzero().squeeze(1)
+            exits.add(rows[exiting], logits[exiting], probs[exiting], head, num_done)
+        if num_done == len(rows):
+            return ~done
+        if self.add_previous_layer_logits:  # later heads read them
+            head_logits.append(logits)
+        return None if num_done == 0 else ~done
 
     @staticmethod
     def _in_batch_order(
