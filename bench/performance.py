@@ -26,8 +26,10 @@ order rotated from repeat to repeat; times and ratios are medians over the repea
 lines in file order are timed three ways: as the model runs them by default (`packed`: the layers
 run on the real tokens only, all rows in one matrix); with packing off, split into sub-batches of
 similar length merged again as rows exit (`split_by_length`, what encoders that cannot be packed
-get, and the previous default); and with both off, padded as a data loader pads them. The
-transformers reference gets the same padded batches (the sub-batches, for the split one).
+get, and the previous default); with both off, padded as a data loader pads them; and packed as
+one stream of batches (`carried`: the rows that go on past a head wait for the next batches' rows
+at their next layer, as `allennlp predict` runs batches). The transformers reference gets the same
+padded batches (the sub-batches, for the split one).
 
 Usage (from the repo root, after `make install`, on a quiet machine; about 8 minutes on 2 cores
 with the defaults; without `--archive` it uses those of these two that exist):
@@ -89,16 +91,25 @@ TARGETS = {"overhead": 1.10, "efficiency_1": 0.85, "efficiency_32": 0.90, "e2e_s
 # How the model runs batches (always given whole, in file order). PACKED: the default, the layers
 # on the real tokens only (`packed`). BY_LENGTH: packing off, sub-batches of similar length merged
 # again as rows exit (`split_by_length`; encoders that cannot be packed, and the previous default).
-# PADDED: both off, the batch padded as a data loader pads it. The transformers reference runs
+# PADDED: both off, the batch padded as a data loader pads it. CARRIED: packed, the batches one
+# stream (`model.forward_stream`, what `allennlp predict` does at batch sizes above 1): the rows
+# that go on wait for the next batches' rows at their next layer. The transformers reference runs
 # the padded batches, or the same sub-batches for BY_LENGTH.
-PACKED, BY_LENGTH, PADDED = "packed", "by length", "padded"
+PACKED, BY_LENGTH, PADDED, CARRIED = "packed", "by length", "padded", "packed, carried"
 SETTINGS = {  # batching -> (model.packed, model.split_by_length)
     PACKED: (True, True),
     BY_LENGTH: (False, True),
     PADDED: (False, False),
+    CARRIED: (True, True),
 }
 LARGE_BATCH = 32
-PLANS = [(1, PACKED), (LARGE_BATCH, PACKED), (LARGE_BATCH, BY_LENGTH), (LARGE_BATCH, PADDED)]
+PLANS = [
+    (1, PACKED),
+    (LARGE_BATCH, PACKED),
+    (LARGE_BATCH, CARRIED),
+    (LARGE_BATCH, BY_LENGTH),
+    (LARGE_BATCH, PADDED),
+]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -445,8 +456,12 @@ def model_time_part(
                 model.confidence_threshold = threshold
                 model.packed, model.split_by_length = packed, split_by_length
                 model.get_metrics(reset=True)
-                for tokens in model_batches:
-                    model(tokens=tokens)
+                if batching == CARRIED:
+                    for _ in model.forward_stream({"tokens": tokens} for tokens in model_batches):
+                        pass
+                else:
+                    for tokens in model_batches:
+                        model(tokens=tokens)
                 return model.get_metrics(reset=True)["relative_compute"]
 
             return run
@@ -902,7 +917,9 @@ def report(
         "sub-batches, by length); packed, the model skips the padding the reference computes, "
         "hence ratios below 1. End-to-end speedups are compared with the model-time speedup of "
         "the same batches, the forward passes timed inside the same `allennlp predict` runs: "
-        'the predictor gives the model whole batches, which it packs ("packed" below).'
+        "the predictor streams whole batches through the model, which packs them and carries "
+        'the rows that go on into later batches\' layer calls ("packed, carried" below; at batch '
+        'size 1 "packed").'
     )
     add("")
 
@@ -1025,7 +1042,12 @@ def dataset_section(result: Dict[str, Any]) -> str:
         "exit, which the full model keeps computing, so its speedup can exceed the layer count. "
         "Packed or split by length, the full model wastes no padding either, and both are faster; "
         "split by length, the sub-batches of the rows still running become small, and each costs "
-        "a pass of its own, where packed every layer is one pass over all running tokens."
+        "a pass of its own, where packed every layer is one pass over all running tokens. "
+        "Packed and carried, the batches are one stream: the rows that go on past a head wait "
+        "until a batch's worth of rows (32) waits for their next layer, so that each layer call "
+        "runs about 32 rows instead of what is left of one batch; at the end of the stream "
+        "whatever waits runs (the timed stream is short, so that end weighs more than in a long "
+        "file). At threshold 1.0 nothing waits, and the full model is the packed one."
     )
     add("")
     if "e2e" in result:
@@ -1127,17 +1149,28 @@ def plots(results: List[Dict[str, Any]], directory: Path) -> None:
 
     directory.mkdir(parents=True, exist_ok=True)
 
-    # Speedup: ideal, model time (both batchings), end to end
+    # Speedup: ideal, model time (packed, carried, by length), end to end
     figure, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.2), squeeze=False)
     for axis, result in zip(axes[0], results):
         labels = []
-        series = {"ideal": [], "model (packed)": [], "model, by length": [], "end to end": []}
+        series = {
+            "ideal": [],
+            "model (packed)": [],
+            "model, carried": [],
+            "model, by length": [],
+            "end to end": [],
+        }
         for threshold in thresholds_of(result)[1:]:
             for batch_size in (1, LARGE_BATCH):
                 labels.append(f"{threshold:g}\nbatch {batch_size}")
                 row = model_row(result, batch_size, PACKED, threshold)
                 series["ideal"].append(row["ideal_speedup"])
                 series["model (packed)"].append(row["speedup"])
+                series["model, carried"].append(
+                    model_row(result, batch_size, CARRIED, threshold)["speedup"]
+                    if batch_size > 1
+                    else float("nan")
+                )
                 series["model, by length"].append(
                     model_row(result, batch_size, BY_LENGTH, threshold)["speedup"]
                     if batch_size > 1
@@ -1148,9 +1181,9 @@ def plots(results: List[Dict[str, Any]], directory: Path) -> None:
                     if "e2e" in result
                     else float("nan")
                 )
-        width = 0.2
+        width = 0.16
         for index, (name, values) in enumerate(series.items()):
-            positions = [i + (index - 1.5) * width for i in range(len(labels))]
+            positions = [i + (index - (len(series) - 1) / 2) * width for i in range(len(labels))]
             axis.bar(positions, values, width, label=name)
         axis.axhline(1.0, color="grey", linewidth=0.8)
         axis.set_xticks(range(len(labels)))

@@ -1,0 +1,182 @@
+"""
+`allennlp predict` with rows carried across batches (`EarlyExitPredictManager`, installed on
+import): the same output lines in the same order as batch-by-batch prediction, fewer layer calls,
+and on a bad line every line before it written.
+"""
+
+import json
+
+import pytest
+from allennlp.commands import predict as allennlp_predict
+from allennlp.common.checks import ConfigurationError
+from allennlp.predictors import Predictor
+
+from early_exit.predictors import PredictorInputError
+from early_exit.predictors.predict_manager import EarlyExitPredictManager
+from tests import run_allennlp
+from tests.predictors.early_exit_classifier_test import (  # noqa: F401  (fixtures)
+    _lines,
+    _predicted_lines,
+    assert_same_predictions,
+    mixed_threshold,
+    predictor,
+    text_archive,
+)
+from tests.sweep.trained_models import TEXT_DATA, TEXT_JSONL
+
+
+def _layer_calls(predictor):
+    """Patches the predictor's model to count its packed layer calls."""
+    encoder = predictor._model.encoder
+    calls = []
+    run = encoder.run_packed_layer
+
+    def counting(index, packed):
+        calls.append((index, len(packed)))
+        return run(index, packed)
+
+    encoder.run_packed_layer = counting
+    return calls, lambda: delattr(encoder, "run_packed_layer")
+
+
+@pytest.fixture
+def input_file(tmp_path):
+    path = tmp_path / "input.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in _lines(TEXT_JSONL)))  # 48 lines
+    return path
+
+
+def test_importing_the_package_installs_the_manager():
+    assert allennlp_predict._PredictManager is EarlyExitPredictManager
+
+
+class TestStreams:
+    def test_json_stream_equals_batch_by_batch_in_order(self, predictor, mixed_threshold):
+        predictor.confidence_threshold = mixed_threshold
+        inputs = _lines(TEXT_JSONL)
+        expected = []
+        for start in range(0, len(inputs), 5):
+            expected.extend(predictor.predict_batch_json(inputs[start : start + 5]))
+        pairs = list(predictor.predict_json_stream(iter(inputs), 5))
+        assert [item for item, _ in pairs] == inputs
+        assert_same_predictions(expected, [output for _, output in pairs])
+        assert len({output["exit_layer"] for output in expected}) > 1
+
+    def test_instance_stream_equals_batch_by_batch(self, predictor, mixed_threshold):
+        predictor.confidence_threshold = mixed_threshold
+        instances = list(predictor._dataset_reader.read(str(TEXT_DATA)))
+        expected = predictor.predict_batch_instance(instances[:7]) + (
+            predictor.predict_batch_instance(instances[7:])
+        )
+        pairs = list(predictor.predict_instance_stream(instances, 7))
+        assert [item for item, _ in pairs] == instances
+        assert_same_predictions(expected, [output for _, output in pairs])
+
+    def test_a_bad_input_comes_after_every_output_before_it(self, predictor, mixed_threshold):
+        predictor.confidence_threshold = mixed_threshold
+        inputs = _lines(TEXT_JSONL)[:11] + [{"review": "no sentence key"}] + [{"text": "later"}]
+        outputs = []
+        with pytest.raises(PredictorInputError, match="review"):
+            for item, output in predictor.predict_json_stream(inputs, 4):
+                outputs.append(item)
+        assert outputs == inputs[:11]
+
+    def test_batch_size_must_be_positive(self, predictor):
+        with pytest.raises(ConfigurationError, match="batch_size"):
+            list(predictor.predict_json_stream([{"text": "fine"}], 0))
+
+    def test_carry_rows_must_be_a_boolean(self, text_archive):
+        with pytest.raises(ConfigurationError, match="carry_rows"):
+            Predictor.from_path(text_archive, carry_rows="yes")
+
+
+class TestManager:
+    def _run(self, predictor, input_file, output_file, batch_size, **options):
+        manager = EarlyExitPredictManager(
+            predictor, str(input_file), str(output_file), batch_size, False, **options
+        )
+        manager.run()
+        return output_file.read_text().splitlines()
+
+    @pytest.mark.parametrize("use_dataset_reader", [False, True])
+    def test_carrying_needs_fewer_layer_calls_for_the_same_lines(
+        self, predictor, mixed_threshold, input_file, tmp_path, use_dataset_reader
+    ):
+        predictor.confidence_threshold = mixed_threshold
+        if use_dataset_reader:
+            input_file = TEXT_DATA
+        calls, restore = _layer_calls(predictor)
+        try:
+            outputs = {}
+            counts = {}
+            for carry in (False, True):
+                predictor.carry_rows = carry
+                calls.clear()
+                outputs[carry] = self._run(
+                    predictor,
+                    input_file,
+                    tmp_path / f"out_{carry}.jsonl",
+                    4,
+                    has_dataset_reader=use_dataset_reader,
+                )
+                counts[carry] = (len(calls), sum(rows for _, rows in calls))
+        finally:
+            predictor.carry_rows = True
+            restore()
+        assert outputs[True] and len(outputs[True]) == len(outputs[False])
+        assert_same_predictions(outputs[False], outputs[True])
+        assert counts[True][0] < counts[False][0]  # fewer layer calls...
+        assert counts[True][1] == counts[False][1]  # ...for the same rows
+
+    def test_batch_size_one_predicts_line_by_line(self, predictor, input_file, tmp_path):
+        calls, restore = _layer_calls(predictor)
+        try:
+            lines = self._run(
+                predictor, input_file, tmp_path / "out.jsonl", 1, has_dataset_reader=False
+            )
+        finally:
+            restore()
+        assert len(lines) == 48
+        assert max(rows for _, rows in calls) == 1
+
+
+class TestCommand:
+    def test_carrying_or_not_writes_the_same_lines(
+        self, text_archive, mixed_threshold, input_file, tmp_path
+    ):
+        outputs = {}
+        for carry in (True, False):
+            outputs[carry] = _predicted_lines(
+                text_archive,
+                input_file,
+                tmp_path / f"out_{carry}.jsonl",
+                "--batch-size",
+                5,
+                "--predictor-args",
+                json.dumps({"confidence_threshold": mixed_threshold, "carry_rows": carry}),
+            )
+        assert len(outputs[True]) == 48
+        assert_same_predictions(outputs[False], outputs[True])
+
+    def test_a_bad_line_leaves_every_line_before_it_written(self, text_archive, tmp_path):
+        good = _lines(TEXT_JSONL)[:7]
+        input_file = tmp_path / "input.jsonl"
+        input_file.write_text(
+            "".join(json.dumps(line) + "\n" for line in good) + '{"review": "bad"}\n'
+        )
+        output_file = tmp_path / "output.jsonl"
+        result = run_allennlp(
+            "predict",
+            text_archive,
+            input_file,
+            "--silent",
+            "--output-file",
+            output_file,
+            "--batch-size",
+            3,
+            "--predictor-args",
+            '{"confidence_threshold": 0.5}',
+        )
+        assert result.returncode == 1
+        assert 'no "sentence" or "text" key' in result.stderr
+        assert len(output_file.read_text().splitlines()) == 7
