@@ -1044,8 +1044,8 @@ def dataset_section(result: Dict[str, Any]) -> str:
         "split by length, the sub-batches of the rows still running become small, and each costs "
         "a pass of its own, where packed every layer is one pass over all running tokens. "
         "Packed and carried, the batches are one stream: the rows that go on past a head wait "
-        "until a batch's worth of rows (32) waits for their next layer, so that each layer call "
-        "runs about 32 rows instead of what is left of one batch; at the end of the stream "
+        "until rows with 2,048 tokens wait for their next layer, instead of running on what is "
+        "left of one batch; at the end of the stream "
         "whatever waits runs (the timed stream is short, so that end weighs more than in a long "
         "file). At threshold 1.0 nothing waits, and the full model is the packed one."
     )

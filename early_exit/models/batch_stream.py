@@ -4,12 +4,13 @@ batch.
 
 Within one batch, every layer that any row still needs is one call, however few rows are left: at
 batch size 32 on SST-2 a third of the sentences reach the second layer, and each later layer call
-then runs a handful of rows while paying the fixed cost of a call (reading all of the layer's
-weights, about half a millisecond for MiniLM on a CPU) in full. When a stream of batches is to be
-predicted (a file, `allennlp predict`), the rows that go on past a head can instead wait until
-later batches bring more rows to that layer, so that every layer call runs about a batch's worth
-of rows. Each row still computes exactly what it would alone: the packed layers never mix rows.
-A batch's outputs come out, in order, once all of its rows have exited.
+then runs a handful of rows while paying in full what a call costs whatever its size (reading all
+of the layer's weights, the head, the exit rule and selecting the rows that go on: together about
+1.5 ms for MiniLM on a CPU, and small matrix products are slower per token). When a stream of
+batches is to be predicted (a file, `allennlp predict`), the rows that go on past a head can
+instead wait until later batches bring more rows to that layer, so that every layer call runs
+enough tokens to be efficient. Each row still computes exactly what it would alone: the packed
+layers never mix rows. A batch's outputs come out, in order, once all of its rows have exited.
 """
 
 from collections import deque
@@ -26,6 +27,12 @@ from early_exit.modules.packed_rows import PackedRows
 if TYPE_CHECKING:
     from early_exit.models.early_exit_classifier import EarlyExitClassifier
 
+# How many tokens a layer call waits for. A packed MiniLM layer costs the least per token between
+# about 800 and 3,300 tokens (2 threads; more is slower again), and fewer calls mean less per-call
+# work; 2,048 was the fastest of 512 to 4,096 on SST-2 and AG News (docs/performance.md, finding
+# 13).
+MIN_TOKENS = 2048
+
 
 @dataclass
 class _Waiting:
@@ -39,9 +46,9 @@ class _Waiting:
 class BatchStream:
     """
     Predicts batches one after the other (`push`), carrying the rows that go on past a head into
-    later layer calls together with the rows of later batches: a layer runs once at least
-    `min_rows` rows wait for it (or when the stream ends, `finish`), so that each layer call runs
-    about a batch's worth of rows instead of what is left of one batch. Every row's outputs equal
+    later layer calls together with the rows of later batches: a layer runs once rows with at least
+    `min_tokens` tokens wait for it (or when the stream ends, `finish`), instead of on what is left
+    of one batch. The first layer runs on each batch as it comes. Every row's outputs equal
     those of `EarlyExitClassifier.forward` on its batch (up to float rounding, as between batch
     sizes); the batches' outputs come out in the order the batches went in, each as soon as all
     of its rows have exited (and all earlier batches' have).
@@ -49,23 +56,22 @@ class BatchStream:
     Where there is nothing to carry (the model in training, `run_all_heads`, a threshold of 1.0, or
     an encoder that cannot be packed), each batch simply goes through `forward` when it is pushed.
 
-    What it costs: memory for the rows that wait (fewer than `min_rows` per layer) and latency: a
-    row that goes on waits for enough rows to reach its next layer, so a batch's outputs can come
-    out several batches later. `finish` runs whatever waits.
+    What it costs: memory for the rows that wait (their hidden states, fewer than `min_tokens`
+    tokens per layer) and latency: a row that goes on waits for enough rows to reach its next
+    layer, so a batch's outputs can come out several batches later. `finish` runs whatever waits.
 
     # Parameters
 
     model : `EarlyExitClassifier`
-    min_rows : `int`, optional (default = `None`)
-        How many rows a layer call waits for. `None`: the size of the largest batch pushed so far.
+    min_tokens : `int`, optional (default = `MIN_TOKENS`, 2048)
+        How many tokens (of the waiting rows) a layer call after the first waits for.
     """
 
-    def __init__(self, model: "EarlyExitClassifier", min_rows: Optional[int] = None) -> None:
-        if min_rows is not None and min_rows < 1:
-            raise ConfigurationError(f"min_rows must be at least 1, got {min_rows}")
+    def __init__(self, model: "EarlyExitClassifier", min_tokens: int = MIN_TOKENS) -> None:
+        if isinstance(min_tokens, bool) or not isinstance(min_tokens, int) or min_tokens < 1:
+            raise ConfigurationError(f"min_tokens must be a positive integer, got {min_tokens!r}")
         self.model = model
-        self.min_rows = min_rows or 0
-        self._fixed_min_rows = min_rows is not None
+        self.min_tokens = min_tokens
         self.carries = (
             not model.training
             and not model.run_all_heads
@@ -75,7 +81,7 @@ class BatchStream:
         )
         num_layers = model.encoder.num_layers
         self._waiting: List[List[_Waiting]] = [[] for _ in range(num_layers)]
-        self._waiting_rows = [0] * num_layers
+        self._waiting_tokens = [0] * num_layers
         # Batches whose outputs are not out yet: (first row in the stream, size).
         self._pending: Deque[Tuple[int, int]] = deque()
         self._next_row = 0  # the stream position of the next batch's first row
@@ -97,8 +103,6 @@ class BatchStream:
         model = self.model
         token_ids, mask, type_ids = model._token_tensors(tokens)
         batch_size = token_ids.shape[0]
-        if not self._fixed_min_rows:
-            self.min_rows = max(self.min_rows, batch_size)
         row_sets = model._initial_row_sets(token_ids, mask, type_ids)
         if len(row_sets) != 1 or not isinstance(row_sets[0], PackedRows):
             raise RuntimeError("a carrying stream needs the batch packed in one row set")
@@ -123,7 +127,7 @@ class BatchStream:
 
     def _wait(self, layer: int, waiting: _Waiting) -> None:
         self._waiting[layer].append(waiting)
-        self._waiting_rows[layer] += len(waiting.rows)
+        self._waiting_tokens[layer] += waiting.rows.num_tokens
 
     def _run(self, flush: bool) -> None:
         """Runs, layer by layer, every layer for which enough rows wait (every one, flushing)."""
@@ -132,10 +136,10 @@ class BatchStream:
         for layer in range(num_layers):
             if not self._waiting[layer]:
                 continue
-            if not flush and self._waiting_rows[layer] < self.min_rows:
+            if not flush and self._waiting_tokens[layer] < self.min_tokens:
                 continue
             waiting = self._merged(self._waiting[layer])
-            self._waiting[layer], self._waiting_rows[layer] = [], 0
+            self._waiting[layer], self._waiting_tokens[layer] = [], 0
             running = waiting.rows
             pooled = waiting.pooled + [model._advance(layer, running)]  # per layer: (rows, hidden)
             head_logits = list(waiting.head_logits)

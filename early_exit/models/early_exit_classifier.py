@@ -13,7 +13,7 @@ from allennlp.training.metrics import CategoricalAccuracy
 from overrides import overrides
 from transformers import AutoConfig
 
-from early_exit.models.batch_stream import BatchStream
+from early_exit.models.batch_stream import MIN_TOKENS, BatchStream
 from early_exit.modules.exit_head import ExitHead
 from early_exit.modules.exit_policy import exits_at_head, first_exit_head, scaled_probabilities
 from early_exit.modules.exit_record import ExitRecord
@@ -349,24 +349,23 @@ class EarlyExitClassifier(Model):
         self._exit_statistics(output["exit_head"])
         return output
 
-    def stream(self, min_rows: Optional[int] = None) -> "BatchStream":
+    def stream(self, min_tokens: int = MIN_TOKENS) -> BatchStream:
         """
         A `BatchStream` over this model: prediction of many batches with the rows that go on
         carried into later layer calls together with the rows of later batches, so that at
-        inference every layer call runs about a batch's worth of rows (`allennlp predict` with the
-        `early_exit_classifier` predictor predicts this way). `min_rows`: how many rows a layer
-        call waits for; `None` for the largest batch pushed.
+        inference a layer call after the first waits until rows with `min_tokens` tokens need it
+        (`allennlp predict` with the `early_exit_classifier` predictor predicts this way).
         """
-        return BatchStream(self, min_rows)
+        return BatchStream(self, min_tokens)
 
     def forward_stream(
-        self, batches: Iterable[Dict[str, Any]], min_rows: Optional[int] = None
+        self, batches: Iterable[Dict[str, Any]], min_tokens: int = MIN_TOKENS
     ) -> Iterator[Dict[str, torch.Tensor]]:
         """
         Predicts `batches` (each `forward`'s keyword arguments) through `stream`, yielding each
         batch's output dictionary, batch-first as `forward`'s, in the batches' order.
         """
-        stream = self.stream(min_rows)
+        stream = self.stream(min_tokens)
         for batch in batches:
             yield from stream.push(**batch)
         yield from stream.finish()

@@ -78,9 +78,13 @@ class ExitHead(torch.nn.Module):
             mixed = self.scalar_mix(layers)
         else:
             # The same weighted sum in two operations instead of ScalarMix's two per layer (at
-            # batch size 1 those dominate a head's time); equal to float rounding.
-            stacked = torch.stack(layers, dim=-1)  # (batch_size, input_dim, num_mixed_layers)
-            mixed = torch.matmul(stacked, self._mixing_weights())  # (batch_size, input_dim)
+            # batch size 1 those dominate a head's time); equal to float rounding. Stacked layer
+            # first, the product reads contiguous memory.
+            stacked = torch.stack(layers)  # (num_mixed_layers, batch_size, input_dim)
+            weights = self._mixing_weights().unsqueeze(0)  # (1, num_mixed_layers)
+            mixed = torch.mm(weights, stacked.view(len(layers), -1)).view(
+                stacked.shape[1:]
+            )  # (batch_size, input_dim)
         features = self.dropout(mixed)  # (batch_size, input_dim)
         if extra_features is not None:
             features = torch.cat([features, extra_features], dim=-1)

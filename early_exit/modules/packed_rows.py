@@ -158,14 +158,16 @@ class PackedRows:
 
     def select(self, keep: torch.BoolTensor) -> "PackedRows":
         """The rows where `keep` `(num_rows,)` is true, in the same order, with only their tokens."""
-        token_keep = keep[self.row_of_token]  # (num_tokens,)
+        # Indices rather than boolean masks: index_select is several times faster on a CPU.
+        kept_rows = keep.nonzero().squeeze(1)  # (num_kept,)
+        kept_tokens = keep[self.row_of_token].nonzero().squeeze(1)  # (num_kept_tokens,)
         new_index = keep.long().cumsum(dim=0) - 1  # (num_rows,): a kept row's new number
         return PackedRows(
-            rows=self.rows[keep],
-            hidden=self.hidden[token_keep],
-            row_of_token=new_index[self.row_of_token[token_keep]],
-            position=self.position[token_keep],
-            lengths=self.lengths[keep],
+            rows=self.rows.index_select(0, kept_rows),
+            hidden=self.hidden.index_select(0, kept_tokens),
+            row_of_token=new_index[self.row_of_token.index_select(0, kept_tokens)],
+            position=self.position.index_select(0, kept_tokens),
+            lengths=self.lengths.index_select(0, kept_rows),
         )
 
     def pad(self, packed: torch.Tensor) -> List[torch.Tensor]:

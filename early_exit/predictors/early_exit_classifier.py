@@ -94,10 +94,11 @@ class EarlyExitClassifierPredictor(Predictor):
     carry_rows : `bool`, optional (default = `True`)
         How `allennlp predict --batch-size N` (N > 1) predicts a file: `True` streams its batches
         through the model's `BatchStream` (`predict_json_stream`), where the rows that go on past
-        a head wait for the rows of the next batches, so that every layer call runs about N rows
-        instead of what is left of one batch (on a CPU a layer call costs about half a millisecond
-        however few rows it runs). The output lines are the same, in the same order; a batch's
-        lines are written once all of its rows have exited, so they can come some batches later.
+        a head wait for the rows of the next batches until a layer has 2,048 tokens to run,
+        instead of running on what is left of one batch (on a CPU a layer call costs about half a
+        millisecond however few rows it runs, and small products are slower per token). The output
+        lines are the same, in the same order; a batch's lines are written once all of its rows
+        have exited, so they can come some batches later.
         `False` predicts each batch on its own (`predict_batch_json`), as allennlp does.
     """
 

@@ -1,7 +1,7 @@
 """
 `BatchStream`: rows that go on past a head wait for the rows of later batches, so that a layer call
-runs at least `min_rows` rows (except when the stream ends), and every batch's outputs equal those
-of `forward` on that batch, in order.
+after the first runs at least `min_tokens` tokens (except when the stream ends), and every batch's
+outputs equal those of `forward` on that batch, in order.
 """
 
 import copy
@@ -59,12 +59,12 @@ def median_first_head_threshold(model, batches) -> float:
 
 
 def layer_calls(model) -> List[tuple]:
-    """Patches the model's encoder to record (layer, rows) of every packed layer call."""
+    """Patches the model's encoder to record (layer, rows, tokens) of every packed layer call."""
     calls = []
     run = model.encoder.run_packed_layer
 
     def recording(index, packed):
-        calls.append((index, len(packed)))
+        calls.append((index, len(packed), packed.num_tokens))
         return run(index, packed)
 
     model.encoder.run_packed_layer = recording
@@ -91,11 +91,11 @@ class TestBatchStream:
         with torch.inference_mode():
             return [self.model(**batch) for batch in self.batches]
 
-    @pytest.mark.parametrize("min_rows", [None, 3, 12, 100])
-    def test_outputs_equal_forward_on_each_batch_in_order(self, min_rows):
+    @pytest.mark.parametrize("min_tokens", [1, 30, 100, 2048])
+    def test_outputs_equal_forward_on_each_batch_in_order(self, min_tokens):
         expected = self.per_batch()
         with torch.inference_mode():
-            got = list(self.model.forward_stream(self.batches, min_rows=min_rows))
+            got = list(self.model.forward_stream(self.batches, min_tokens=min_tokens))
         assert_same_outputs(expected, got)
         exit_heads = torch.cat([output["exit_head"] for output in got])
         assert 0 < int((exit_heads == 0).sum()) < len(exit_heads)  # some exit early, some not
@@ -105,7 +105,7 @@ class TestBatchStream:
         self.per_batch()
         per_batch_calls = list(calls)
         calls.clear()
-        stream = BatchStream(self.model)
+        stream = BatchStream(self.model, min_tokens=40)  # the fixture's batches: about 50 tokens
         returned = []
         with torch.inference_mode():
             for batch in self.batches[:-1]:
@@ -114,11 +114,13 @@ class TestBatchStream:
             returned.append(len(stream.push(**self.batches[-1])) + len(stream.finish()))
         assert sum(returned) == len(self.batches)
         assert returned[0] == 0  # the first batch's running rows wait for the next batches'
-        # Before the end, a layer after the first runs only once 5 rows (a batch) wait for it.
-        later = [rows for layer, rows in calls[:flushed_from] if layer > 0]
-        assert later and min(later) >= 5
+        # Before the end, a layer after the first runs only once 40 tokens wait for it.
+        later = [tokens for layer, _, tokens in calls[:flushed_from] if layer > 0]
+        assert later and min(later) >= 40
+        first_layer = [rows for layer, rows, _ in calls if layer == 0]
+        assert first_layer == [5] * 6 + [2]  # each batch as it came
         assert len(calls) < len(per_batch_calls)
-        assert sum(rows for _, rows in calls) == sum(rows for _, rows in per_batch_calls)
+        assert sum(rows for _, rows, _ in calls) == sum(rows for _, rows, _ in per_batch_calls)
 
     def test_exit_statistics_match(self):
         self.model.get_metrics(reset=True)
@@ -146,9 +148,10 @@ class TestBatchStream:
         if change != {"packed": False}:
             assert calls  # still packed
 
-    def test_min_rows_must_be_positive(self):
-        with pytest.raises(ConfigurationError, match="min_rows"):
-            BatchStream(self.model, min_rows=0)
+    @pytest.mark.parametrize("min_tokens", [0, 1.5, True])
+    def test_min_tokens_must_be_a_positive_integer(self, min_tokens):
+        with pytest.raises(ConfigurationError, match="min_tokens"):
+            BatchStream(self.model, min_tokens=min_tokens)
 
 
 class TestBatchStreamWithPreviousLogits(TestBatchStream):

@@ -32,7 +32,7 @@ def _layer_calls(predictor):
     run = encoder.run_packed_layer
 
     def counting(index, packed):
-        calls.append((index, len(packed)))
+        calls.append((index, len(packed)))  # (layer, rows)
         return run(index, packed)
 
     encoder.run_packed_layer = counting
