@@ -27,10 +27,10 @@ from early_exit.modules.packed_rows import PackedRows
 if TYPE_CHECKING:
     from early_exit.models.early_exit_classifier import EarlyExitClassifier
 
-# How many tokens a layer call waits for. A packed MiniLM layer costs the least per token between
-# about 800 and 3,300 tokens (2 threads; more is slower again), and fewer calls mean less per-call
-# work; 2,048 was the fastest of 512 to 4,096 on SST-2 and AG News (docs/performance.md, finding
-# 13).
+# How many tokens a layer call after the first waits for. A packed MiniLM layer costs the least per
+# token between about 800 and 3,300 tokens (2 threads; more is slower again), and fewer calls mean
+# less per-call work; 2,048 was the best of 1,024, 2,048 and 4,096 on SST-2 and within the noise
+# of the best on AG News (docs/performance.md, finding 13).
 MIN_TOKENS = 2048
 
 
@@ -136,7 +136,9 @@ class BatchStream:
         for layer in range(num_layers):
             if not self._waiting[layer]:
                 continue
-            if not flush and self._waiting_tokens[layer] < self.min_tokens:
+            # The first layer runs each batch as it comes (the batch size is the caller's choice);
+            # the rows that go on wait until enough tokens need their next layer.
+            if layer > 0 and not flush and self._waiting_tokens[layer] < self.min_tokens:
                 continue
             waiting = self._merged(self._waiting[layer])
             self._waiting[layer], self._waiting_tokens[layer] = [], 0
