@@ -80,11 +80,15 @@ def _synchronize(model: EarlyExitClassifier) -> None:
         torch.cuda.synchronize()
 
 
-def _run_once(model: EarlyExitClassifier, batches: List[Dict[str, Any]]) -> float:
+def _run_once(model: EarlyExitClassifier, batches: List[Dict[str, Any]], carry: bool) -> float:
     _synchronize(model)
     start = time.perf_counter()
-    for batch in batches:
-        model(**batch)
+    if carry:
+        for _ in model.forward_stream(batches):
+            pass
+    else:
+        for batch in batches:
+            model(**batch)
     _synchronize(model)
     return time.perf_counter() - start
 
@@ -97,6 +101,7 @@ def measure_inference_time(
     repeats: int = 3,
     warmup: bool = True,
     progress: bool = True,
+    carry_rows: bool = True,
 ) -> List[TimingResult]:
     """
     Times the model's real early-exit forward pass (evaluation mode, `torch.inference_mode`, the
@@ -107,6 +112,11 @@ def measure_inference_time(
     in machine load hit all thresholds alike; `speedup` is the median over repeats of the
     full model's time divided by the threshold's time in the same repeat. One untimed warm-up pass
     per threshold comes first when `warmup` is set.
+
+    At batch sizes above 1 with `carry_rows` the batches go through the model as one stream
+    (`EarlyExitClassifier.forward_stream`), as `allennlp predict` runs them: the rows that go on
+    past a head wait for later batches' rows at their next layer. Otherwise each batch is one
+    forward pass.
 
     The model's threshold, mode, `run_all_heads` and metrics are left as found.
 
@@ -120,6 +130,7 @@ def measure_inference_time(
         raise ConfigurationError("no instances to time")
     thresholds = check_thresholds(list(thresholds) + [FULL_MODEL_THRESHOLD], "timing thresholds")
     batches = prepare_batches(model, instances, batch_size)
+    carry = carry_rows and batch_size > 1
 
     was_training, was_all_heads = model.training, model.run_all_heads
     old_threshold = model.confidence_threshold
@@ -135,14 +146,14 @@ def measure_inference_time(
             if warmup:
                 for threshold in thresholds:
                     model.confidence_threshold = threshold
-                    _run_once(model, batches)
+                    _run_once(model, batches, carry)
                     bar.update(1)
             for repeat in range(repeats):
                 shift = repeat % len(thresholds)
                 for threshold in thresholds[shift:] + thresholds[:shift]:
                     model.confidence_threshold = threshold
                     model.get_metrics(reset=True)
-                    times[threshold].append(_run_once(model, batches))
+                    times[threshold].append(_run_once(model, batches, carry))
                     compute[threshold] = model.get_metrics(reset=True)["relative_compute"]
                     bar.update(1)
     finally:

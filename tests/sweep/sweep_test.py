@@ -203,6 +203,37 @@ class TestOnTrainedModel:
         model.eval()
         model.confidence_threshold = 1.0
 
+    @pytest.mark.parametrize("carry_rows", [True, False])
+    def test_timing_streams_batches_as_allennlp_predict_does(self, loaded, carry_rows):
+        model, instances = loaded
+        streams = []
+        forward_stream = model.forward_stream
+
+        def counting(batches, *args, **kwargs):
+            streams.append(len(batches))
+            return forward_stream(batches, *args, **kwargs)
+
+        model.forward_stream = counting
+        try:
+            results = {
+                size: measure_inference_time(
+                    model,
+                    instances[:8],
+                    [0.6],
+                    batch_size=size,
+                    repeats=1,
+                    warmup=False,
+                    progress=False,
+                    carry_rows=carry_rows,
+                )
+                for size in (1, 4)
+            }
+        finally:
+            del model.forward_stream
+        # One stream of the two batches of 4 per timed threshold (0.6 and 1.0), none at size 1.
+        assert streams == ([2, 2] if carry_rows else [])
+        assert results[1][0].relative_compute == pytest.approx(results[4][0].relative_compute)
+
     def test_sweep_model_recommends_from_its_own_table(self, loaded):
         model, instances = loaded
         result = sweep_model(
