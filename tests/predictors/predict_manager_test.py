@@ -165,18 +165,9 @@ class TestCommand:
             "".join(json.dumps(line) + "\n" for line in good) + '{"review": "bad"}\n'
         )
         output_file = tmp_path / "output.jsonl"
-        result = run_allennlp(
-            "predict",
-            text_archive,
-            input_file,
-            "--silent",
-            "--output-file",
-            output_file,
-            "--batch-size",
-            3,
-            "--predictor-args",
-            '{"confidence_threshold": 0.5}',
-        )
+        options = ["--silent", "--output-file", output_file, "--batch-size", 3]
+        threshold = ["--predictor-args", '{"confidence_threshold": 0.5}']
+        result = run_allennlp("predict", text_archive, input_file, *options, *threshold)
         assert result.returncode == 1
         assert 'no "sentence" or "text" key' in result.stderr
         assert len(output_file.read_text().splitlines()) == 7
