@@ -172,7 +172,8 @@ def _timing_caption(result: SweepResult) -> str:
     return (
         f"Measured on the first {first.num_instances} instances, median of {repeats} repeat(s); "
         "speedup over the full model (threshold 1.0) in the same run; relative compute on the "
-        "timed instances."
+        "timed instances; batches of more than one streamed through the model as `allennlp "
+        "predict` runs them (the rows that go on past a head wait for later batches' rows)."
     )
 
 
