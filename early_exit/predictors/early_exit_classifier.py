@@ -293,20 +293,22 @@ class EarlyExitClassifierPredictor(Predictor):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size!r}")
         stream = BatchStream(self._early_exit_model)
-        pending: Deque[Tuple[List[Any], List[Instance]]] = deque()  # batches not yet answered
+        # The batches not yet answered: their inputs (not their instances, which would stay alive
+        # for as long as a row waits, up to a few dozen batches).
+        pending: Deque[List[Any]] = deque()
 
         def answered(outputs: List[Dict[str, Any]]) -> Iterator[Tuple[Any, JsonDict]]:
             for output in outputs:
-                batch_inputs, instances = pending.popleft()
+                batch_inputs = pending.popleft()
                 for item, instance_output in zip(
-                    batch_inputs, self._separated(output, len(instances))
+                    batch_inputs, self._separated(output, len(batch_inputs))
                 ):
                     yield item, self._format(instance_output)
 
         def push(batch_inputs: List[Any], instances: List[Instance]) -> List[Dict[str, Any]]:
             for instance in instances:
                 self._dataset_reader.apply_token_indexers(instance)
-            pending.append((batch_inputs, instances))
+            pending.append(batch_inputs)
             with torch.inference_mode():
                 return stream.push(**self._model_input(instances))
 
