@@ -81,7 +81,6 @@ class BatchStream:
         )
         num_layers = model.encoder.num_layers
         self._waiting: List[List[_Waiting]] = [[] for _ in range(num_layers)]
-        self._waiting_tokens = [0] * num_layers
         # Batches whose outputs are not out yet: (first row in the stream, size).
         self._pending: Deque[Tuple[int, int]] = deque()
         self._next_row = 0  # the stream position of the next batch's first row
@@ -111,7 +110,7 @@ class BatchStream:
         self._pending.append((self._next_row, batch_size))
         self._next_row += batch_size
         self._extend_outputs(batch_size, model.num_labels, packed.hidden)
-        self._wait(0, _Waiting(packed, [], []))
+        self._waiting[0].append(_Waiting(packed, [], []))
         self._run(flush=False)
         return self._complete()
 
@@ -125,10 +124,6 @@ class BatchStream:
             raise RuntimeError("rows of a batch never exited")  # cannot happen: the last head
         return outputs
 
-    def _wait(self, layer: int, waiting: _Waiting) -> None:
-        self._waiting[layer].append(waiting)
-        self._waiting_tokens[layer] += waiting.rows.num_tokens
-
     def _run(self, flush: bool) -> None:
         """Runs, layer by layer, every layer for which enough rows wait (every one, flushing)."""
         model = self.model
@@ -138,10 +133,11 @@ class BatchStream:
                 continue
             # The first layer runs each batch as it comes (the batch size is the caller's choice);
             # the rows that go on wait until enough tokens need their next layer.
-            if layer > 0 and not flush and self._waiting_tokens[layer] < self.min_tokens:
+            waiting_tokens = sum(item.rows.num_tokens for item in self._waiting[layer])
+            if layer > 0 and not flush and waiting_tokens < self.min_tokens:
                 continue
             waiting = self._merged(self._waiting[layer])
-            self._waiting[layer], self._waiting_tokens[layer] = [], 0
+            self._waiting[layer] = []
             running = waiting.rows
             pooled = waiting.pooled + [model._advance(layer, running)]  # per layer: (rows, hidden)
             head_logits = list(waiting.head_logits)
@@ -151,12 +147,10 @@ class BatchStream:
             if keep is not None:
                 if not bool(keep.any()):
                     continue
-                staying = keep.nonzero().squeeze(1)  # (num_staying,)
-                pooled = [layer_output.index_select(0, staying) for layer_output in pooled]
-                head_logits = [earlier.index_select(0, staying) for earlier in head_logits]
+                pooled, head_logits = model._staying(keep, pooled, head_logits)
                 running = running.select(keep)
             if layer + 1 < num_layers:
-                self._wait(layer + 1, _Waiting(running, pooled, head_logits))
+                self._waiting[layer + 1].append(_Waiting(running, pooled, head_logits))
 
     @staticmethod
     def _merged(waiting: List[_Waiting]) -> _Waiting:

@@ -526,13 +526,22 @@ class EarlyExitClassifier(Model):
             if not bool(keep.any()):
                 break
             # The finished rows leave, with their tokens (and the padding only they needed).
-            staying = keep.nonzero().squeeze(1)  # (num_running - num_done,)
-            pooled[:] = [layer_output.index_select(0, staying) for layer_output in pooled]
-            head_logits[:] = [earlier.index_select(0, staying) for earlier in head_logits]
+            pooled, head_logits = self._staying(keep, pooled, head_logits)
             running = select_rows(running, keep)
             if len(running) > 1:
                 running = regroup(running)
         return self._in_batch_order(batch_size, exits.rows, exits.logits, exits.probs, exits.heads)
+
+    @staticmethod
+    def _staying(
+        keep: torch.BoolTensor, pooled: List[torch.Tensor], head_logits: List[torch.Tensor]
+    ) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
+        """What the heads read (`pooled`, `head_logits`) for the rows where `keep` is true."""
+        staying = keep.nonzero().squeeze(1)  # (num_staying,)
+        return (
+            [layer_output.index_select(0, staying) for layer_output in pooled],
+            [earlier.index_select(0, staying) for earlier in head_logits],
+        )
 
     def _exit_step(
         self,
