@@ -220,6 +220,12 @@ class EarlyExitClassifier(Model):
         )
         self.register_buffer("loss_weights", torch.tensor(loss_weights, dtype=torch.float))
         self.register_buffer("temperatures", torch.tensor(temperatures, dtype=torch.float))
+        # Per head, for `_add_exit_layers` (not saved: they follow from `exit_layers`).
+        head_layers = torch.tensor(exit_layers, dtype=torch.long)  # (num_heads,)
+        self.register_buffer("_layer_of_head", head_layers, persistent=False)
+        self.register_buffer(
+            "_compute_of_head", (head_layers + 1).float() / self.full_depth, persistent=False
+        )  # (num_heads,)
         self.confidence_threshold = confidence_threshold
         self.run_all_heads = run_all_heads
         self.split_by_length = split_by_length
@@ -388,9 +394,8 @@ class EarlyExitClassifier(Model):
     def _add_exit_layers(self, output: Dict[str, torch.Tensor]) -> None:
         """Adds `exit_layer` and `relative_compute` `(batch_size,)` from `exit_head`."""
         exit_head = output["exit_head"]  # (batch_size,)
-        layers = torch.tensor(self.exit_layers, device=exit_head.device)
-        output["exit_layer"] = layers[exit_head]  # (batch_size,)
-        output["relative_compute"] = (output["exit_layer"] + 1).float() / self.full_depth
+        output["exit_layer"] = self._layer_of_head[exit_head]  # (batch_size,)
+        output["relative_compute"] = self._compute_of_head[exit_head]  # (batch_size,)
 
     def _distillation_loss(self, head_logits: torch.Tensor) -> torch.Tensor:
         """`head_logits` `(batch_size, num_heads, num_labels)` -> the scalar self-distillation loss."""

@@ -85,7 +85,8 @@ class ExitHead(torch.nn.Module):
             mixed = torch.mm(weights, stacked.view(len(layers), -1)).view(
                 stacked.shape[1:]
             )  # (batch_size, input_dim)
-        features = self.dropout(mixed)  # (batch_size, input_dim)
+        # (batch_size, input_dim); in eval mode dropout is the identity, so it is not called
+        features = self.dropout(mixed) if self.dropout.training else mixed
         if extra_features is not None:
             features = torch.cat([features, extra_features], dim=-1)
         return self.classifier(features)  # (batch_size, num_labels)

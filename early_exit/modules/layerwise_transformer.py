@@ -32,6 +32,11 @@ _REORDERED_WEIGHTS: (
 _REORDERED_WEIGHTS = weakref.WeakKeyDictionary()
 
 
+def _dropout(module: torch.nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """`module(inputs)` for a dropout module; in eval mode, where dropout is the identity, no call."""
+    return module(inputs) if module.training else inputs
+
+
 class LayerwiseTransformer(torch.nn.Module):
     """
     A Hugging Face encoder that is run one transformer layer at a time, so that a caller can stop
@@ -189,6 +194,8 @@ class LayerwiseTransformer(torch.nn.Module):
         but in one call on the real tokens, each at its position in the padded row, without
         computing the padding or splitting the batch. Needs `embeds_packed`.
         """
+        if bool(mask.all()):  # no padding (one row, or rows of one length): nothing to pick out
+            return self.embed(token_ids, type_ids).flatten(0, 1)  # (num_tokens, hidden_size)
         positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
         ids = token_ids[mask].unsqueeze(0)  # (1, num_real_tokens)
         if self.has_token_types and type_ids is not None:
@@ -251,14 +258,14 @@ class LayerwiseTransformer(torch.nn.Module):
         # As BertSelfOutput, BertIntermediate and BertOutput compute them, with `linear` for `dense`.
         block = layer.attention.output
         attention_output = block.LayerNorm(
-            block.dropout(self.linear(block.dense, context)) + hidden
+            _dropout(block.dropout, self.linear(block.dense, context)) + hidden
         )  # (num_tokens, hidden_size)
         intermediate = layer.intermediate.intermediate_act_fn(
             self.linear(layer.intermediate.dense, attention_output)
         )  # (num_tokens, intermediate_size)
         block = layer.output
         return block.LayerNorm(
-            block.dropout(self.linear(block.dense, intermediate)) + attention_output
+            _dropout(block.dropout, self.linear(block.dense, intermediate)) + attention_output
         )  # (num_tokens, hidden_size)
 
     def linear(self, module: torch.nn.Linear, inputs: torch.Tensor) -> torch.Tensor:

@@ -32,12 +32,14 @@ class PackedRows:
         `(num_rows,)`: each row's index in the whole batch.
     hidden : `torch.Tensor`
         `(num_tokens, hidden_size)`: the last computed layer's output for every real token.
-    row_of_token : `torch.LongTensor`
-        `(num_tokens,)`: the row (0 to `num_rows - 1`) each token belongs to, non-decreasing.
-    position : `torch.LongTensor`
-        `(num_tokens,)`: each token's position among its row's real tokens.
     lengths : `torch.LongTensor`
         `(num_rows,)`: each row's number of real tokens (at least 1).
+    row_of_token : `torch.LongTensor`, optional
+        `(num_tokens,)`: the row (0 to `num_rows - 1`) each token belongs to, non-decreasing.
+        Computed from `lengths` when first needed if not given (rows without padding that never
+        lose a row need it at no point).
+    position : `torch.LongTensor`, optional
+        `(num_tokens,)`: each token's position among its row's real tokens; as `row_of_token`.
 
     # Attributes
 
@@ -53,16 +55,18 @@ class PackedRows:
         self,
         rows: torch.Tensor,
         hidden: torch.Tensor,
-        row_of_token: torch.Tensor,
-        position: torch.Tensor,
         lengths: torch.Tensor,
+        row_of_token: Optional[torch.Tensor] = None,
+        position: Optional[torch.Tensor] = None,
     ) -> None:
         self.rows = rows
         self.hidden = hidden
-        self.row_of_token = row_of_token
-        self.position = position
         self.lengths = lengths
+        self._row_of_token = row_of_token
+        self._position = position
         length_list = lengths.tolist()
+        if min(length_list) < 1:
+            raise ValueError("every row needs at least one token")
         self.longest = max(length_list)
         self.num_tokens = sum(length_list)
         # Without padding the padded layout is the packed one: `pad` and `unpad` are views.
@@ -96,7 +100,26 @@ class PackedRows:
         self._padded_size = offset
         starts = torch.tensor(row_start, dtype=torch.long, device=device)
         # (num_tokens,): each token's place in the groups' padded layouts
-        self._scatter = starts[row_of_token] + position
+        self._scatter = starts[self.row_of_token] + self.position
+
+    @property
+    def row_of_token(self) -> torch.Tensor:
+        """`(num_tokens,)`: the row (0 to `num_rows - 1`) of each token, non-decreasing."""
+        if self._row_of_token is None:
+            row_ids = torch.arange(self.lengths.shape[0], device=self.lengths.device)
+            self._row_of_token = torch.repeat_interleave(
+                row_ids, self.lengths, output_size=self.num_tokens
+            )  # (num_tokens,)
+        return self._row_of_token
+
+    @property
+    def position(self) -> torch.Tensor:
+        """`(num_tokens,)`: each token's position among its row's real tokens."""
+        if self._position is None:
+            row_starts = self.lengths.cumsum(dim=0) - self.lengths  # (num_rows,)
+            steps = torch.arange(self.num_tokens, device=self.lengths.device)  # (num_tokens,)
+            self._position = steps - row_starts[self.row_of_token]  # (num_tokens,)
+        return self._position
 
     @classmethod
     def from_padded(
@@ -139,19 +162,7 @@ class PackedRows:
         Rows already packed: `hidden` `(num_tokens, hidden_size)` holds the real tokens of the rows
         `rows` `(num_rows,)`, row after row, `lengths` `(num_rows,)` of them each.
         """
-        if not bool((lengths > 0).all()):
-            raise ValueError("every row needs at least one token")
-        row_ids = torch.arange(lengths.shape[0], device=lengths.device)
-        row_of_token = torch.repeat_interleave(row_ids, lengths)  # (num_tokens,)
-        row_starts = lengths.cumsum(dim=0) - lengths  # (num_rows,)
-        steps = torch.arange(row_of_token.shape[0], device=lengths.device)
-        return cls(
-            rows=rows,
-            hidden=hidden,
-            row_of_token=row_of_token,
-            position=steps - row_starts[row_of_token],  # (num_tokens,)
-            lengths=lengths,
-        )
+        return cls(rows=rows, hidden=hidden, lengths=lengths)
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])

@@ -52,3 +52,14 @@ def test_training_and_gradients_use_scalar_mix_so_the_mixing_weights_learn():
     head.zero_grad()
     head(layers).sum().backward()  # eval with gradients on (calibration, attribution)
     assert head.scalar_mix.gamma.grad is not None
+
+
+def test_dropout_drops_features_in_training_only():
+    head = ExitHead(64, num_mixed_layers=1, num_labels=2, dropout=0.5)
+    layers = [torch.randn(16, 64)]
+    torch.manual_seed(1)
+    first, second = head(layers), head(layers)  # training: a different dropout mask each call
+    assert not torch.allclose(first, second)
+    head.eval()
+    expected = head.classifier(layers[0])  # no dropout at all
+    torch.testing.assert_close(head(layers), expected, atol=0, rtol=0)

@@ -210,14 +210,22 @@ def test_linear_calls_the_module_with_gradients_hooks_or_prepacking_off():
     assert dense not in layerwise_transformer._REORDERED_WEIGHTS
 
 
+def _unpadded_inputs():
+    """Two rows of 7 tokens: nothing to pack away (as any batch of one)."""
+    torch.manual_seed(3)
+    return torch.randint(5, 100, (2, 7)), torch.ones(2, 7, dtype=torch.bool)
+
+
+@pytest.mark.parametrize("inputs", [_long_and_short_inputs, _unpadded_inputs])
 @pytest.mark.parametrize("with_types", [True, False])
-def test_packed_embedding_equals_the_padded_embedding_of_the_real_tokens(with_types):
+def test_packed_embedding_equals_the_padded_embedding_of_the_real_tokens(with_types, inputs):
     encoder = LayerwiseTransformer(TINY_BERT, 4, keep_pooler=False).eval()
     assert encoder.embeds_packed
-    token_ids, mask = _long_and_short_inputs()
+    token_ids, mask = inputs()
     type_ids = None
     if with_types:
-        type_ids = (torch.arange(90).unsqueeze(0) >= 2).long().expand_as(token_ids) * mask
+        width = token_ids.shape[1]
+        type_ids = (torch.arange(width).unsqueeze(0) >= 2).long().expand_as(token_ids) * mask
     with torch.no_grad():
         packed = encoder.embed_packed(token_ids, mask, type_ids)  # (num_real_tokens, hidden)
         padded = encoder.embed(token_ids, type_ids)  # (batch_size, num_tokens, hidden)

@@ -66,6 +66,10 @@ def test_a_group_without_padding_needs_no_mask():
 def test_equal_lengths_need_no_padding_and_no_mask():
     packed, hidden, _ = _pack([3, 3])
     assert not packed.has_padding and packed.attention_masks == [None]
+    # Nothing to scatter: each token's row and position are computed only when asked for.
+    assert packed._row_of_token is None and packed._position is None
+    assert packed.row_of_token.tolist() == [0, 0, 0, 1, 1, 1]
+    assert packed.position.tolist() == [0, 1, 2, 0, 1, 2]
     assert _rows_of_groups(packed) == [[0, 1]]
     (part,) = packed.pad(packed.hidden)
     torch.testing.assert_close(part, hidden)
@@ -91,6 +95,7 @@ def test_select_keeps_exactly_the_kept_rows_tokens():
     torch.testing.assert_close(kept.unpad(kept.pad(kept.hidden)), kept.hidden)
     again = kept.select(torch.tensor([False, False, True]))
     assert again.rows.tolist() == [13] and not again.has_padding
+    assert again.position.tolist() == [0, 1, 2] and again.row_of_token.tolist() == [0, 0, 0]
     torch.testing.assert_close(again.mean(), hidden[3, :3].mean(dim=0, keepdim=True))
 
 
@@ -117,3 +122,13 @@ def test_groups_pack_one_after_the_other_as_one_padded_batch_would():
     assert packed.row_of_token.tolist() == [0, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3]
     assert packed.position.tolist() == [0, 0, 1, 0, 1, 2, 0, 1, 2, 3, 4]
     torch.testing.assert_close(packed.mean(), whole.mean()[order])
+
+
+def test_rows_of_equal_length_select_by_their_tokens():
+    packed = PackedRows.from_tokens(
+        torch.tensor([7, 8, 9]), torch.arange(12.0).view(6, 2), torch.tensor([2, 2, 2])
+    )
+    kept = packed.select(torch.tensor([True, False, True]))
+    assert kept.rows.tolist() == [7, 9] and kept.lengths.tolist() == [2, 2]
+    assert kept.hidden.tolist() == [[0.0, 1.0], [2.0, 3.0], [8.0, 9.0], [10.0, 11.0]]
+    assert kept.row_of_token.tolist() == [0, 0, 1, 1] and kept.position.tolist() == [0, 1, 0, 1]
