@@ -22,7 +22,9 @@ For each early-exit archive (with a dev file and an evaluation file) it measures
    inference counts; `ru_maxrss` of the whole process too).
 
 Every timed configuration runs side by side in one process, interleaved within each repeat in an
-order rotated from repeat to repeat; times and ratios are medians over the repeats. Batches of 32
+order rotated from repeat to repeat (at batch size 1 they take turns every 16 instances, so that a
+slow spell of a busy machine falls on all of them alike); times and ratios are medians over the
+repeats. Batches of 32
 lines in file order are timed three ways: as the model runs them by default (`packed`: the layers
 run on the real tokens only, all rows in one matrix); with packing off, split into sub-batches of
 similar length merged again as rows exit (`split_by_length`, what encoders that cannot be packed
@@ -383,50 +385,79 @@ def accuracy_part(model, dev_instances, eval_instances, batch_size: int = 64) ->
 # Model time
 
 
+# At batch size 1 the configurations take turns every this many instances within a repeat, so
+# that a slow spell of a noisy machine falls on all of them alike (a repeat of 384 instances of the
+# full model takes several seconds).
+PART_SIZE = 16
+
+
 @dataclass
 class Config:
-    """One timed configuration: `run()` goes once over all its batches."""
+    """One timed configuration: `run(part)` goes once over that part (a slice) of its batches."""
 
     name: str
-    run: Callable[[], Optional[float]]  # returns the relative compute, when it has one
+    run: Callable[[slice], None]
     times: List[float] = field(default_factory=list)
-    relative_compute: Optional[float] = None
 
 
-def interleaved(configs: List[Config], repeats: int, progress: str) -> None:
-    """One untimed warm-up pass each, then `repeats` rounds, each config once per round."""
+def interleaved(configs: List[Config], parts: List[slice], repeats: int, progress: str) -> None:
+    """
+    One untimed warm-up pass each, then `repeats` rounds: in each, part after part, every config
+    runs that part, in an order rotated from round to round; a round's time of a config is the sum
+    over its parts.
+    """
     for config in configs:
-        config.run()
+        for part in parts:
+            config.run(part)
     for repeat in range(repeats):
         shift = repeat % len(configs)
-        for config in configs[shift:] + configs[:shift]:
-            start = time.perf_counter()
-            compute = config.run()
-            config.times.append(time.perf_counter() - start)
-            if compute is not None:
-                config.relative_compute = compute
+        order = configs[shift:] + configs[:shift]
+        total = {config.name: 0.0 for config in configs}
+        for part in parts:
+            for config in order:
+                start = time.perf_counter()
+                config.run(part)
+                total[config.name] += time.perf_counter() - start
+        for config in configs:
+            config.times.append(total[config.name])
         print(f"  {progress}: repeat {repeat + 1}/{repeats}", file=sys.stderr, flush=True)
 
 
-def token_weighted_compute(model, batches, threshold: float) -> float:
+def timed_parts(batch_size: int, batching: str, num_batches: int) -> List[slice]:
     """
-    The fraction of the full model's work left when a layer's cost is proportional to the tokens it
-    runs: `sum(length * (exit_layer + 1)) / sum(length * full_depth)`. Without padding (batch size
-    1, or split by length) this is what the speedup can reach; it exceeds the relative compute when
-    longer instances exit later.
+    How a plan's batches are split into turns: batch size 1 in parts of `PART_SIZE` instances (the
+    reference and the model run the same instances one by one); larger batches in one part, as
+    their reference runs other batches (split by length) and a carried stream must not be cut.
+    """
+    if batch_size == 1 and batching != CARRIED:
+        return [slice(start, start + PART_SIZE) for start in range(0, num_batches, PART_SIZE)]
+    return [slice(None)]
+
+
+def exit_compute(model, batches, threshold: float) -> Tuple[float, float]:
+    """
+    The relative compute of the model's exits on `batches` (`(exit_layer + 1) / full_depth`,
+    averaged over instances) and the token-weighted one, the fraction of the full model's work
+    left when a layer's cost is proportional to the tokens it runs: `sum(length * (exit_layer +
+    1)) / sum(length * full_depth)`. Without padding (batch size 1, or split by length) the second
+    is what the speedup can reach; it exceeds the first when longer instances exit later.
     """
     import torch
 
     model.confidence_threshold = threshold
-    done = total = 0.0
+    layers = done = total = 0.0
+    count = 0
     with torch.inference_mode():
         for tokens in batches:
             output = model(tokens=tokens)
             lengths = next(iter(tokens.values()))["mask"].sum(dim=1).float()  # (batch_size,)
-            done += float(((output["exit_layer"] + 1).float() * lengths).sum())
+            exit_depth = (output["exit_layer"] + 1).float()  # (batch_size,)
+            layers += float(exit_depth.sum())
+            count += int(exit_depth.shape[0])
+            done += float((exit_depth * lengths).sum())
             total += float(lengths.sum()) * model.full_depth
     model.get_metrics(reset=True)
-    return done / total
+    return layers / (count * model.full_depth), done / total
 
 
 def median_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> float:
@@ -447,22 +478,20 @@ def model_time_part(
         model_batches = tensor_batches(model, batch_groups(instances, batch_size, False))
         packed, split_by_length = SETTINGS[batching]
 
-        def run_hf():
-            for kwargs in hf_batches:
+        def run_hf(part: slice) -> None:
+            for kwargs in hf_batches[part]:
                 hf(**kwargs)
 
         def run_model(threshold):
-            def run():
+            def run(part: slice) -> None:
                 model.confidence_threshold = threshold
                 model.packed, model.split_by_length = packed, split_by_length
-                model.get_metrics(reset=True)
                 if batching == CARRIED:
-                    for _ in model.forward_stream({"tokens": tokens} for tokens in model_batches):
+                    for _ in model.forward_stream({"tokens": t} for t in model_batches[part]):
                         pass
                 else:
-                    for tokens in model_batches:
+                    for tokens in model_batches[part]:
                         model(tokens=tokens)
-                return model.get_metrics(reset=True)["relative_compute"]
 
             return run
 
@@ -471,19 +500,22 @@ def model_time_part(
         ]
         model.eval()
         model.run_all_heads = False
+        parts = timed_parts(batch_size, batching, len(model_batches))
         with torch.inference_mode():
-            interleaved(configs, repeats, f"model time, batch size {batch_size}, {batching}")
-        model.packed, model.split_by_length = SETTINGS[PACKED]
-        token_ideal = {
-            threshold: 1.0 / token_weighted_compute(model, model_batches, threshold)
-            for threshold in thresholds
+            interleaved(configs, parts, repeats, f"model time, batch size {batch_size}, {batching}")
+        model.get_metrics(reset=True)
+        model.packed, model.split_by_length = packed, split_by_length
+        computes = {
+            threshold: exit_compute(model, model_batches, threshold) for threshold in thresholds
         }
+        model.packed, model.split_by_length = SETTINGS[PACKED]
         hf_config, full = configs[0], configs[1]
         padded = sum(int(next(iter(b.values()))["mask"].numel()) for b in batches)
         real = sum(num_tokens(instance) for instance in instances)
         for threshold, config in zip(thresholds, configs[1:]):
+            relative_compute, token_compute = computes[threshold]
             speedup = median_ratio(full.times, config.times)
-            ideal = 1.0 / config.relative_compute
+            ideal = 1.0 / relative_compute
             results.append(
                 {
                     "batch_size": batch_size,
@@ -492,11 +524,12 @@ def model_time_part(
                     "padded_tokens_per_token": padded / real,
                     "threshold": threshold,
                     "ms_per_instance": statistics.median(config.times) / len(instances) * 1e3,
-                    "relative_compute": config.relative_compute,
+                    "relative_compute": relative_compute,
                     "ideal_speedup": ideal,
                     "speedup": speedup,
                     "efficiency": speedup / ideal,
-                    "token_weighted_ideal_speedup": token_ideal[threshold],
+                    "token_weighted_ideal_speedup": 1.0 / token_compute,
+                    "timed_parts": len(parts),
                     "overhead_vs_transformers": median_ratio(config.times, hf_config.times),
                     "transformers_ms_per_instance": statistics.median(hf_config.times)
                     / len(instances)
@@ -856,7 +889,8 @@ def report(
     )
     add(
         f"- model time: {args.repeats} repeats (median), first {args.time_instances} evaluation "
-        f"instances per dataset; end to end: {args.e2e_repeats} repeats, "
+        f"instances per dataset, the configurations interleaved (at batch size 1 taking turns "
+        f"every {PART_SIZE} instances); end to end: {args.e2e_repeats} repeats, "
         f"{args.e2e_instances} lines; memory: {args.memory_instances} instances at batch size "
         f"{LARGE_BATCH}"
     )

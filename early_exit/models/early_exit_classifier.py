@@ -595,10 +595,12 @@ class EarlyExitClassifier(Model):
         heads: List[int],
     ) -> Dict[str, torch.Tensor]:
         """The exit outputs, collected head by head, as batch-first tensors in the batch's order."""
-        order = torch.cat(rows)  # (batch_size,): each row once
+        # (batch_size,): each row once; (batch_size, num_labels) twice
+        order, exit_logits, exit_probs = (
+            parts[0] if len(parts) == 1 else torch.cat(parts) for parts in (rows, logits, probs)
+        )
         exit_head = torch.tensor(heads, dtype=torch.long, device=order.device)  # (batch_size,)
-        exit_logits = torch.cat(logits).float()  # (batch_size, num_labels)
-        exit_probs = torch.cat(probs).float()  # (batch_size, num_labels)
+        exit_logits, exit_probs = exit_logits.float(), exit_probs.float()
         if batch_size > 1:
             position = torch.empty_like(order)  # (batch_size,): each batch row's place in `order`
             position[order] = torch.arange(batch_size, device=order.device)

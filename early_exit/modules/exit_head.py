@@ -46,7 +46,10 @@ class ExitHead(torch.nn.Module):
         `(num_mixed_layers,)`: ScalarMix's softmax-normalised weights times its scale, computed
         once and again only when a parameter changes (training, `load_state_dict`).
         """
-        parameters = [*self.scalar_mix.scalar_parameters, self.scalar_mix.gamma]
+        # The modules' own parameter dicts: iterating a ParameterList looks each one up by name,
+        # which costs more than the rest of a head at batch size 1.
+        mix = self.scalar_mix
+        parameters = [*mix.scalar_parameters._parameters.values(), mix._parameters["gamma"]]
         version = tuple((parameter.data_ptr(), parameter._version) for parameter in parameters)
         if self._cached_weights is None or self._cached_weights[0] != version:
             with torch.no_grad():
