@@ -145,8 +145,8 @@ class BatchStream:
             keep = model._exit_step(layer, running.rows, pooled, head_logits, exits)
             self._record(exits)
             if keep is not None:
-                if not bool(keep.any()):
-                    continue
+                if keep.shape[0] == 0:
+                    continue  # every row is done
                 pooled, head_logits = model._staying(keep, pooled, head_logits)
                 running = running.select(keep)
             if layer + 1 < num_layers:

@@ -387,7 +387,9 @@ class EarlyExitClassifier(Model):
             )
         indexed = next(iter(tokens.values()))
         token_ids = indexed["token_ids"]  # (batch_size, num_tokens)
-        mask = indexed["mask"].bool()  # (batch_size, num_tokens)
+        mask = indexed["mask"]  # (batch_size, num_tokens)
+        if mask.dtype != torch.bool:
+            mask = mask.bool()
         type_ids = indexed.get("type_ids")  # (batch_size, num_tokens) or None
         return token_ids, mask, type_ids
 
@@ -528,8 +530,8 @@ class EarlyExitClassifier(Model):
             keep = self._exit_step(layer, rows, pooled, head_logits, exits)
             if keep is None:
                 continue  # the same rows go on in the same row sets
-            if not bool(keep.any()):
-                break
+            if keep.shape[0] == 0:
+                break  # every row is done
             # The finished rows leave, with their tokens (and the padding only they needed).
             pooled, head_logits = self._staying(keep, pooled, head_logits)
             running = select_rows(running, keep)
@@ -563,8 +565,8 @@ class EarlyExitClassifier(Model):
 
         # Returns
 
-        `None` if every row goes on (no head here, or nobody exits), else `keep`
-        `(num_running,)`, true for the rows that go on (all false when every row is done).
+        `None` if every row goes on (no head here, or nobody exits); an empty tensor if every row
+        is done; else `keep` `(num_running,)`, true for the rows that go on.
         """
         head = self._head_of_layer.get(layer)
         if head is None:
@@ -574,14 +576,17 @@ class EarlyExitClassifier(Model):
             return None  # nobody can exit here, and no later head reads this one's logits
         logits = self.heads[head](pooled, self._previous_logits(head_logits))  # (running, labels)
         probs = scaled_probabilities(logits, self.temperatures[head])  # (running, labels)
-        done = exits_at_head(probs, self._confidence_threshold, is_last)  # (running,)
-        num_done = len(rows) if is_last else int(done.sum())  # the loop's one sync per head
-        if num_done:
-            # every running row, or the indices of those that exit: (num_done,)
-            exiting = slice(None) if num_done == len(rows) else done.nonzero().squeeze(1)
-            exits.add(rows[exiting], logits[exiting], probs[exiting], head, num_done)
+        if is_last:  # every row that got here exits
+            exits.add(rows, logits, probs, head, len(rows))
+            return torch.zeros(0, dtype=torch.bool, device=rows.device)  # nobody goes on
+        done = exits_at_head(probs, self._confidence_threshold, False)  # (running,)
+        num_done = int(done.sum())  # the loop's one sync per head
         if num_done == len(rows):
-            return ~done
+            exits.add(rows, logits, probs, head, num_done)
+            return done[:0]  # (0,): nobody goes on
+        if num_done:
+            exiting = done.nonzero().squeeze(1)  # (num_done,): the rows that exit here
+            exits.add(rows[exiting], logits[exiting], probs[exiting], head, num_done)
         if self.add_previous_layer_logits:  # later heads read them
             head_logits.append(logits)
         return None if num_done == 0 else ~done
@@ -600,7 +605,8 @@ class EarlyExitClassifier(Model):
             parts[0] if len(parts) == 1 else torch.cat(parts) for parts in (rows, logits, probs)
         )
         exit_head = torch.tensor(heads, dtype=torch.long, device=order.device)  # (batch_size,)
-        exit_logits, exit_probs = exit_logits.float(), exit_probs.float()
+        if exit_logits.dtype != torch.float:  # heads run in another precision
+            exit_logits, exit_probs = exit_logits.float(), exit_probs.float()
         if batch_size > 1:
             position = torch.empty_like(order)  # (batch_size,): each batch row's place in `order`
             position[order] = torch.arange(batch_size, device=order.device)

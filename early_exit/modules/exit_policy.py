@@ -25,7 +25,9 @@ def scaled_probabilities(logits: torch.Tensor, temperatures: torch.Tensor) -> to
 
     `torch.Tensor` of the shape of `logits`.
     """
-    return torch.softmax(logits / temperatures.unsqueeze(-1), dim=-1)
+    if temperatures.dim() > 0:  # one per head: (num_heads, 1) against (batch, heads, labels)
+        temperatures = temperatures.unsqueeze(-1)
+    return torch.softmax(logits / temperatures, dim=-1)
 
 
 def exits_at_head(probs: torch.Tensor, threshold: float, is_last_head: bool) -> torch.BoolTensor:

@@ -2,6 +2,7 @@ from typing import Dict, List
 
 import torch
 from allennlp.common.checks import ConfigurationError
+from allennlp.common.util import is_distributed
 from allennlp.nn.util import dist_reduce_sum
 from allennlp.training.metrics.metric import Metric
 from overrides import overrides
@@ -46,9 +47,17 @@ class ExitStatistics(Metric):
         exit_heads : `torch.Tensor`
             Shape `(batch_size,)`: the index (into `exit_layers`) of the head each instance exited at.
         """
-        exit_heads = exit_heads.detach().reshape(-1).long().cpu()
+        # Each conversion only where needed: at batch size 1 every call counts.
+        if exit_heads.requires_grad:
+            exit_heads = exit_heads.detach()
+        if exit_heads.dim() != 1:
+            exit_heads = exit_heads.reshape(-1)
+        if exit_heads.dtype != torch.long:
+            exit_heads = exit_heads.long()
+        if exit_heads.device.type != "cpu":
+            exit_heads = exit_heads.cpu()
         counts = torch.bincount(exit_heads, minlength=len(self._exit_layers))
-        self._counts += dist_reduce_sum(counts)
+        self._counts += dist_reduce_sum(counts) if is_distributed() else counts
 
     @overrides
     def get_metric(self, reset: bool = False) -> Dict[str, float]:
