@@ -503,7 +503,6 @@ def model_time_part(
         parts = timed_parts(batch_size, batching, len(model_batches))
         with torch.inference_mode():
             interleaved(configs, parts, repeats, f"model time, batch size {batch_size}, {batching}")
-        model.get_metrics(reset=True)
         model.packed, model.split_by_length = packed, split_by_length
         computes = {
             threshold: exit_compute(model, model_batches, threshold) for threshold in thresholds

@@ -2,7 +2,6 @@ from typing import Dict, List
 
 import torch
 from allennlp.common.checks import ConfigurationError
-from allennlp.common.util import is_distributed
 from allennlp.nn.util import dist_reduce_sum
 from allennlp.training.metrics.metric import Metric
 from overrides import overrides
@@ -57,7 +56,7 @@ class ExitStatistics(Metric):
         if exit_heads.device.type != "cpu":
             exit_heads = exit_heads.cpu()
         counts = torch.bincount(exit_heads, minlength=len(self._exit_layers))
-        self._counts += dist_reduce_sum(counts) if is_distributed() else counts
+        self._counts += dist_reduce_sum(counts)  # the counts themselves unless distributed
 
     @overrides
     def get_metric(self, reset: bool = False) -> Dict[str, float]:
