@@ -15,7 +15,12 @@ from transformers import AutoConfig
 
 from early_exit.models.batch_stream import MIN_TOKENS, BatchStream
 from early_exit.modules.exit_head import ExitHead
-from early_exit.modules.exit_policy import exits_at_head, first_exit_head, scaled_probabilities
+from early_exit.modules.exit_policy import (
+    exits_at_head,
+    first_exit_head,
+    one_row_exits,
+    scaled_probabilities,
+)
 from early_exit.modules.exit_record import ExitRecord
 from early_exit.modules.length_groups import (
     RowGroup,
@@ -32,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 # Rows that go through the encoder's layers together: padded (`RowGroup`) or packed (`PackedRows`).
 RowSet = Union[RowGroup, PackedRows]
+
+# What `_exit_step` returns when every running row is done: an empty `keep`.
+ALL_DONE = torch.zeros(0, dtype=torch.bool)
 
 HEAD_POOLING_CHOICES = ("cls_pooler", "cls", "mean")
 
@@ -226,6 +234,10 @@ class EarlyExitClassifier(Model):
         self.register_buffer(
             "_compute_of_head", (head_layers + 1).float() / self.full_depth, persistent=False
         )  # (num_heads,)
+        # The same as Python numbers (the float32 values), for the exit outputs made from the
+        # heads' Python list in `_in_batch_order`.
+        self._head_values = list(zip(exit_layers, self._compute_of_head.tolist()))
+        self._temperature_values: Tuple[tuple, List[float]] = ((), [])
         self.confidence_threshold = confidence_threshold
         self.run_all_heads = run_all_heads
         self.split_by_length = split_by_length
@@ -286,6 +298,18 @@ class EarlyExitClassifier(Model):
             raise ConfigurationError(f"temperatures must be positive, got {values}")
         self.temperatures.copy_(torch.tensor(values, dtype=torch.float))
 
+    def _temperature_of(self, head: int) -> float:
+        """
+        The temperature of `head` as a Python float (the float32 value), for `_exit_step`: a float
+        divides as the tensor's element does, without the operator that picks the element out.
+        Read from `temperatures` again whenever it changes (calibration, `load_state_dict`).
+        """
+        temperatures = self.temperatures
+        version = (temperatures.data_ptr(), temperatures._version)
+        if self._temperature_values[0] != version:
+            self._temperature_values = (version, temperatures.tolist())
+        return self._temperature_values[1][head]
+
     def _pool(self, hidden: torch.Tensor, mask: Optional[torch.BoolTensor]) -> torch.Tensor:
         """One layer's output `(batch_size, num_tokens, hidden_size)` -> `(batch_size, hidden_size)`."""
         if self._pooler is None:
@@ -331,9 +355,10 @@ class EarlyExitClassifier(Model):
         batch_size = token_ids.shape[0]
         if all_heads:
             output = self._forward_all_heads_in_sets(row_sets, batch_size)
-        else:
+            self._add_exit_layers(output)
+            self._exit_statistics(output["exit_head"])
+        else:  # counted there, from the heads' Python list
             output = self._forward_early_exit(row_sets, batch_size)
-        self._add_exit_layers(output)
 
         if label is not None:
             label = label.long().view(-1)  # (batch_size,)
@@ -352,7 +377,6 @@ class EarlyExitClassifier(Model):
                 output["loss"] = self._loss(output["logits"], label).mean()
             self._accuracy(output["logits"], label)
             self._ece(output["probs"], label)
-        self._exit_statistics(output["exit_head"])
         return output
 
     def stream(self, min_tokens: int = MIN_TOKENS) -> BatchStream:
@@ -453,8 +477,12 @@ class EarlyExitClassifier(Model):
         packing = not self.training and self.packed and self.encoder.supports_packing
         if packing and self.encoder.embeds_packed:
             # One embedding call on the real tokens (in batch order): nothing padded, no split.
-            hidden = self.encoder.embed_packed(token_ids, mask, type_ids)  # (num_tokens, hidden)
-            return [PackedRows.from_tokens(all_rows, hidden, mask.sum(dim=1))]
+            lengths = mask.sum(dim=1)  # (batch_size,)
+            length_list = lengths.tolist()  # read once, for the embedding and the packing
+            padded = min(length_list) < mask.shape[1]
+            # (num_tokens, hidden_size)
+            hidden = self.encoder.embed_packed(token_ids, mask, type_ids, padded)
+            return [PackedRows.from_tokens(all_rows, hidden, lengths, length_list)]
         groups = [all_rows]  # one group: the batch as it is, in its order
         if not self.training and (packing or self.split_by_length) and batch_size > 1:
             # Embedded (and, unpacked, run) in sub-batches of similar length: little padding.
@@ -537,7 +565,8 @@ class EarlyExitClassifier(Model):
             running = select_rows(running, keep)
             if len(running) > 1:
                 running = regroup(running)
-        return self._in_batch_order(batch_size, exits.rows, exits.logits, exits.probs, exits.heads)
+        self._exit_statistics.count(exits.heads)
+        return self._in_batch_order(batch_size, exits)
 
     @staticmethod
     def _staying(
@@ -565,8 +594,8 @@ class EarlyExitClassifier(Model):
 
         # Returns
 
-        `None` if every row goes on (no head here, or nobody exits); an empty tensor if every row
-        is done; else `keep` `(num_running,)`, true for the rows that go on.
+        `None` if every row goes on (no head here, or nobody exits); `ALL_DONE`, an empty tensor,
+        if every row is done; else `keep` `(num_running,)`, true for the rows that go on.
         """
         head = self._head_of_layer.get(layer)
         if head is None:
@@ -575,15 +604,18 @@ class EarlyExitClassifier(Model):
         if not is_last and self._confidence_threshold >= 1.0 and not self.add_previous_layer_logits:
             return None  # nobody can exit here, and no later head reads this one's logits
         logits = self.heads[head](pooled, self._previous_logits(head_logits))  # (running, labels)
-        probs = scaled_probabilities(logits, self.temperatures[head])  # (running, labels)
+        probs = scaled_probabilities(logits, self._temperature_of(head))  # (running, labels)
         if is_last:  # every row that got here exits
             exits.add(rows, logits, probs, head, len(rows))
-            return torch.zeros(0, dtype=torch.bool, device=rows.device)  # nobody goes on
-        done = exits_at_head(probs, self._confidence_threshold, False)  # (running,)
-        num_done = int(done.sum())  # the loop's one sync per head
+            return ALL_DONE
+        if len(rows) == 1:  # the same decision on a Python bool: at batch size 1 operators count
+            num_done = int(one_row_exits(probs, self._confidence_threshold))
+        else:
+            done = exits_at_head(probs, self._confidence_threshold, False)  # (running,)
+            num_done = int(done.sum())  # the loop's one sync per head
         if num_done == len(rows):
             exits.add(rows, logits, probs, head, num_done)
-            return done[:0]  # (0,): nobody goes on
+            return ALL_DONE
         if num_done:
             exiting = done.nonzero().squeeze(1)  # (num_done,): the rows that exit here
             exits.add(rows[exiting], logits[exiting], probs[exiting], head, num_done)
@@ -591,32 +623,34 @@ class EarlyExitClassifier(Model):
             head_logits.append(logits)
         return None if num_done == 0 else ~done
 
-    @staticmethod
-    def _in_batch_order(
-        batch_size: int,
-        rows: List[torch.Tensor],
-        logits: List[torch.Tensor],
-        probs: List[torch.Tensor],
-        heads: List[int],
-    ) -> Dict[str, torch.Tensor]:
-        """The exit outputs, collected head by head, as batch-first tensors in the batch's order."""
+    def _in_batch_order(self, batch_size: int, exits: ExitRecord) -> Dict[str, torch.Tensor]:
+        """
+        The exit outputs, collected head by head, as batch-first tensors in the batch's order,
+        with `exit_layer` and `relative_compute` (as `_add_exit_layers` gives them, here made
+        from the heads' Python list).
+        """
         # (batch_size,): each row once; (batch_size, num_labels) twice
         order, exit_logits, exit_probs = (
-            parts[0] if len(parts) == 1 else torch.cat(parts) for parts in (rows, logits, probs)
+            parts[0] if len(parts) == 1 else torch.cat(parts)
+            for parts in (exits.rows, exits.logits, exits.probs)
         )
-        exit_head = torch.tensor(heads, dtype=torch.long, device=order.device)  # (batch_size,)
         if exit_logits.dtype != torch.float:  # heads run in another precision
             exit_logits, exit_probs = exit_logits.float(), exit_probs.float()
+        device = order.device
+        values = [self._head_values[head] for head in exits.heads]  # (layer, compute) per row
+        outputs = [
+            exit_logits,  # (batch_size, num_labels)
+            exit_probs,  # (batch_size, num_labels)
+            torch.tensor(exits.heads, dtype=torch.long, device=device),  # (batch_size,)
+            torch.tensor([layer for layer, _ in values], dtype=torch.long, device=device),
+            torch.tensor([compute for _, compute in values], dtype=torch.float, device=device),
+        ]
         if batch_size > 1:
             position = torch.empty_like(order)  # (batch_size,): each batch row's place in `order`
-            position[order] = torch.arange(batch_size, device=order.device)
-            exit_head, exit_logits, exit_probs = (
-                exit_head[position],
-                exit_logits[position],
-                exit_probs[position],
-            )
-        # (batch_size, num_labels), (batch_size, num_labels), (batch_size,)
-        return {"logits": exit_logits, "probs": exit_probs, "exit_head": exit_head}
+            position[order] = torch.arange(batch_size, device=device)
+            outputs = [output[position] for output in outputs]
+        keys = ("logits", "probs", "exit_head", "exit_layer", "relative_compute")
+        return dict(zip(keys, outputs))
 
     @overrides
     def make_output_human_readable(

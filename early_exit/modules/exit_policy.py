@@ -6,10 +6,15 @@ it batch-wise during inference, and the threshold sweep applies it to cached pro
 take exactly the same decisions.
 """
 
+from functools import lru_cache
+from typing import Union
+
 import torch
 
 
-def scaled_probabilities(logits: torch.Tensor, temperatures: torch.Tensor) -> torch.Tensor:
+def scaled_probabilities(
+    logits: torch.Tensor, temperatures: Union[torch.Tensor, float]
+) -> torch.Tensor:
     """
     Temperature-scaled probabilities, the ones exit decisions are taken on.
 
@@ -18,14 +23,17 @@ def scaled_probabilities(logits: torch.Tensor, temperatures: torch.Tensor) -> to
     logits : `torch.Tensor`
         Raw logits: `(batch_size, num_heads, num_labels)` for every head, or `(batch_size,
         num_labels)` for one head.
-    temperatures : `torch.Tensor`
-        `(num_heads,)` for every head, or a 0-dimensional tensor for one head.
+    temperatures : `Union[torch.Tensor, float]`
+        `(num_heads,)` for every head, or a 0-dimensional tensor or a float for one head (the
+        same probabilities: a float is a scalar to the division as a 0-dimensional tensor is).
 
     # Returns
 
     `torch.Tensor` of the shape of `logits`.
     """
-    if temperatures.dim() > 0:  # one per head: (num_heads, 1) against (batch, heads, labels)
+    if (
+        isinstance(temperatures, torch.Tensor) and temperatures.dim() > 0
+    ):  # one per head: (num_heads, 1) against (batch, heads, labels)
         temperatures = temperatures.unsqueeze(-1)
     return torch.softmax(logits / temperatures, dim=-1)
 
@@ -51,6 +59,32 @@ def exits_at_head(probs: torch.Tensor, threshold: float, is_last_head: bool) -> 
     if threshold >= 1.0:
         return torch.zeros(probs.shape[0], dtype=torch.bool, device=probs.device)
     return probs.max(dim=-1).values >= threshold
+
+
+def one_row_exits(probs: torch.Tensor, threshold: float) -> bool:
+    """
+    `exits_at_head` for a batch of one row that is not at the last head, as a Python `bool`: the
+    same decision with one operator and one sync instead of four (at batch size 1 the operators
+    cost more than the rule's arithmetic). The comparison is exactly the tensor rule's: that one
+    compares in the probabilities' dtype, the threshold rounded to it; here both values are those
+    of that dtype, compared exactly as Python floats.
+
+    # Parameters
+
+    probs : `torch.Tensor`
+        Temperature-scaled probabilities of that head, shape `(1, num_labels)`.
+    threshold : `float`
+        The confidence threshold, in [0, 1].
+    """
+    if threshold >= 1.0:
+        return False
+    return float(probs.max()) >= _rounded(threshold, probs.dtype)
+
+
+@lru_cache(maxsize=64)
+def _rounded(value: float, dtype: torch.dtype) -> float:
+    """`value` rounded to `dtype`, as `probs >= value` rounds it."""
+    return float(torch.tensor(value, dtype=torch.double).to(dtype))
 
 
 def first_exit_head(head_probs: torch.Tensor, threshold: float) -> torch.LongTensor:

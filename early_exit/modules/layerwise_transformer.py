@@ -187,14 +187,18 @@ class LayerwiseTransformer(torch.nn.Module):
         token_ids: torch.LongTensor,
         mask: torch.BoolTensor,
         type_ids: Optional[torch.LongTensor] = None,
+        padded: Optional[bool] = None,
     ) -> torch.Tensor:
         """
         `embed` of a padded batch `(batch_size, num_tokens)`, for its real tokens (where `mask` is
         true) only, row after row: shape `(num_real_tokens, hidden_size)`, as `embed(...)[mask]`
         but in one call on the real tokens, each at its position in the padded row, without
-        computing the padding or splitting the batch. Needs `embeds_packed`.
+        computing the padding or splitting the batch. Needs `embeds_packed`. `padded`, whether
+        `mask` has a false anywhere, is read from `mask` if not given.
         """
-        if bool(mask.all()):  # no padding (one row, or rows of one length): nothing to pick out
+        if padded is None:
+            padded = not bool(mask.all())
+        if not padded:  # (one row, or rows of one length): nothing to pick out
             return self.embed(token_ids, type_ids).flatten(0, 1)  # (num_tokens, hidden_size)
         positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
         ids = token_ids[mask].unsqueeze(0)  # (1, num_real_tokens)

@@ -40,6 +40,8 @@ class PackedRows:
         lose a row need it at no point).
     position : `torch.LongTensor`, optional
         `(num_tokens,)`: each token's position among its row's real tokens; as `row_of_token`.
+    length_list : `List[int]`, optional
+        `lengths` as Python ints, where the caller has read them already.
 
     # Attributes
 
@@ -58,13 +60,15 @@ class PackedRows:
         lengths: torch.Tensor,
         row_of_token: Optional[torch.Tensor] = None,
         position: Optional[torch.Tensor] = None,
+        length_list: Optional[List[int]] = None,
     ) -> None:
         self.rows = rows
         self.hidden = hidden
         self.lengths = lengths
         self._row_of_token = row_of_token
         self._position = position
-        length_list = lengths.tolist()
+        if length_list is None:
+            length_list = lengths.tolist()
         if min(length_list) < 1:
             raise ValueError("every row needs at least one token")
         self.longest = max(length_list)
@@ -156,13 +160,18 @@ class PackedRows:
 
     @classmethod
     def from_tokens(
-        cls, rows: torch.Tensor, hidden: torch.Tensor, lengths: torch.Tensor
+        cls,
+        rows: torch.Tensor,
+        hidden: torch.Tensor,
+        lengths: torch.Tensor,
+        length_list: Optional[List[int]] = None,
     ) -> "PackedRows":
         """
         Rows already packed: `hidden` `(num_tokens, hidden_size)` holds the real tokens of the rows
-        `rows` `(num_rows,)`, row after row, `lengths` `(num_rows,)` of them each.
+        `rows` `(num_rows,)`, row after row, `lengths` `(num_rows,)` of them each (`length_list`:
+        the same as Python ints, if already read).
         """
-        return cls(rows=rows, hidden=hidden, lengths=lengths)
+        return cls(rows=rows, hidden=hidden, lengths=lengths, length_list=length_list)
 
     def __len__(self) -> int:
         return int(self.rows.shape[0])

@@ -250,6 +250,49 @@ class TestEarlyExitClassifier(ModelTestCase):
         assert metrics["relative_compute"] == 1.0
         assert "ece" in metrics
 
+    def test_early_exit_outputs_and_metrics_equal_those_of_every_head_run(self):
+        # The early-exit pass makes exit_layer and relative_compute, and counts its exits, from
+        # the heads' Python list; running every head takes them from the exit heads' tensor.
+        self.model.confidence_threshold = self._threshold_between_heads()
+        self.model.get_metrics(reset=True)
+        tensors = self._tensors(self.instances)
+        with torch.no_grad():
+            early = self.model(**tensors)
+            single = self.model(**self._tensors(self.instances[:1]))
+            early_metrics = self.model.get_metrics(reset=True)
+            self.model.run_all_heads = True
+            full = self.model(**tensors)
+            self.model(**self._tensors(self.instances[:1]))
+            full_metrics = self.model.get_metrics(reset=True)
+        assert list(early)[:5] == ["logits", "probs", "exit_head", "exit_layer", "relative_compute"]
+        assert len(set(early["exit_layer"].tolist())) > 1
+        for output in (early, single):
+            assert output["exit_layer"].dtype == torch.long
+            assert torch.equal(output["exit_layer"], self.model._layer_of_head[output["exit_head"]])
+            assert torch.equal(
+                output["relative_compute"], self.model._compute_of_head[output["exit_head"]]
+            )
+        assert torch.equal(early["relative_compute"], full["relative_compute"])
+        exit_metrics = {key: value for key, value in early_metrics.items() if "exit" in key}
+        assert exit_metrics == {key: full_metrics[key] for key in exit_metrics}
+        assert early_metrics["relative_compute"] == full_metrics["relative_compute"]
+
+    def test_new_temperatures_take_effect_in_the_next_single_instance_pass(self):
+        self.model.confidence_threshold = 0.0  # every instance exits at the first head
+        tensors = self._tensors(self.instances[:1])
+        with torch.no_grad():
+            before = self.model(**tensors)
+            self.model.set_temperatures([4.0, 1.0, 1.0])
+            after = self.model(**tensors)
+            state = {key: value.clone() for key, value in self.model.state_dict().items()}
+            state["temperatures"] = torch.tensor([0.25, 1.0, 1.0])
+            self.model.load_state_dict(state)
+            loaded = self.model(**tensors)
+        logits = before["logits"]
+        torch.testing.assert_close(before["probs"], torch.softmax(logits, dim=-1))
+        torch.testing.assert_close(after["probs"], torch.softmax(logits / 4.0, dim=-1))
+        torch.testing.assert_close(loaded["probs"], torch.softmax(logits / 0.25, dim=-1))
+
     def test_temperatures_are_a_saved_buffer_not_a_parameter(self):
         model = EarlyExitClassifier(self.vocab, TINY_BERT, [0, 3], temperatures=[2.0, 0.5])
         assert "temperatures" in model.state_dict()

@@ -229,6 +229,9 @@ def test_packed_embedding_equals_the_padded_embedding_of_the_real_tokens(with_ty
     with torch.no_grad():
         packed = encoder.embed_packed(token_ids, mask, type_ids)  # (num_real_tokens, hidden)
         padded = encoder.embed(token_ids, type_ids)  # (batch_size, num_tokens, hidden)
+        # The caller may say whether anything is padded (the model knows it from the lengths).
+        told = encoder.embed_packed(token_ids, mask, type_ids, not bool(mask.all()))
+    assert torch.equal(told, packed)
     assert packed.shape == (int(mask.sum()), encoder.hidden_size)
     torch.testing.assert_close(packed, padded[mask], atol=1e-6, rtol=0)
     if with_types:  # the token types reach the embedding

@@ -132,3 +132,15 @@ def test_rows_of_equal_length_select_by_their_tokens():
     assert kept.rows.tolist() == [7, 9] and kept.lengths.tolist() == [2, 2]
     assert kept.hidden.tolist() == [[0.0, 1.0], [2.0, 3.0], [8.0, 9.0], [10.0, 11.0]]
     assert kept.row_of_token.tolist() == [0, 0, 1, 1] and kept.position.tolist() == [0, 1, 0, 1]
+
+
+def test_lengths_read_by_the_caller_give_the_same_rows():
+    hidden, mask = _padded([2, 4, 1])
+    rows, lengths = torch.arange(3), mask.sum(dim=1)
+    read = PackedRows.from_tokens(rows, hidden[mask], lengths, lengths.tolist())
+    computed = PackedRows.from_tokens(rows, hidden[mask], lengths)
+    assert (read.num_tokens, read.longest, read.has_padding) == (7, 4, True)
+    assert read.attention_groups == computed.attention_groups
+    torch.testing.assert_close(read.pad(read.hidden), computed.pad(computed.hidden))
+    with pytest.raises(ValueError, match="at least one token"):
+        PackedRows.from_tokens(rows, hidden[mask], lengths, [2, 0, 1])

@@ -1,7 +1,8 @@
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import torch
 from allennlp.common.checks import ConfigurationError
+from allennlp.common.util import is_distributed
 from allennlp.nn.util import dist_reduce_sum
 from allennlp.training.metrics.metric import Metric
 from overrides import overrides
@@ -37,6 +38,8 @@ class ExitStatistics(Metric):
         self._exit_layers = list(exit_layers)
         self._full_depth = full_depth
         self._counts = torch.zeros(len(exit_layers), dtype=torch.long)
+        # Counted by `count` from Python ints, added to `_counts` when the metric is read.
+        self._pending = [0] * len(exit_layers)
 
     @overrides
     def __call__(self, exit_heads: torch.Tensor) -> None:  # type: ignore[override]
@@ -58,8 +61,26 @@ class ExitStatistics(Metric):
         counts = torch.bincount(exit_heads, minlength=len(self._exit_layers))
         self._counts += dist_reduce_sum(counts)  # the counts themselves unless distributed
 
+    def count(self, exit_heads: Sequence[int]) -> None:
+        """
+        As calling the metric with `torch.tensor(exit_heads)`, from Python ints: counted without
+        an operator (at batch size 1 the two that bincounting takes cost more than the exit rule).
+        """
+        if is_distributed():  # every worker reduces its counts with the others, call by call
+            self(torch.tensor(exit_heads, dtype=torch.long))
+            return
+        pending = self._pending
+        num_heads = len(pending)
+        for head in exit_heads:
+            if not 0 <= head < num_heads:
+                raise ValueError(f"exit head {head} is not one of the {num_heads} heads")
+            pending[head] += 1
+
     @overrides
     def get_metric(self, reset: bool = False) -> Dict[str, float]:
+        if any(self._pending):
+            self._counts += torch.tensor(self._pending, dtype=torch.long)
+            self._pending = [0] * len(self._pending)
         total = int(self._counts.sum())
         layers = torch.tensor(self._exit_layers, dtype=torch.double)
         fractions = self._counts.double() / max(total, 1)
@@ -78,3 +99,4 @@ class ExitStatistics(Metric):
     @overrides
     def reset(self) -> None:
         self._counts.zero_()
+        self._pending = [0] * len(self._pending)
