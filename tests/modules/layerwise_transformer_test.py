@@ -251,3 +251,33 @@ def test_other_families_pack_after_embedding_the_padded_batch(family, tmp_path):
         model.packed = False
         padded = model(tokens)
     torch.testing.assert_close(packed["probs"], padded["probs"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("with_types", [True, False])
+def test_unpadded_bert_embedding_at_inference_is_the_modules_bit_for_bit(with_types):
+    encoder = LayerwiseTransformer(TINY_BERT, 4, keep_pooler=False).eval()
+    embeddings = encoder.transformer.embeddings
+    token_ids, mask = _unpadded_inputs()
+    type_ids = (torch.arange(7) >= 3).long().expand_as(token_ids) if with_types else None
+    calls = []
+    module_forward = embeddings.forward
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return module_forward(*args, **kwargs)
+
+    embeddings.forward = counted
+    with torch.no_grad():
+        expected = module_forward(input_ids=token_ids, token_type_ids=type_ids).flatten(0, 1)
+        fast = encoder.embed_packed(token_ids, mask, type_ids)
+        assert torch.equal(fast, expected) and not calls  # computed without calling the module
+        # A hook on any part, or training mode, needs the module itself.
+        seen = []
+        hook = embeddings.LayerNorm.register_forward_hook(lambda *args: seen.append(1))
+        assert torch.equal(encoder.embed_packed(token_ids, mask, type_ids), expected)
+        assert calls and seen
+        hook.remove()
+        encoder.train()
+        calls.clear()
+        encoder.embed_packed(token_ids, mask, type_ids)
+        assert calls
