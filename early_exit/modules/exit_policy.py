@@ -31,9 +31,8 @@ def scaled_probabilities(
 
     `torch.Tensor` of the shape of `logits`.
     """
-    if (
-        isinstance(temperatures, torch.Tensor) and temperatures.dim() > 0
-    ):  # one per head: (num_heads, 1) against (batch, heads, labels)
+    if isinstance(temperatures, torch.Tensor) and temperatures.dim() > 0:
+        # one per head: (num_heads, 1) against (batch_size, num_heads, num_labels)
         temperatures = temperatures.unsqueeze(-1)
     return torch.softmax(logits / temperatures, dim=-1)
 
