@@ -14,33 +14,20 @@ layers never mix rows. A batch's outputs come out, in order, once all of its row
 """
 
 from collections import deque
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Deque, Dict, List, Optional, Tuple
 
 import torch
 from allennlp.common.checks import ConfigurationError
 from allennlp.data import TextFieldTensors
 
+from early_exit.models.inference_engine import InferenceEngine
 from early_exit.modules.exit_record import ExitRecord
-from early_exit.modules.packed_rows import PackedRows
-
-if TYPE_CHECKING:
-    from early_exit.models.early_exit_classifier import EarlyExitClassifier
+from early_exit.modules.row_set import RowSet
 
 # How many tokens a layer call after the first waits for. A packed MiniLM layer costs the least per
-# token between about 800 and 3,300 tokens (2 threads; more is slower again), and fewer calls mean
-# less per-call work; 2,048 was the best of 1,024, 2,048 and 4,096 on SST-2 and within the noise
-# of the best on AG News (docs/performance.md, finding 13).
+# token between about 800 and 3,300 tokens, and fewer calls mean less per-call work
+# (docs/performance.md, finding 13).
 MIN_TOKENS = 2048
-
-
-@dataclass
-class _Waiting:
-    """Rows waiting for a layer: their tokens and what the later heads read of them."""
-
-    rows: PackedRows  # `rows.rows` `(num_rows,)`: their places in the stream
-    pooled: List[torch.Tensor]  # per layer run so far: (num_rows, hidden_size)
-    head_logits: List[torch.Tensor]  # per head passed, where later heads read them
 
 
 class BatchStream:
@@ -53,8 +40,10 @@ class BatchStream:
     sizes); the batches' outputs come out in the order the batches went in, each as soon as all
     of its rows have exited (and all earlier batches' have).
 
-    Where there is nothing to carry (the model in training, `run_all_heads`, a threshold of 1.0, or
-    an encoder that cannot be packed), each batch simply goes through `forward` when it is pushed.
+    Where there is nothing to carry (the model in training, `run_all_heads`, an exit policy that
+    never exits early, or an encoder that cannot be packed), each batch simply goes through
+    `forward` when it is pushed. The layers, heads and exit decisions are the model's
+    `InferenceEngine`'s, and each row's policy state travels with it.
 
     What it costs: memory for the rows that wait (their hidden states, fewer than `min_tokens`
     tokens per layer) and latency: a row that goes on waits for enough rows to reach its next
@@ -63,24 +52,25 @@ class BatchStream:
     # Parameters
 
     model : `EarlyExitClassifier`
+        Its `engine` runs the layers, heads and exit decisions.
     min_tokens : `int`, optional (default = `MIN_TOKENS`, 2048)
         How many tokens (of the waiting rows) a layer call after the first waits for.
     """
 
-    def __init__(self, model: "EarlyExitClassifier", min_tokens: int = MIN_TOKENS) -> None:
+    def __init__(self, model: Any, min_tokens: int = MIN_TOKENS) -> None:
         if isinstance(min_tokens, bool) or not isinstance(min_tokens, int) or min_tokens < 1:
             raise ConfigurationError(f"min_tokens must be a positive integer, got {min_tokens!r}")
         self.model = model
+        self.engine: InferenceEngine = model.engine
+        engine = self.engine
         self.min_tokens = min_tokens
         self.carries = (
-            not model.training
-            and not model.run_all_heads
-            and model.confidence_threshold < 1.0
-            and model.packed
-            and model.encoder.supports_packing
+            not model.run_all_heads
+            and engine.packs()
+            and not engine.policy.never_exits_early(engine.num_heads)
         )
         num_layers = model.encoder.num_layers
-        self._waiting: List[List[_Waiting]] = [[] for _ in range(num_layers)]
+        self._waiting: List[List[RowSet]] = [[] for _ in range(num_layers)]
         # Batches whose outputs are not out yet: (first row in the stream, size).
         self._pending: Deque[Tuple[int, int]] = deque()
         self._next_row = 0  # the stream position of the next batch's first row
@@ -99,18 +89,12 @@ class BatchStream:
         """
         if not self.carries:
             return [self.model(tokens=tokens, **kwargs)]
-        model = self.model
-        token_ids, mask, type_ids = model._token_tensors(tokens)
-        batch_size = token_ids.shape[0]
-        row_sets = model._initial_row_sets(token_ids, mask, type_ids)
-        if len(row_sets) != 1 or not isinstance(row_sets[0], PackedRows):
-            raise RuntimeError("a carrying stream needs the batch packed in one row set")
-        packed = row_sets[0]
-        packed.rows = packed.rows + self._next_row  # (batch_size,): places in the stream
+        rows = self.engine.initial_rows(tokens, first_row=self._next_row)
+        batch_size = len(rows)
         self._pending.append((self._next_row, batch_size))
         self._next_row += batch_size
-        self._extend_outputs(batch_size, model.num_labels, packed.hidden)
-        self._waiting[0].append(_Waiting(packed, [], []))
+        self._extend_outputs(batch_size, self.model.num_labels, rows.rows)
+        self._waiting[0].append(rows)
         self._run(flush=False)
         return self._complete()
 
@@ -126,51 +110,26 @@ class BatchStream:
 
     def _run(self, flush: bool) -> None:
         """Runs, layer by layer, every layer for which enough rows wait (every one, flushing)."""
-        model = self.model
-        num_layers = model.encoder.num_layers
+        num_layers = len(self._waiting)
         for layer in range(num_layers):
             if not self._waiting[layer]:
                 continue
             # The first layer runs each batch as it comes (the batch size is the caller's choice);
             # the rows that go on wait until enough tokens need their next layer.
-            waiting_tokens = sum(item.rows.num_tokens for item in self._waiting[layer])
+            waiting_tokens = sum(rows.num_tokens for rows in self._waiting[layer])
             if layer > 0 and not flush and waiting_tokens < self.min_tokens:
                 continue
-            waiting = self._merged(self._waiting[layer])
+            waiting = type(self._waiting[layer][0]).merge(self._waiting[layer])
             self._waiting[layer] = []
-            running = waiting.rows
-            pooled = waiting.pooled + [model._advance(layer, running)]  # per layer: (rows, hidden)
-            head_logits = list(waiting.head_logits)
             exits = ExitRecord()
-            keep = model._exit_step(layer, running.rows, pooled, head_logits, exits)
+            going_on = self.engine.step(layer, waiting, exits)
             self._record(exits)
-            if keep is not None:
-                if keep.shape[0] == 0:
-                    continue  # every row is done
-                pooled, head_logits = model._staying(keep, pooled, head_logits)
-                running = running.select(keep)
-            if layer + 1 < num_layers:
-                self._waiting[layer + 1].append(_Waiting(running, pooled, head_logits))
-
-    @staticmethod
-    def _merged(waiting: List[_Waiting]) -> _Waiting:
-        """The rows of several waiting sets as one, in the order given."""
-        if len(waiting) == 1:
-            return waiting[0]
-        rows = PackedRows.from_tokens(
-            torch.cat([item.rows.rows for item in waiting]),
-            torch.cat([item.rows.hidden for item in waiting]),
-            torch.cat([item.rows.lengths for item in waiting]),
-        )
-        return _Waiting(
-            rows,
-            [torch.cat(layer) for layer in zip(*(item.pooled for item in waiting))],
-            [torch.cat(head) for head in zip(*(item.head_logits for item in waiting))],
-        )
+            if going_on is not None and layer + 1 < num_layers:
+                self._waiting[layer + 1].append(going_on)
 
     def _extend_outputs(self, batch_size: int, num_labels: int, like: torch.Tensor) -> None:
-        """Room for a new batch's exit outputs."""
-        logits = like.new_zeros((batch_size, num_labels), dtype=torch.float)
+        """Room for a new batch's exit outputs (on the device of `like`)."""
+        logits = torch.zeros((batch_size, num_labels), dtype=torch.float, device=like.device)
         heads = torch.full((batch_size,), -1, dtype=torch.long, device=like.device)
         if self._logits is None:
             self._logits, self._probs, self._heads = logits, logits.clone(), heads
@@ -199,14 +158,18 @@ class BatchStream:
             if bool((heads < 0).any()):
                 break
             self._pending.popleft()
-            output = {
-                "logits": self._logits[first : first + size],  # (size, num_labels)
-                "probs": self._probs[first : first + size],  # (size, num_labels)
-                "exit_head": heads,  # (size,)
-            }
-            self.model._add_exit_layers(output)
-            self.model._exit_statistics(heads)
-            outputs.append(output)
+            head_list = heads.tolist()
+            exit_head, exit_layer, compute = self.engine.exit_tensors(head_list, heads.device)
+            outputs.append(
+                {
+                    "logits": self._logits[first : first + size],  # (size, num_labels)
+                    "probs": self._probs[first : first + size],  # (size, num_labels)
+                    "exit_head": exit_head,  # (size,)
+                    "exit_layer": exit_layer,  # (size,)
+                    "relative_compute": compute,  # (size,)
+                }
+            )
+            self.engine.count_exits(head_list)
         if outputs:
             # Forget the returned rows (the returned tensors keep their own storage).
             done = self._pending[0][0] - self._base if self._pending else len(self._heads)

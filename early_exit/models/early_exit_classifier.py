@@ -7,39 +7,21 @@ from allennlp.common.checks import ConfigurationError
 from allennlp.common.params import Params
 from allennlp.data import TextFieldTensors, Vocabulary
 from allennlp.models.model import Model
-from allennlp.modules.seq2vec_encoders import BagOfEmbeddingsEncoder, ClsPooler
 from allennlp.nn import InitializerApplicator
 from allennlp.training.metrics import CategoricalAccuracy
 from overrides import overrides
 from transformers import AutoConfig
 
 from early_exit.models.batch_stream import MIN_TOKENS, BatchStream
+from early_exit.models.inference_engine import InferenceEngine
 from early_exit.modules.exit_head import ExitHead
-from early_exit.modules.exit_policy import (
-    exits_at_head,
-    first_exit_head,
-    one_row_exits,
-    scaled_probabilities,
-)
-from early_exit.modules.exit_record import ExitRecord
-from early_exit.modules.length_groups import (
-    RowGroup,
-    length_sorted_groups,
-    regroup,
-    select_rows,
-)
+from early_exit.modules.exit_policies import ExitPolicy, MaxProbabilityPolicy
+from early_exit.modules.exit_policies.exit_policy import check_fraction
 from early_exit.modules.layerwise_transformer import LayerwiseTransformer
-from early_exit.modules.packed_rows import PackedRows
 from early_exit.training.metrics.exit_statistics import ExitStatistics
 from early_exit.training.metrics.expected_calibration_error import ExpectedCalibrationError
 
 logger = logging.getLogger(__name__)
-
-# Rows that go through the encoder's layers together: padded (`RowGroup`) or packed (`PackedRows`).
-RowSet = Union[RowGroup, PackedRows]
-
-# What `_exit_step` returns when every running row is done: an empty `keep`.
-ALL_DONE = torch.zeros(0, dtype=torch.bool)
 
 HEAD_POOLING_CHOICES = ("cls_pooler", "cls", "mean")
 
@@ -52,16 +34,16 @@ class EarlyExitClassifier(Model):
     for the Job: Matching Model and Instance Complexities").
 
     Training runs every head and minimises the (weighted) sum of their cross-entropy losses. At
-    inference an instance exits at the first head whose temperature-scaled maximum probability is at
-    least `confidence_threshold`; the last head always answers. Exits are decided per instance: after
+    inference the `exit_policy` decides after each head which instances leave (by default the
+    paper's rule: the first head whose temperature-scaled maximum probability reaches
+    `confidence_threshold`); the last head always answers. Exits are decided per instance: after
     each exit layer the finished rows leave the batch, and only the others go through the next
-    layers. Layers above the last exit layer are removed.
+    layers. Layers above the last exit layer are removed. The loop itself is the model's
+    `InferenceEngine`.
 
     At inference the layers run on the real tokens of all running rows packed together, without
-    padding (`packed`; BERT-style encoders), so that padding costs nothing and all rows share one
-    matrix multiplication per linear layer. Encoders that cannot be packed run each batch in
-    sub-batches of similar length instead (`split_by_length`), which are merged again as their rows
-    exit. Outputs are those of running each instance alone (up to float noise).
+    padding (`packed`), so that padding costs nothing and all rows share one matrix multiplication
+    per linear layer. Outputs are those of running each instance alone (up to float noise).
 
     Accepts the output of this package's `early_exit_text_classification` and `early_exit_nli`
     readers and of allennlp-models' `snli` reader with a pretrained transformer tokenizer (a `tokens`
@@ -96,9 +78,14 @@ class EarlyExitClassifier(Model):
     temperatures : `List[float]`, optional
         One temperature per head (a buffer saved with the weights, never trained by the optimizer);
         all 1.0 by default. The calibration callback and `allennlp calibrate` set them.
-    confidence_threshold : `float`, optional (default = `1.0`)
-        In [0, 1]. 1.0 means no early exit at all (every instance goes to the last head); 0.0 means
-        every instance exits at the first head.
+    exit_policy : `ExitPolicy`, optional (default = `max_probability` at threshold 1.0)
+        When an instance leaves: `{"type": "max_probability", "threshold": 0.9}` (the paper),
+        `"entropy"`, `"patience"` or `"confident_patience"` (see `early_exit.modules.exit_policies`).
+        Changeable at any time (`model.exit_policy = ...`).
+    confidence_threshold : `float`, optional
+        The shorthand for `{"type": "max_probability", "threshold": confidence_threshold}`, in
+        [0, 1]: 1.0 means no early exit at all, 0.0 that every instance exits at the first head.
+        Not together with `exit_policy`.
     run_all_heads : `bool`, optional (default = `False`)
         Run every layer and every head for every instance and also return each head's logits and
         probabilities (`head_logits`, `head_probs`); the exit decisions are still computed from those
@@ -107,22 +94,16 @@ class EarlyExitClassifier(Model):
     packed : `bool`, optional (default = `True`)
         At inference, run the encoder's layers on the real tokens only (`PackedRows`, one matrix for
         all running rows; only the attention is computed on rows padded, in groups of similar
-        length), where the encoder supports it (BERT-style self-attention with absolute positions:
-        BERT, RoBERTa, ELECTRA, MiniLM, XLM-R). Otherwise, or when `False`, `split_by_length`
-        decides. Training never packs.
-    split_by_length : `bool`, optional (default = `True`)
-        At inference without packing, run each batch in sub-batches of similar length
-        (`length_sorted_groups`) and, as rows exit, re-split what is left (`regroup`). Outputs are
-        returned in the batch's order. `False` (with `packed` off or unsupported) runs the batch as
-        it is padded, trimming the padding that only finished rows needed (training always runs the
-        padded batch).
+        length), where the encoder supports it (self-attention with absolute positions: BERT,
+        RoBERTa, ELECTRA, MiniLM, XLM-R, DistilBERT). Otherwise, or when `False`, the batch runs
+        padded, losing the padding that only finished rows needed. Training never packs.
+    split_by_length : `bool`, optional
+        No longer used (every supported encoder packs); accepted so that older archives load.
     prepack_weights : `bool`, optional (default = `True`)
-        Packed inference on a CPU runs the encoder's linear layers through oneDNN with each weight
-        reordered once into its blocked layout (cached outside the state dict, renewed when a weight
-        changes), instead of torch's default linear: a MiniLM layer ran 1.1x faster on 32 SST-2
-        sentences and 1.9x on one (the fixed cost of a layer call halves). Results agree to float
-        rounding (about 1e-6 relative). Ignored on GPUs, with gradients on and where torch has no
-        oneDNN.
+        On a CPU without gradients, run the encoder's linear layers through oneDNN with each weight
+        reordered once into its blocked layout (`PrepackedLinear`: cached outside the state dict,
+        renewed when a weight changes), which lowers the fixed cost of a layer call. Results agree
+        to float rounding. Ignored on GPUs, with gradients on and where torch has no oneDNN.
     label_namespace : `str`, optional (default = `"labels"`)
     load_weights : `bool`, optional (default = `True`)
         Load the encoder's pretrained weights. Set to `False` automatically when a model is loaded
@@ -145,9 +126,10 @@ class EarlyExitClassifier(Model):
         distillation_weight: float = 0.0,
         distillation_temperature: float = 1.0,
         temperatures: Optional[List[float]] = None,
-        confidence_threshold: float = 1.0,
+        exit_policy: Optional[ExitPolicy] = None,
+        confidence_threshold: Optional[float] = None,
         run_all_heads: bool = False,
-        split_by_length: bool = True,
+        split_by_length: Optional[bool] = None,
         packed: bool = True,
         prepack_weights: bool = True,
         label_namespace: str = "labels",
@@ -201,13 +183,6 @@ class EarlyExitClassifier(Model):
         self.full_depth = self.encoder.full_depth
         self.head_pooling = head_pooling
         hidden_size = self.encoder.hidden_size
-        if head_pooling == "mean":
-            self._pooler = BagOfEmbeddingsEncoder(hidden_size, averaged=True)
-        elif head_pooling == "cls":
-            self._pooler = ClsPooler(hidden_size)
-        else:
-            self._pooler = None  # the encoder's own pooler, applied in _pool
-
         self._label_namespace = label_namespace
         self.num_labels = vocab.get_vocab_size(label_namespace)
         if self.num_labels < 2:
@@ -228,20 +203,19 @@ class EarlyExitClassifier(Model):
         )
         self.register_buffer("loss_weights", torch.tensor(loss_weights, dtype=torch.float))
         self.register_buffer("temperatures", torch.tensor(temperatures, dtype=torch.float))
-        # Per head, for `_add_exit_layers` (not saved: they follow from `exit_layers`).
-        head_layers = torch.tensor(exit_layers, dtype=torch.long)  # (num_heads,)
-        self.register_buffer("_layer_of_head", head_layers, persistent=False)
-        self.register_buffer(
-            "_compute_of_head", (head_layers + 1).float() / self.full_depth, persistent=False
-        )  # (num_heads,)
-        # The same as Python numbers (the float32 values), for the exit outputs made from the
-        # heads' Python list in `_in_batch_order`.
-        self._head_values = list(zip(exit_layers, self._compute_of_head.tolist()))
-        self._temperature_values: Tuple[tuple, List[float]] = ((), [])
-        self.confidence_threshold = confidence_threshold
+        if exit_policy is not None and confidence_threshold is not None:
+            raise ConfigurationError(
+                "give either exit_policy or confidence_threshold (the shorthand for a "
+                "max_probability policy), not both"
+            )
+        if split_by_length is not None:
+            logger.warning("split_by_length is no longer used: every supported encoder packs")
+        self.exit_policy = exit_policy if exit_policy is not None else MaxProbabilityPolicy()
+        if confidence_threshold is not None:
+            self.confidence_threshold = confidence_threshold
         self.run_all_heads = run_all_heads
-        self.split_by_length = split_by_length
         self.packed = packed
+        self._engine = InferenceEngine(self)
 
         self._accuracy = CategoricalAccuracy()
         self._ece = ExpectedCalibrationError()
@@ -278,18 +252,31 @@ class EarlyExitClassifier(Model):
             )
 
     @property
-    def confidence_threshold(self) -> float:
-        return self._confidence_threshold
+    def engine(self) -> InferenceEngine:
+        """The layer loop that runs this model's encoder, heads and exit policy."""
+        return self._engine
+
+    @property
+    def exit_policy(self) -> ExitPolicy:
+        """The `ExitPolicy` inference decides exits with; settable."""
+        return self._exit_policy
+
+    @exit_policy.setter
+    def exit_policy(self, policy: ExitPolicy) -> None:
+        if not isinstance(policy, ExitPolicy):
+            raise ConfigurationError(f"exit_policy must be an ExitPolicy, got {policy!r}")
+        self._exit_policy = policy
+
+    @property
+    def confidence_threshold(self) -> Optional[float]:
+        """The threshold of a `max_probability` exit policy (`None` under another policy)."""
+        policy = self._exit_policy
+        return policy.threshold if isinstance(policy, MaxProbabilityPolicy) else None
 
     @confidence_threshold.setter
     def confidence_threshold(self, value: float) -> None:
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise ConfigurationError(f"confidence_threshold must be a number, got {value!r}")
-        if not 0.0 <= value <= 1.0:
-            raise ConfigurationError(f"confidence_threshold must be in [0, 1], got {value}")
-        self._confidence_threshold = value
+        """Sets a `max_probability` exit policy at threshold `value`, in [0, 1]."""
+        self._exit_policy = MaxProbabilityPolicy(check_fraction("confidence_threshold", value))
 
     def set_temperatures(self, temperatures: List[float]) -> None:
         """Replaces the per-head temperatures (validated like the constructor argument)."""
@@ -297,24 +284,6 @@ class EarlyExitClassifier(Model):
         if any(not temperature > 0 for temperature in values):
             raise ConfigurationError(f"temperatures must be positive, got {values}")
         self.temperatures.copy_(torch.tensor(values, dtype=torch.float))
-
-    def _temperature_of(self, head: int) -> float:
-        """
-        The temperature of `head` as a Python float (the float32 value), for `_exit_step`: a float
-        divides as the tensor's element does, without the operator that picks the element out.
-        Read from `temperatures` again whenever it changes (calibration, `load_state_dict`).
-        """
-        temperatures = self.temperatures
-        version = (temperatures.data_ptr(), temperatures._version)
-        if self._temperature_values[0] != version:
-            self._temperature_values = (version, temperatures.tolist())
-        return self._temperature_values[1][head]
-
-    def _pool(self, hidden: torch.Tensor, mask: Optional[torch.BoolTensor]) -> torch.Tensor:
-        """One layer's output `(batch_size, num_tokens, hidden_size)` -> `(batch_size, hidden_size)`."""
-        if self._pooler is None:
-            return self.encoder.pool(hidden)
-        return self._pooler(hidden, mask)
 
     @overrides(check_signature=False)
     def forward(  # type: ignore
@@ -339,26 +308,22 @@ class EarlyExitClassifier(Model):
           0-based transformer layer; `relative_compute` `(batch_size,)`: `(exit_layer + 1) / full_depth`;
         - `head_logits`, `head_probs` `(batch_size, num_heads, num_labels)`: every head's raw logits and
           temperature-scaled probabilities, only when all heads were run (training, `run_all_heads`,
-          or threshold 1.0 with labels, where every layer is computed anyway);
+          or a policy that never exits early with labels, where every layer is computed anyway);
         - `loss` when labels are given: when all heads ran, the weighted sum of every head's
           cross-entropy (plus self-distillation, if enabled); otherwise the cross-entropy of the
           exit predictions.
         """
-        token_ids, mask, type_ids = self._token_tensors(tokens)
-
-        # Every head runs in training, on request, and at threshold 1.0 when labels are given (every
-        # layer is computed anyway, so per-head accuracies cost only the heads). Prediction at 1.0
-        # computes only the heads it needs.
-        no_early_exit = self._confidence_threshold >= 1.0
+        # Every head runs in training, on request, and without early exit when labels are given
+        # (every layer is computed anyway, so per-head accuracies cost only the heads). Prediction
+        # without early exit computes only the heads it needs.
+        engine = self._engine
+        no_early_exit = self._exit_policy.never_exits_early(engine.num_heads)
         all_heads = self.training or self.run_all_heads or (no_early_exit and label is not None)
-        row_sets = self._initial_row_sets(token_ids, mask, type_ids)
-        batch_size = token_ids.shape[0]
-        if all_heads:
-            output = self._forward_all_heads_in_sets(row_sets, batch_size)
-            self._add_exit_layers(output)
-            self._exit_statistics(output["exit_head"])
-        else:  # counted there, from the heads' Python list
-            output = self._forward_early_exit(row_sets, batch_size)
+        rows = engine.initial_rows(tokens)
+        batch_size = len(rows)
+        exits = engine.run(rows, all_heads)
+        output = engine.batch_outputs(exits, batch_size)
+        engine.count_exits(output["exit_head"].tolist() if all_heads else exits.heads)
 
         if label is not None:
             label = label.long().view(-1)  # (batch_size,)
@@ -400,29 +365,6 @@ class EarlyExitClassifier(Model):
             yield from stream.push(**batch)
         yield from stream.finish()
 
-    @staticmethod
-    def _token_tensors(
-        tokens: TextFieldTensors,
-    ) -> Tuple[torch.Tensor, torch.BoolTensor, Optional[torch.Tensor]]:
-        """`token_ids`, `mask` and `type_ids` (or `None`), each `(batch_size, num_tokens)`."""
-        if len(tokens) != 1:
-            raise ConfigurationError(
-                f"expected one token indexer (a pretrained_transformer indexer), got {list(tokens)}"
-            )
-        indexed = next(iter(tokens.values()))
-        token_ids = indexed["token_ids"]  # (batch_size, num_tokens)
-        mask = indexed["mask"]  # (batch_size, num_tokens)
-        if mask.dtype != torch.bool:
-            mask = mask.bool()
-        type_ids = indexed.get("type_ids")  # (batch_size, num_tokens) or None
-        return token_ids, mask, type_ids
-
-    def _add_exit_layers(self, output: Dict[str, torch.Tensor]) -> None:
-        """Adds `exit_layer` and `relative_compute` `(batch_size,)` from `exit_head`."""
-        exit_head = output["exit_head"]  # (batch_size,)
-        output["exit_layer"] = self._layer_of_head[exit_head]  # (batch_size,)
-        output["relative_compute"] = self._compute_of_head[exit_head]  # (batch_size,)
-
     def _distillation_loss(self, head_logits: torch.Tensor) -> torch.Tensor:
         """`head_logits` `(batch_size, num_heads, num_labels)` -> the scalar self-distillation loss."""
         temperature = self.distillation_temperature
@@ -436,221 +378,6 @@ class EarlyExitClassifier(Model):
             dim=-1
         )  # (batch_size, num_heads - 1)
         return self.distillation_weight * temperature**2 * kl.sum(dim=-1).mean()
-
-    def _forward_all_heads(self, row_set: RowSet) -> Dict[str, torch.Tensor]:
-        """Every layer and every head for the rows of `row_set`; outputs in its rows' order."""
-        pooled: List[torch.Tensor] = []  # per layer: (num_rows, hidden_size)
-        head_logits: List[torch.Tensor] = []  # per head: (num_rows, num_labels)
-        for layer in range(self.encoder.num_layers):
-            pooled.append(self._advance(layer, row_set))
-            if layer in self.exit_layers:
-                head = len(head_logits)
-                head_logits.append(self.heads[head](pooled, self._previous_logits(head_logits)))
-        logits = torch.stack(head_logits, dim=1)  # (num_rows, num_heads, num_labels)
-        probs = scaled_probabilities(logits, self.temperatures)  # (num_rows, num_heads, num_labels)
-        exit_head = first_exit_head(probs, self._confidence_threshold)  # (num_rows,)
-        rows = torch.arange(logits.shape[0], device=logits.device)
-        return {
-            "logits": logits[rows, exit_head],  # (num_rows, num_labels)
-            "probs": probs[rows, exit_head],  # (num_rows, num_labels)
-            "exit_head": exit_head,
-            "head_logits": logits,
-            "head_probs": probs,
-        }
-
-    def _previous_logits(self, head_logits: List[torch.Tensor]) -> Optional[torch.Tensor]:
-        if not self.add_previous_layer_logits or not head_logits:
-            return None
-        return torch.cat(head_logits, dim=-1)  # (batch_size, num_previous_heads * num_labels)
-
-    def _initial_row_sets(
-        self, token_ids: torch.Tensor, mask: torch.BoolTensor, type_ids: Optional[torch.Tensor]
-    ) -> List[RowSet]:
-        """
-        The batch's rows, embedded, as the layers will run them: packed at inference where the
-        encoder allows it (BERT's embeddings run on the real tokens alone, other families' on
-        sub-batches of similar length), else in sub-batches of similar length at inference
-        (`split_by_length`), else as one padded batch. Together the row sets hold every row once.
-        """
-        batch_size = token_ids.shape[0]
-        all_rows = torch.arange(batch_size, device=token_ids.device)  # (batch_size,)
-        packing = not self.training and self.packed and self.encoder.supports_packing
-        if packing and self.encoder.embeds_packed:
-            # One embedding call on the real tokens (in batch order): nothing padded, no split.
-            lengths = mask.sum(dim=1)  # (batch_size,)
-            length_list = lengths.tolist()  # read once, for the embedding and the packing
-            padded = min(length_list) < mask.shape[1]
-            # (num_tokens, hidden_size)
-            hidden = self.encoder.embed_packed(token_ids, mask, type_ids, padded)
-            return [PackedRows.from_tokens(all_rows, hidden, lengths, length_list)]
-        groups = [all_rows]  # one group: the batch as it is, in its order
-        if not self.training and (packing or self.split_by_length) and batch_size > 1:
-            # Embedded (and, unpacked, run) in sub-batches of similar length: little padding.
-            split = length_sorted_groups(mask.sum(dim=1).tolist())
-            if len(split) > 1:
-                groups = [
-                    torch.tensor(rows, dtype=torch.long, device=mask.device) for rows in split
-                ]
-        embedded = []
-        for rows in groups:
-            group_mask, group_ids, group_types = self._trimmed(rows, mask, token_ids, type_ids)
-            hidden = self.encoder.embed(group_ids, group_types)  # (group, num_tokens, hidden_size)
-            embedded.append((rows, hidden, group_mask))
-        if packing:
-            return [PackedRows.from_padded_groups(embedded)]
-        return [RowGroup(*group) for group in embedded]
-
-    @staticmethod
-    def _trimmed(
-        rows: torch.Tensor, *tensors: Optional[torch.Tensor]
-    ) -> List[Optional[torch.Tensor]]:
-        """`(batch_size, num_tokens)` tensors -> those rows, cut to the rows' longest length."""
-        mask = tensors[0][rows]  # (group_size, num_tokens)
-        length = int(mask.sum(dim=1).max())
-        return [None if tensor is None else tensor[rows, :length] for tensor in tensors]
-
-    def _advance(self, layer: int, row_set: RowSet) -> torch.Tensor:
-        """Runs `layer` on the rows of `row_set`; returns their pooled output `(rows, hidden_size)`."""
-        if isinstance(row_set, PackedRows):
-            row_set.hidden = self.encoder.run_packed_layer(layer, row_set)  # (tokens, hidden)
-            if self.head_pooling == "mean":
-                return row_set.mean()  # (num_rows, hidden_size)
-            # The first-token poolers read token 0 only: (num_rows, 1, hidden_size) is enough.
-            return self._pool(row_set.first_tokens().unsqueeze(1), None)
-        row_set.hidden = self.encoder.run_layer(layer, row_set.hidden, self._layer_mask(row_set))
-        return self._pool(row_set.hidden, row_set.mask)  # (group_size, hidden_size)
-
-    def _forward_all_heads_in_sets(
-        self, row_sets: List[RowSet], batch_size: int
-    ) -> Dict[str, torch.Tensor]:
-        parts = [(row_set.rows, self._forward_all_heads(row_set)) for row_set in row_sets]
-        if len(parts) == 1 and torch.equal(parts[0][0].cpu(), torch.arange(batch_size)):
-            return parts[0][1]  # the whole batch in its order
-        output = {}
-        for key, first in parts[0][1].items():
-            merged = first.new_empty((batch_size,) + tuple(first.shape[1:]))  # batch-first
-            for rows, part in parts:
-                merged[rows] = part[key]
-            output[key] = merged
-        return output
-
-    def _layer_mask(self, group: RowGroup) -> Optional[torch.Tensor]:
-        # Computed once per mask (None, meaning no padding, is a valid result too).
-        if group.layer_mask_for is not group.mask:
-            group.layer_mask = self.encoder.layer_mask(group.mask, group.hidden.dtype)
-            group.layer_mask_for = group.mask
-        return group.layer_mask
-
-    def _forward_early_exit(
-        self, row_sets: List[RowSet], batch_size: int
-    ) -> Dict[str, torch.Tensor]:
-        exits = ExitRecord()  # what each head decided, written into batch order once, at the end
-        running = row_sets  # the rows still running, shortest first when split by length
-        # What the heads read, for all running rows at once, in the order of the row sets' rows
-        # (which selecting and regrouping keep): the heads and the exit rule run once per layer.
-        pooled: List[torch.Tensor] = []  # per layer: (num_running, hidden_size)
-        # per head passed, if later heads read them: (num_running, num_labels)
-        head_logits: List[torch.Tensor] = []
-        for layer in range(self.encoder.num_layers):
-            layer_pooled = [self._advance(layer, row_set) for row_set in running]
-            pooled.append(layer_pooled[0] if len(running) == 1 else torch.cat(layer_pooled))
-            rows = running[0].rows if len(running) == 1 else torch.cat([g.rows for g in running])
-            keep = self._exit_step(layer, rows, pooled, head_logits, exits)
-            if keep is None:
-                continue  # the same rows go on in the same row sets
-            if keep.shape[0] == 0:
-                break  # every row is done
-            # The finished rows leave, with their tokens (and the padding only they needed).
-            pooled, head_logits = self._staying(keep, pooled, head_logits)
-            running = select_rows(running, keep)
-            if len(running) > 1:
-                running = regroup(running)
-        self._exit_statistics.count(exits.heads)
-        return self._in_batch_order(batch_size, exits)
-
-    @staticmethod
-    def _staying(
-        keep: torch.BoolTensor, pooled: List[torch.Tensor], head_logits: List[torch.Tensor]
-    ) -> Tuple[List[torch.Tensor], List[torch.Tensor]]:
-        """What the heads read (`pooled`, `head_logits`) for the rows where `keep` is true."""
-        staying = keep.nonzero().squeeze(1)  # (num_staying,)
-        return (
-            [layer_output.index_select(0, staying) for layer_output in pooled],
-            [earlier.index_select(0, staying) for earlier in head_logits],
-        )
-
-    def _exit_step(
-        self,
-        layer: int,
-        rows: torch.Tensor,
-        pooled: List[torch.Tensor],
-        head_logits: List[torch.Tensor],
-        exits: ExitRecord,
-    ) -> Optional[torch.BoolTensor]:
-        """
-        After `layer` has run on the running rows `rows` `(num_running,)`: the head of that layer
-        (if it has one) and the exit rule. Records the rows that exit in `exits` and appends the
-        head's logits to `head_logits` where later heads read them.
-
-        # Returns
-
-        `None` if every row goes on (no head here, or nobody exits); `ALL_DONE`, an empty tensor,
-        if every row is done; else `keep` `(num_running,)`, true for the rows that go on.
-        """
-        head = self._head_of_layer.get(layer)
-        if head is None:
-            return None
-        is_last = head == len(self.heads) - 1
-        if not is_last and self._confidence_threshold >= 1.0 and not self.add_previous_layer_logits:
-            return None  # nobody can exit here, and no later head reads this one's logits
-        logits = self.heads[head](pooled, self._previous_logits(head_logits))  # (running, labels)
-        probs = scaled_probabilities(logits, self._temperature_of(head))  # (running, labels)
-        if is_last:  # every row that got here exits
-            exits.add(rows, logits, probs, head, len(rows))
-            return ALL_DONE
-        if len(rows) == 1:  # the same decision on a Python bool: at batch size 1 operators count
-            num_done = int(one_row_exits(probs, self._confidence_threshold))
-        else:
-            done = exits_at_head(probs, self._confidence_threshold, False)  # (running,)
-            num_done = int(done.sum())  # the loop's one sync per head
-        if num_done == len(rows):
-            exits.add(rows, logits, probs, head, num_done)
-            return ALL_DONE
-        if num_done:
-            exiting = done.nonzero().squeeze(1)  # (num_done,): the rows that exit here
-            exits.add(rows[exiting], logits[exiting], probs[exiting], head, num_done)
-        if self.add_previous_layer_logits:  # later heads read them
-            head_logits.append(logits)
-        return None if num_done == 0 else ~done
-
-    def _in_batch_order(self, batch_size: int, exits: ExitRecord) -> Dict[str, torch.Tensor]:
-        """
-        The exit outputs, collected head by head, as batch-first tensors in the batch's order,
-        with `exit_layer` and `relative_compute` (as `_add_exit_layers` gives them, here made
-        from the heads' Python list).
-        """
-        # (batch_size,): each row once; (batch_size, num_labels) twice
-        order, exit_logits, exit_probs = (
-            parts[0] if len(parts) == 1 else torch.cat(parts)
-            for parts in (exits.rows, exits.logits, exits.probs)
-        )
-        if exit_logits.dtype != torch.float:  # heads run in another precision
-            exit_logits, exit_probs = exit_logits.float(), exit_probs.float()
-        device = order.device
-        values = [self._head_values[head] for head in exits.heads]  # (layer, compute) per row
-        outputs = [
-            exit_logits,  # (batch_size, num_labels)
-            exit_probs,  # (batch_size, num_labels)
-            torch.tensor(exits.heads, dtype=torch.long, device=device),  # (batch_size,)
-            torch.tensor([layer for layer, _ in values], dtype=torch.long, device=device),
-            torch.tensor([compute for _, compute in values], dtype=torch.float, device=device),
-        ]
-        if batch_size > 1:
-            position = torch.empty_like(order)  # (batch_size,): each batch row's place in `order`
-            position[order] = torch.arange(batch_size, device=device)
-            outputs = [output[position] for output in outputs]
-        keys = ("logits", "probs", "exit_head", "exit_layer", "relative_compute")
-        return dict(zip(keys, outputs))
 
     @overrides
     def make_output_human_readable(

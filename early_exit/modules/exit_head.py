@@ -1,7 +1,9 @@
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import torch
 from allennlp.modules import ScalarMix
+
+from early_exit.modules.tensor_cache import VersionedCache
 
 
 class ExitHead(torch.nn.Module):
@@ -39,7 +41,7 @@ class ExitHead(torch.nn.Module):
         self.dropout = torch.nn.Dropout(dropout)
         self.classifier = torch.nn.Linear(input_dim + extra_input_dim, num_labels)
         self.num_mixed_layers = num_mixed_layers
-        self._cached_weights: Optional[Tuple[tuple, torch.Tensor]] = None
+        self._mixing_weights_cache: VersionedCache[torch.Tensor] = VersionedCache()
 
     def _mixing_weights(self) -> torch.Tensor:
         """
@@ -50,12 +52,12 @@ class ExitHead(torch.nn.Module):
         # which costs more than the rest of a head at batch size 1.
         mix = self.scalar_mix
         parameters = [*mix.scalar_parameters._parameters.values(), mix._parameters["gamma"]]
-        version = tuple((parameter.data_ptr(), parameter._version) for parameter in parameters)
-        if self._cached_weights is None or self._cached_weights[0] != version:
+
+        def compute() -> torch.Tensor:
             with torch.no_grad():
-                weights = torch.softmax(torch.cat(parameters[:-1]), dim=0) * parameters[-1]
-            self._cached_weights = (version, weights)
-        return self._cached_weights[1]
+                return torch.softmax(torch.cat(parameters[:-1]), dim=0) * parameters[-1]
+
+        return self._mixing_weights_cache.get(parameters, compute)
 
     def forward(
         self, pooled_layers: List[torch.Tensor], extra_features: Optional[torch.Tensor] = None

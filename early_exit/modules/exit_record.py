@@ -1,5 +1,5 @@
 from dataclasses import dataclass, field
-from typing import List
+from typing import List, Optional
 
 import torch
 
@@ -22,17 +22,29 @@ class ExitRecord:
         Per head with exits `(num_exited, num_labels)`: their temperature-scaled probabilities.
     heads : `List[int]`
         The exit head of every exited row, in the order of `rows`.
+    every_head : `Optional[torch.Tensor]`
+        Where every head ran for every row (no row left before the last head):
+        `(num_rows, num_heads, num_labels)`, every head's raw logits, rows in the order of `rows`.
     """
 
     rows: List[torch.Tensor] = field(default_factory=list)
     logits: List[torch.Tensor] = field(default_factory=list)
     probs: List[torch.Tensor] = field(default_factory=list)
     heads: List[int] = field(default_factory=list)
+    every_head: Optional[torch.Tensor] = None
 
     def add(
-        self, rows: torch.Tensor, logits: torch.Tensor, probs: torch.Tensor, head: int, count: int
+        self,
+        rows: torch.Tensor,
+        logits: torch.Tensor,
+        probs: torch.Tensor,
+        head: int,
+        count: int,
+        every_head: Optional[torch.Tensor] = None,
     ) -> None:
-        """Records that `count` rows `rows` `(count,)` exited at `head`."""
+        """Records that `count` rows `rows` `(count,)` exited at `head` (see `every_head`)."""
+        if every_head is not None:
+            self.every_head = every_head
         self.rows.append(rows)
         self.logits.append(logits)
         self.probs.append(probs)

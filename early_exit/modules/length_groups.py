@@ -1,24 +1,13 @@
 """
-Sub-batches of similar length for the early-exit forward pass.
-
-A batch of 32 sentences in file order is about half padding. The model therefore runs its rows in
-groups of similar length (`length_sorted_groups`), and as rows exit it merges what is left of the
-groups again (`regroup`): without that, each small group would shrink to a handful of rows whose
-every layer costs a forward pass of its own, and the early-exit model would lose to the full model
-much of what the split gained.
+Groups of rows of similar length: packed rows run the attention of each group padded to the
+group's longest row only (`PackedRows`), since a batch of 32 sentences in file order is about half
+padding.
 """
 
-import itertools
-from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
-import torch
-
-# What one more sub-batch costs, in padded tokens, when a batch is split by length: on a CPU a layer
-# reads all its weights whatever the number of rows, and small matrices multiply less efficiently.
-# Measured with all-MiniLM-L6-v2 on SST-2 and AG News (batches of 32, one thread): 64 was within 3%
-# of the best value between 16 and 128, at threshold 1.0 and with early exit (see
-# docs/performance.md).
+# What one more group costs, in padded tokens: each group is one more attention call, and small
+# matrices multiply less efficiently (the value was chosen by measurement: docs/performance.md).
 SUB_BATCH_OVERHEAD_TOKENS = 64
 
 
@@ -68,126 +57,3 @@ def length_sorted_groups(
         groups.append(order[starts[i] : run_ends[j - 1]])
         j = i
     return groups[::-1]
-
-
-@dataclass
-class RowGroup:
-    """
-    Rows of a batch that go through the encoder's layers together, right-padded to their longest.
-
-    What the heads need of every row (its pooled layers, earlier heads' logits) is kept by the model
-    for all running rows at once, in the order of the groups' rows: `select_rows` and `regroup` keep
-    that order, so the heads and the exit rule run once per layer, not once per group.
-
-    # Attributes
-
-    rows : `torch.LongTensor`
-        `(group_size,)`: each row's index in the whole batch.
-    hidden : `torch.Tensor`
-        `(group_size, num_tokens, hidden_size)`: the last computed layer's output.
-    mask : `torch.BoolTensor`
-        `(group_size, num_tokens)`: the padding mask; `num_tokens` is the longest row's length.
-    layer_mask : `torch.Tensor`, optional
-        The encoder's attention mask, filled in by the model; valid while `layer_mask_for` is `mask`.
-    """
-
-    rows: torch.Tensor
-    hidden: torch.Tensor
-    mask: torch.BoolTensor
-    layer_mask: Optional[torch.Tensor] = None
-    layer_mask_for: Optional[torch.Tensor] = None
-
-    def __len__(self) -> int:
-        return int(self.rows.shape[0])
-
-    def select(self, keep: torch.BoolTensor) -> "RowGroup":
-        """The rows where `keep` `(group_size,)` is true, with the padding only the others needed dropped."""
-        mask = self.mask[keep]  # (kept, num_tokens)
-        length = int(mask.sum(dim=1).max())
-        return RowGroup(
-            rows=self.rows[keep], hidden=self.hidden[keep][:, :length], mask=mask[:, :length]
-        )
-
-
-def select_rows(groups: List[RowGroup], keep: torch.BoolTensor) -> List[RowGroup]:
-    """
-    The rows of `groups` where `keep` is true, in the same order; groups left empty are dropped and
-    groups that keep every row are returned as they are.
-
-    # Parameters
-
-    groups : `List[RowGroup]`
-    keep : `torch.BoolTensor`
-        `(total_rows,)`, one flag per row of the groups taken one after the other.
-    """
-    sizes = [len(group) for group in groups]
-    kept_per_group = keep.split(sizes)
-    counts = torch.stack([kept.sum() for kept in kept_per_group]).tolist()
-    selected = []
-    for group, kept, count, size in zip(groups, kept_per_group, counts, sizes):
-        if count == size:
-            selected.append(group)
-        elif count:
-            selected.append(group.select(kept))
-    return selected
-
-
-def _concatenate(pieces: List[RowGroup]) -> RowGroup:
-    """Rows of several groups as one, padded (or trimmed of padding) to the longest row's length."""
-    if len(pieces) == 1:
-        return pieces[0]
-    length = max(int(piece.mask.sum(dim=1).max()) for piece in pieces)
-
-    def fit(tensor: torch.Tensor) -> torch.Tensor:
-        tensor = tensor[:, :length]
-        missing = length - tensor.shape[1]
-        if missing == 0:
-            return tensor
-        padding = tensor.new_zeros((tensor.shape[0], missing) + tuple(tensor.shape[2:]))
-        return torch.cat([tensor, padding], dim=1)
-
-    return RowGroup(
-        rows=torch.cat([piece.rows for piece in pieces]),
-        hidden=torch.cat([fit(piece.hidden) for piece in pieces]),  # (rows, length, hidden)
-        mask=torch.cat([fit(piece.mask) for piece in pieces]),  # (rows, length)
-    )
-
-
-def regroup(
-    groups: List[RowGroup], overhead_tokens: int = SUB_BATCH_OVERHEAD_TOKENS
-) -> List[RowGroup]:
-    """
-    Re-splits the rows still running, as `length_sorted_groups` would split them now.
-
-    `groups` must hold rows in ascending length across groups, as the groups made by
-    `length_sorted_groups` do and keep doing when rows leave them. When rows have left, fewer and
-    larger groups are usually cheaper: small neighbouring groups are merged (their rows padded to
-    the new longest row). The rows keep their order across the groups. Groups the split would keep
-    as they are are returned unchanged.
-    """
-    if len(groups) <= 1:
-        return groups
-    lengths = torch.cat([group.mask.sum(dim=1) for group in groups]).tolist()
-    sizes = [len(group) for group in length_sorted_groups(lengths, overhead_tokens)]
-    if sizes == [len(group) for group in groups]:
-        return groups
-    # Both splits are consecutive ranges of the same sorted rows: each new group takes the part of
-    # every old group that overlaps its range.
-    old_ends = list(itertools.accumulate(len(group) for group in groups))
-    new_ends = list(itertools.accumulate(sizes))
-    regrouped: List[RowGroup] = []
-    for new_start, new_end in zip([0] + new_ends[:-1], new_ends):
-        pieces = []
-        for group, old_end in zip(groups, old_ends):
-            old_start = old_end - len(group)
-            low, high = max(new_start, old_start) - old_start, min(new_end, old_end) - old_start
-            if low >= high:
-                continue
-            if (low, high) == (0, len(group)):
-                pieces.append(group)
-            else:
-                keep = torch.zeros(len(group), dtype=torch.bool, device=group.rows.device)
-                keep[low:high] = True
-                pieces.append(group.select(keep))
-        regrouped.append(_concatenate(pieces))
-    return regrouped

@@ -18,13 +18,16 @@ for the rows still running.
 from typing import List, Optional, Sequence, Tuple
 
 import torch
+from overrides import overrides
 
 from early_exit.modules.length_groups import length_sorted_groups
+from early_exit.modules.row_set import RowSet
 
 
-class PackedRows:
+class PackedRows(RowSet):
     """
-    The real tokens of some rows of a batch, row after row, each row's tokens in order.
+    The real tokens of some rows of a batch, row after row, each row's tokens in order: the row set
+    of packed inference (see `RowSet` for what it carries of each row besides its tokens).
 
     # Parameters
 
@@ -62,7 +65,7 @@ class PackedRows:
         position: Optional[torch.Tensor] = None,
         length_list: Optional[List[int]] = None,
     ) -> None:
-        self.rows = rows
+        self._init_row_data(rows)
         self.hidden = hidden
         self.lengths = lengths
         self._row_of_token = row_of_token
@@ -72,7 +75,7 @@ class PackedRows:
         if min(length_list) < 1:
             raise ValueError("every row needs at least one token")
         self.longest = max(length_list)
-        self.num_tokens = sum(length_list)
+        self._num_tokens = sum(length_list)
         # Without padding the padded layout is the packed one: `pad` and `unpad` are views.
         self.has_padding = min(length_list) != self.longest
         self._first_tokens: Optional[torch.Tensor] = None
@@ -112,7 +115,7 @@ class PackedRows:
         if self._row_of_token is None:
             row_ids = torch.arange(self.lengths.shape[0], device=self.lengths.device)
             self._row_of_token = torch.repeat_interleave(
-                row_ids, self.lengths, output_size=self.num_tokens
+                row_ids, self.lengths, output_size=self._num_tokens
             )  # (num_tokens,)
         return self._row_of_token
 
@@ -121,7 +124,7 @@ class PackedRows:
         """`(num_tokens,)`: each token's position among its row's real tokens."""
         if self._position is None:
             row_starts = self.lengths.cumsum(dim=0) - self.lengths  # (num_rows,)
-            steps = torch.arange(self.num_tokens, device=self.lengths.device)  # (num_tokens,)
+            steps = torch.arange(self._num_tokens, device=self.lengths.device)  # (num_tokens,)
             self._position = steps - row_starts[self.row_of_token]  # (num_tokens,)
         return self._position
 
@@ -173,21 +176,34 @@ class PackedRows:
         """
         return cls(rows=rows, hidden=hidden, lengths=lengths, length_list=length_list)
 
-    def __len__(self) -> int:
-        return int(self.rows.shape[0])
+    @property
+    @overrides
+    def num_tokens(self) -> int:
+        return self._num_tokens
 
-    def select(self, keep: torch.BoolTensor) -> "PackedRows":
-        """The rows where `keep` `(num_rows,)` is true, in the same order, with only their tokens."""
-        # Indices rather than boolean masks: index_select is several times faster on a CPU.
-        kept_rows = keep.nonzero().squeeze(1)  # (num_kept,)
+    @overrides
+    def run_layer(self, encoder: torch.nn.Module, layer: int) -> None:
+        self.hidden = encoder.run_packed_layer(layer, self)  # (num_tokens, hidden_size)
+
+    @overrides
+    def _select_tokens(self, keep: torch.BoolTensor, kept: torch.LongTensor) -> "PackedRows":
         kept_tokens = keep[self.row_of_token].nonzero().squeeze(1)  # (num_kept_tokens,)
         new_index = keep.long().cumsum(dim=0) - 1  # (num_rows,): a kept row's new number
         return PackedRows(
-            rows=self.rows.index_select(0, kept_rows),
+            rows=self.rows.index_select(0, kept),
             hidden=self.hidden.index_select(0, kept_tokens),
             row_of_token=new_index[self.row_of_token.index_select(0, kept_tokens)],
             position=self.position.index_select(0, kept_tokens),
-            lengths=self.lengths.index_select(0, kept_rows),
+            lengths=self.lengths.index_select(0, kept),
+        )
+
+    @classmethod
+    @overrides
+    def _merge_tokens(cls, row_sets: Sequence["PackedRows"]) -> "PackedRows":
+        return cls.from_tokens(
+            torch.cat([row_set.rows for row_set in row_sets]),
+            torch.cat([row_set.hidden for row_set in row_sets]),
+            torch.cat([row_set.lengths for row_set in row_sets]),
         )
 
     def pad(self, packed: torch.Tensor) -> List[torch.Tensor]:
@@ -210,10 +226,11 @@ class PackedRows:
         """Per attention group `(group_size, longest_in_group, features)` -> `(num_tokens, features)`."""
         features = padded[0].shape[-1]
         if self._scatter is None:
-            return padded[0].reshape(self.num_tokens, features)
+            return padded[0].reshape(self._num_tokens, features)
         flat = torch.cat([part.reshape(-1, features) for part in padded])
         return flat.index_select(0, self._scatter)
 
+    @overrides
     def mean(self) -> torch.Tensor:
         """`(num_rows, hidden_size)`: the mean of each row's real tokens in `hidden`."""
         if not self.has_padding:
@@ -222,6 +239,7 @@ class PackedRows:
         sums.index_add_(0, self.row_of_token, self.hidden)
         return sums / self.lengths.unsqueeze(1).to(sums.dtype)
 
+    @overrides
     def first_tokens(self) -> torch.Tensor:
         """`(num_rows, hidden_size)`: each row's first token in `hidden` (`[CLS]` for BERT)."""
         if self._first_tokens is None:

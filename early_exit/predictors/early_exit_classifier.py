@@ -1,10 +1,11 @@
 import inspect
 import json
 from collections import deque
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Tuple, Union
 
 import numpy
 import torch
+from allennlp.common import Params
 from allennlp.common.checks import ConfigurationError
 from allennlp.common.util import JsonDict, sanitize
 from allennlp.data import Batch, DatasetReader, Instance
@@ -15,6 +16,7 @@ from overrides import overrides
 
 from early_exit.models.batch_stream import BatchStream
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
+from early_exit.modules.exit_policies import ExitPolicy
 
 _END = object()  # the end of a stream of inputs
 
@@ -67,8 +69,7 @@ class EarlyExitClassifierPredictor(Predictor):
     differ by one).
 
     A batch (`predict_batch_json`, `predict_batch_instance`, `allennlp predict --batch-size N`) goes
-    to the model whole; the model runs its layers on the real tokens only (its `packed`; in
-    sub-batches of similar length, `split_by_length`, for encoders that cannot be packed) and
+    to the model whole; the model runs its layers on the real tokens only (its `packed`) and
     returns the outputs in input order: in file order a batch of 32 sentences is about half
     padding. The model runs under `torch.inference_mode`.
 
@@ -85,10 +86,14 @@ class EarlyExitClassifierPredictor(Predictor):
     frozen : `bool`, optional (default = `True`)
         Put the model in evaluation mode.
     confidence_threshold : `float`, optional (default = `None`)
-        In [0, 1]: sets the model's `confidence_threshold` for this predictor (and the model it
-        wraps). `None` keeps the archive's value. Give it as `--predictor-args
+        In [0, 1]: sets a `max_probability` exit policy at this threshold for this predictor (and
+        the model it wraps). `None` keeps the archive's policy. Give it as `--predictor-args
         '{"confidence_threshold": 0.8}'` to `allennlp predict`, or as a keyword argument of
         `Predictor.from_path`.
+    exit_policy : `Union[ExitPolicy, Dict[str, Any]]`, optional (default = `None`)
+        Sets the model's exit policy, e.g. `--predictor-args '{"exit_policy": {"type":
+        "patience", "patience": 2}}'` (a dictionary as in a config) or an `ExitPolicy`. Not
+        together with `confidence_threshold`.
     decimals : `int`, optional (default = `4`)
         Probabilities and `relative_compute` are rounded to this many decimal places.
     carry_rows : `bool`, optional (default = `True`)
@@ -108,6 +113,7 @@ class EarlyExitClassifierPredictor(Predictor):
         dataset_reader: DatasetReader,
         frozen: bool = True,
         confidence_threshold: Optional[float] = None,
+        exit_policy: Optional[Union[ExitPolicy, Dict[str, Any]]] = None,
         decimals: int = 4,
         carry_rows: bool = True,
         **unknown: Any,
@@ -115,7 +121,8 @@ class EarlyExitClassifierPredictor(Predictor):
         if unknown:
             raise ConfigurationError(
                 f"unknown argument(s) for the early_exit_classifier predictor: "
-                f"{', '.join(sorted(unknown))}; it takes confidence_threshold, decimals and carry_rows"
+                f"{', '.join(sorted(unknown))}; it takes confidence_threshold, exit_policy, decimals "
+                "and carry_rows"
             )
         if not isinstance(model, EarlyExitClassifier):
             raise ConfigurationError(
@@ -126,8 +133,15 @@ class EarlyExitClassifierPredictor(Predictor):
             raise ConfigurationError(f"decimals must be a non-negative integer, got {decimals!r}")
         super().__init__(model, dataset_reader, frozen)
         self._early_exit_model = model
+        if confidence_threshold is not None and exit_policy is not None:
+            raise ConfigurationError(
+                "give either exit_policy or confidence_threshold (the shorthand for a "
+                "max_probability policy), not both"
+            )
         if confidence_threshold is not None:
             model.confidence_threshold = confidence_threshold  # validated by the model
+        if exit_policy is not None:
+            self.exit_policy = exit_policy
         self._decimals = decimals
         if not isinstance(carry_rows, bool):
             raise ConfigurationError(f"carry_rows must be true or false, got {carry_rows!r}")
@@ -147,6 +161,18 @@ class EarlyExitClassifierPredictor(Predictor):
     @confidence_threshold.setter
     def confidence_threshold(self, value: float) -> None:
         self._early_exit_model.confidence_threshold = value
+
+    @property
+    def exit_policy(self) -> ExitPolicy:
+        """The exit policy of the wrapped model."""
+        return self._early_exit_model.exit_policy
+
+    @exit_policy.setter
+    def exit_policy(self, policy: Union[ExitPolicy, Dict[str, Any]]) -> None:
+        """Takes an `ExitPolicy` or its config, e.g. `{"type": "entropy", "threshold": 0.3}`."""
+        if isinstance(policy, dict):
+            policy = ExitPolicy.from_params(Params(dict(policy)))
+        self._early_exit_model.exit_policy = policy
 
     def predict(self, sentence: str) -> JsonDict:
         """Classifies one text (for models trained on single texts)."""

@@ -14,7 +14,7 @@ from allennlp.common.checks import ConfigurationError
 from allennlp.common.tqdm import Tqdm
 from allennlp.training.metrics import CategoricalAccuracy
 
-from early_exit.modules.exit_policy import first_exit_head, scaled_probabilities
+from early_exit.modules.exit_policies import MaxProbabilityPolicy, scaled_probabilities
 from early_exit.training.metrics.exit_statistics import ExitStatistics
 from early_exit.training.metrics.expected_calibration_error import ExpectedCalibrationError
 
@@ -136,7 +136,7 @@ def evaluate_threshold(
         The number of layers of the full encoder.
     """
     check_head_outputs(head_logits, head_probs, labels, exit_layers)
-    exit_head = first_exit_head(head_probs, threshold)  # (num_instances,)
+    exit_head = MaxProbabilityPolicy(threshold).exit_heads(head_probs)  # (num_instances,)
     rows = torch.arange(head_logits.shape[0])
     accuracy = CategoricalAccuracy()
     ece = ExpectedCalibrationError()

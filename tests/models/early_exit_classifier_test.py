@@ -9,6 +9,7 @@ from allennlp.data import Batch, Vocabulary
 from allennlp.models import load_archive
 
 from early_exit.models import EarlyExitClassifier
+from early_exit.modules.padded_rows import PaddedRows
 from tests import FIXTURES_ROOT, TINY_BERT, run_allennlp
 
 CONFIG = FIXTURES_ROOT / "early_exit_classifier" / "experiment.jsonnet"
@@ -102,7 +103,11 @@ class TestEarlyExitClassifier(ModelTestCase):
                 output_hidden_states=True,
             )
             mask = indexed["mask"].bool()
-            pooled = [self.model._pool(hidden, mask) for hidden in hf_output.hidden_states[1:]]
+            rows = torch.arange(mask.shape[0])
+            pooled = [
+                self.model.engine.pool(PaddedRows(rows, hidden, mask))
+                for hidden in hf_output.hidden_states[1:]
+            ]
             expected = self.model.heads[-1](pooled)
         assert output["exit_layer"].tolist() == [3] * len(self.instances)
         torch.testing.assert_close(output["logits"], expected, atol=1e-5, rtol=1e-5)
@@ -268,10 +273,10 @@ class TestEarlyExitClassifier(ModelTestCase):
         assert len(set(early["exit_layer"].tolist())) > 1
         for output in (early, single):
             assert output["exit_layer"].dtype == torch.long
-            assert torch.equal(output["exit_layer"], self.model._layer_of_head[output["exit_head"]])
-            assert torch.equal(
-                output["relative_compute"], self.model._compute_of_head[output["exit_head"]]
-            )
+            layers = torch.tensor(self.model.exit_layers)[output["exit_head"]]
+            assert torch.equal(output["exit_layer"], layers)
+            compute = (layers + 1).float() / self.model.full_depth
+            assert torch.equal(output["relative_compute"], compute)
         assert torch.equal(early["relative_compute"], full["relative_compute"])
         exit_metrics = {key: value for key, value in early_metrics.items() if "exit" in key}
         assert exit_metrics == {key: full_metrics[key] for key in exit_metrics}

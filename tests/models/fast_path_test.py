@@ -5,8 +5,6 @@ equal those of running every head on the whole padded batch and of running each 
 """
 
 import copy
-import functools
-import sys
 from typing import List, Tuple
 
 import pytest
@@ -16,7 +14,6 @@ from allennlp.data import Batch, DatasetReader, Vocabulary
 from allennlp.models import Model
 
 import early_exit  # noqa: F401  (registers the components)
-from early_exit.modules import length_groups
 from tests import FIXTURES_ROOT, TINY_BERT
 
 CONFIG = FIXTURES_ROOT / "early_exit_classifier" / "experiment.jsonnet"
@@ -77,7 +74,6 @@ class TestShrinkingBatch:
             for index, layer in enumerate(self.model.encoder.layers)
         ]
         self.model.confidence_threshold = threshold
-        self.model.split_by_length = False  # one padded batch, shrinking
         try:
             with torch.no_grad():
                 output = self.model(**self._tensors(instances))
@@ -113,95 +109,10 @@ class TestShrinkingBatch:
             torch.testing.assert_close(single["probs"][0], early["probs"][index], atol=1e-5, rtol=0)
 
 
-class TestSplitByLength(TestShrinkingBatch):
-    """The whole fixture batch, split into sub-batches that are merged again as rows exit."""
-
-    def setup_method(self):
-        super().setup_method()
-        # The fixture's sentences are short: a cheap pass forces several sub-batches.
-        model_module = sys.modules[type(self.model).__module__]
-        self._patched = pytest.MonkeyPatch()
-        self._patched.setattr(
-            model_module,
-            "length_sorted_groups",
-            functools.partial(length_groups.length_sorted_groups, overhead_tokens=2),
-        )
-        self._patched.setattr(
-            model_module, "regroup", functools.partial(length_groups.regroup, overhead_tokens=6)
-        )
-
-    def teardown_method(self):
-        self._patched.undo()
-
-    def _median_first_head_threshold(self) -> float:
-        confidence = sorted(self._first_head_confidence(self.instances))
-        middle = len(confidence) // 2
-        return (confidence[middle - 1] + confidence[middle]) / 2
-
-    def _run(self, split: bool, **changes):
-        self.model.split_by_length = split
-        for name, value in changes.items():
-            setattr(self.model, name, value)
-        try:
-            with torch.no_grad():
-                return self.model(**self._tensors(self.instances))
-        finally:
-            self.model.split_by_length = True
-            self.model.run_all_heads = False
-
-    def test_sub_batches_are_used_and_merged(self):
-        self.model.confidence_threshold = self._median_first_head_threshold()
-        shapes = {index: [] for index in range(len(self.model.encoder.layers))}
-        hooks = [
-            layer.register_forward_pre_hook(
-                lambda module, args, index=index: shapes[index].append(tuple(args[0].shape[:2]))
-            )
-            for index, layer in enumerate(self.model.encoder.layers)
-        ]
-        try:
-            output = self._run(split=True)
-        finally:
-            for hook in hooks:
-                hook.remove()
-        exits = output["exit_layer"].tolist()
-        assert len(shapes[0]) > 1
-        for layer, layer_shapes in shapes.items():
-            assert sum(rows for rows, _ in layer_shapes) == sum(exit >= layer for exit in exits)
-        assert len(shapes[max(exits)]) < len(shapes[0])
-
-    @pytest.mark.parametrize("threshold", ["mixed", 0.0, 1.0])
-    def test_same_outputs_as_one_padded_batch_and_one_at_a_time(self, threshold):
-        if threshold == "mixed":
-            threshold = self._median_first_head_threshold()
-        self.model.confidence_threshold = threshold
-        split = self._run(split=True)
-        whole = self._run(split=False)
-        assert split["exit_head"].tolist() == whole["exit_head"].tolist()
-        if threshold not in (0.0, 1.0):
-            assert len(set(split["exit_head"].tolist())) > 1
-        for key in ("logits", "probs", "relative_compute"):
-            torch.testing.assert_close(split[key], whole[key], atol=1e-5, rtol=0)
-        with torch.no_grad():
-            for index, instance in enumerate(self.instances):
-                single = self.model(**self._tensors([instance]))
-                assert int(single["exit_head"][0]) == int(split["exit_head"][index])
-                torch.testing.assert_close(
-                    single["probs"][0], split["probs"][index], atol=1e-5, rtol=0
-                )
-
-    def test_every_head_and_the_loss_split_or_not(self):
-        # run_all_heads and evaluation with labels at threshold 1.0 take the all-heads path.
-        self.model.confidence_threshold = 1.0
-        split = self._run(split=True, run_all_heads=True)
-        whole = self._run(split=False, run_all_heads=True)
-        for key in ("head_logits", "head_probs", "logits", "loss"):
-            torch.testing.assert_close(split[key], whole[key], atol=1e-5, rtol=0)
-
-
-class TestPacked(TestSplitByLength):
+class TestPacked(TestShrinkingBatch):
     """
-    The default at inference for BERT-style encoders: every layer runs once on the real tokens of
-    the rows still running, packed together; only the attention sees padding.
+    The default at inference: every layer runs once on the real tokens of the rows still running,
+    packed together; only the attention sees padding. The reference is one padded batch.
     """
 
     def setup_method(self):
@@ -209,13 +120,49 @@ class TestPacked(TestSplitByLength):
         self.model.packed = True
         assert self.model.encoder.supports_packing
 
-    def _run(self, split: bool, **changes):
-        # split=True: the packed default; split=False: the reference, one padded batch.
-        self.model.packed = split
+    def _median_first_head_threshold(self) -> float:
+        confidence = sorted(self._first_head_confidence(self.instances))
+        middle = len(confidence) // 2
+        return (confidence[middle - 1] + confidence[middle]) / 2
+
+    def _run(self, packed: bool, **changes):
+        self.model.packed = packed
+        for name, value in changes.items():
+            setattr(self.model, name, value)
         try:
-            return super()._run(split=False, **changes)
+            with torch.no_grad():
+                return self.model(**self._tensors(self.instances))
         finally:
             self.model.packed = True
+            self.model.run_all_heads = False
+
+    @pytest.mark.parametrize("threshold", ["mixed", 0.0, 1.0])
+    def test_same_outputs_as_one_padded_batch_and_one_at_a_time(self, threshold):
+        if threshold == "mixed":
+            threshold = self._median_first_head_threshold()
+        self.model.confidence_threshold = threshold
+        packed = self._run(packed=True)
+        padded = self._run(packed=False)
+        assert packed["exit_head"].tolist() == padded["exit_head"].tolist()
+        if threshold not in (0.0, 1.0):
+            assert len(set(packed["exit_head"].tolist())) > 1
+        for key in ("logits", "probs", "relative_compute"):
+            torch.testing.assert_close(packed[key], padded[key], atol=1e-5, rtol=0)
+        with torch.no_grad():
+            for index, instance in enumerate(self.instances):
+                single = self.model(**self._tensors([instance]))
+                assert int(single["exit_head"][0]) == int(packed["exit_head"][index])
+                torch.testing.assert_close(
+                    single["probs"][0], packed["probs"][index], atol=1e-5, rtol=0
+                )
+
+    def test_every_head_and_the_loss_packed_or_not(self):
+        # run_all_heads and evaluation with labels at threshold 1.0 take the all-heads path.
+        self.model.confidence_threshold = 1.0
+        packed = self._run(packed=True, run_all_heads=True)
+        padded = self._run(packed=False, run_all_heads=True)
+        for key in ("head_logits", "head_probs", "logits", "loss"):
+            torch.testing.assert_close(packed[key], padded[key], atol=1e-5, rtol=0)
 
     def _layer_tokens(self):
         """Records the input shape of each layer's query projection, called by both paths."""
@@ -250,8 +197,7 @@ class TestPacked(TestSplitByLength):
         exits = self._exits_computing_only_running_tokens(instances)
         assert exits[0] == 0 and min(exits[1:]) > 0
 
-    def test_sub_batches_are_used_and_merged(self):
-        # Packed, there are no sub-batches: one call per layer, on every running row's real tokens.
+    def test_one_call_per_layer_on_the_running_rows_tokens(self):
         self.model.confidence_threshold = self._median_first_head_threshold()
         exits = self._exits_computing_only_running_tokens(self.instances)
         assert len(set(exits)) > 1
@@ -264,13 +210,13 @@ class TestPacked(TestSplitByLength):
         torch.manual_seed(0)
         self.model = Model.from_params(vocab=self.vocab, params=params["model"]).eval()
         self.model.confidence_threshold = self._median_first_head_threshold()
-        packed = self._run(split=True)
-        padded = self._run(split=False)
+        packed = self._run(packed=True)
+        padded = self._run(packed=False)
         assert packed["exit_head"].tolist() == padded["exit_head"].tolist()
         assert len(set(packed["exit_head"].tolist())) > 1
         torch.testing.assert_close(packed["probs"], padded["probs"], atol=1e-5, rtol=0)
-        everything = self._run(split=True, run_all_heads=True)
-        reference = self._run(split=False, run_all_heads=True)
+        everything = self._run(packed=True, run_all_heads=True)
+        reference = self._run(packed=False, run_all_heads=True)
         torch.testing.assert_close(
             everything["head_logits"], reference["head_logits"], atol=1e-5, rtol=0
         )

@@ -8,6 +8,7 @@ from allennlp.data import Batch, Vocabulary
 
 from early_exit.dataset_readers import EarlyExitTextClassificationReader
 from early_exit.models import EarlyExitClassifier
+from early_exit.modules.padded_rows import PaddedRows
 from tests import FIXTURES_ROOT, PROJECT_ROOT
 
 MINILM = PROJECT_ROOT / "models" / "all-MiniLM-L6-v2"
@@ -43,7 +44,11 @@ def test_minilm_exits_per_instance_and_matches_the_encoder():
             output_hidden_states=True,
         )
         mask = indexed["mask"].bool()
-        pooled = [model._pool(hidden, mask) for hidden in reference.hidden_states[1:]]
+        rows = torch.arange(mask.shape[0])
+        pooled = [
+            model.engine.pool(PaddedRows(rows, hidden, mask))
+            for hidden in reference.hidden_states[1:]
+        ]
         torch.testing.assert_close(
             full["head_logits"][:, 2], model.heads[2](pooled), atol=1e-4, rtol=1e-4
         )

@@ -31,9 +31,9 @@ def test_cached_mixing_weights_follow_parameter_changes():
     head, layers = _head_and_layers()
     with torch.no_grad():
         before = head(layers)
-        first = head._cached_weights[1]
+        first = head._mixing_weights_cache._value
         head(layers)
-        assert head._cached_weights[1] is first  # computed once
+        assert head._mixing_weights_cache._value is first  # computed once
         head.scalar_mix.scalar_parameters[0].add_(3.0)  # in place, as an optimizer step
         changed = head(layers)
         assert not torch.allclose(changed, before, atol=1e-3)
@@ -47,7 +47,7 @@ def test_training_and_gradients_use_scalar_mix_so_the_mixing_weights_learn():
     head.train()
     head(layers).sum().backward()
     assert all(p.grad is not None for p in head.scalar_mix.scalar_parameters)
-    assert head._cached_weights is None
+    assert head._mixing_weights_cache._value is None
     head.eval()
     head.zero_grad()
     head(layers).sum().backward()  # eval with gradients on (calibration, attribution)

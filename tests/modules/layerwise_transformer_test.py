@@ -1,5 +1,3 @@
-import copy
-
 import pytest
 import torch
 import transformers
@@ -7,7 +5,7 @@ from allennlp.common.checks import ConfigurationError
 from allennlp.data import Vocabulary
 
 from early_exit.models import EarlyExitClassifier
-from early_exit.modules import LayerwiseTransformer, PackedRows, layerwise_transformer
+from early_exit.modules import LayerwiseTransformer, PackedRows, PaddedRows
 from tests import TINY_BERT
 
 SMALL = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=37)
@@ -102,7 +100,7 @@ def test_pooler_is_removed_unless_the_heads_use_it():
     assert with_pooler.encoder.transformer.pooler is not None
 
 
-PACKABLE = {"bert": True, "roberta": True, "electra": True, "distilbert": False}
+PACKABLE = {"bert": True, "roberta": True, "electra": True, "distilbert": True}
 
 
 def _encoder_path(family, tmp_path) -> str:
@@ -160,54 +158,12 @@ def test_an_encoder_that_cannot_be_packed_runs_padded(tmp_path):
         reference = model.encoder.transformer(
             input_ids=token_ids, attention_mask=mask.long(), output_hidden_states=True
         )
-        pooled = [model._pool(hidden, mask) for hidden in reference.hidden_states[1:]]
+        rows = torch.arange(mask.shape[0])
+        pooled = [
+            model.engine.pool(PaddedRows(rows, hidden, mask))
+            for hidden in reference.hidden_states[1:]
+        ]
     torch.testing.assert_close(output["logits"], model.heads[-1](pooled), atol=1e-5, rtol=1e-5)
-
-
-@pytest.mark.skipif(not layerwise_transformer.ONEDNN_LINEAR, reason="this torch has no oneDNN")
-def test_prepacked_linear_follows_the_weights_and_stays_out_of_the_state_dict():
-    encoder = LayerwiseTransformer(TINY_BERT, 4, keep_pooler=False).eval()
-    keys = set(encoder.state_dict())
-    dense = encoder.layers[0].intermediate.dense
-    inputs = torch.randn(9, dense.in_features)  # (num_tokens, hidden_size)
-    with torch.no_grad():
-        torch.testing.assert_close(encoder.linear(dense, inputs), dense(inputs), atol=1e-5, rtol=0)
-        first = layerwise_transformer._REORDERED_WEIGHTS[dense][1]
-        encoder.linear(dense, inputs)
-        assert layerwise_transformer._REORDERED_WEIGHTS[dense][1] is first  # reordered once
-        dense.weight.mul_(-2.0)  # as an optimizer step or load_state_dict changes it, in place
-        torch.testing.assert_close(encoder.linear(dense, inputs), dense(inputs), atol=1e-5, rtol=0)
-        assert layerwise_transformer._REORDERED_WEIGHTS[dense][1] is not first
-    assert set(encoder.state_dict()) == keys
-    copied = copy.deepcopy(encoder)  # the opaque oneDNN weights are not part of the module
-    with torch.no_grad():
-        torch.testing.assert_close(
-            copied.linear(copied.layers[0].intermediate.dense, inputs),
-            dense(inputs),
-            atol=1e-5,
-            rtol=0,
-        )
-
-
-def test_linear_calls_the_module_with_gradients_hooks_or_prepacking_off():
-    encoder = LayerwiseTransformer(TINY_BERT, 4, keep_pooler=False).eval()
-    dense = encoder.layers[1].output.dense
-    inputs = torch.randn(3, dense.in_features)
-    calls = []
-    hook = dense.register_forward_hook(lambda module, args, output: calls.append(output.shape))
-    try:
-        with torch.no_grad():
-            encoder.linear(dense, inputs)  # a hook on the module: the module runs
-        assert calls == [torch.Size([3, dense.out_features])]
-    finally:
-        hook.remove()
-    output = encoder.linear(dense, inputs)  # gradients on: the module, so that they flow
-    output.sum().backward()
-    assert dense.weight.grad is not None
-    encoder.prepack_weights = False
-    with torch.no_grad():
-        encoder.linear(dense, inputs)
-    assert dense not in layerwise_transformer._REORDERED_WEIGHTS
 
 
 def _unpadded_inputs():

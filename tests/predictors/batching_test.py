@@ -34,16 +34,16 @@ def _varied_lines():
 
 
 def _reference(predictor, lines):
-    """The straightforward path: one padded batch, unsplit, through allennlp's `forward_on_instances`."""
+    """The straightforward path: one padded batch through allennlp's `forward_on_instances`."""
     instances = [predictor._json_to_instance(line) for line in lines]
     for instance in instances:
         predictor._dataset_reader.apply_token_indexers(instance)
     model = predictor._model
-    model.packed, model.split_by_length = False, False
+    model.packed = False
     try:
         outputs = model.forward_on_instances(instances)
     finally:
-        model.packed, model.split_by_length = True, True
+        model.packed = True
     return [predictor._format(output) for output in outputs]
 
 
@@ -70,7 +70,7 @@ def batching(request, predictor):
     predictor._model.packed = True
 
 
-class TestSubBatchedPredictions:
+class TestBatchedPredictions:
     def test_same_outputs_as_one_padded_batch_in_input_order(self, predictor, threshold, batching):
         predictor.confidence_threshold = threshold
         lines = _varied_lines()
@@ -123,7 +123,7 @@ class TestSubBatchedPredictions:
             # One call per layer that anybody reaches, on exactly the running rows' real tokens.
             assert shapes == ([(running_tokens, shapes[0][-1])] if running_tokens else [])
 
-    def test_the_model_splits_by_length_and_merges_as_rows_exit(
+    def test_unpacked_the_batch_runs_padded_and_shrinks_as_rows_exit(
         self, predictor, threshold, monkeypatch
     ):
         model = predictor._model
@@ -156,20 +156,11 @@ class TestSubBatchedPredictions:
             for handle in handles:
                 handle.remove()
         assert forward_calls == [(len(lines), True)]  # the whole batch, in one call
-        first = layer_shapes[0]
-        assert len(first) > 1 and sum(rows for rows, _ in first) == len(lines)
-        longest = max(tokens for _, tokens in first)
-        assert sum(rows * tokens for rows, tokens in first) < len(lines) * longest
         exits = [output["exit_layer"] for output in outputs]
         for layer, shapes in layer_shapes.items():
-            # Every layer sees exactly the rows that have not exited yet...
-            assert sum(rows for rows, _ in shapes) == sum(exit >= layer for exit in exits)
-            # ...in no more sub-batches than the layer before it (small ones are merged).
-            if layer > 0:
-                assert len(shapes) <= len(layer_shapes[layer - 1])
-        if threshold not in (0.0, 1.0):
-            deepest = max(exits)
-            assert len(layer_shapes[deepest]) < len(first)
+            # One call per layer anybody reaches, on exactly the rows that have not exited yet.
+            running = sum(exit >= layer for exit in exits)
+            assert [rows for rows, _ in shapes] == ([running] if running else [])
 
     def test_forward_on_instances_equals_allennlps_exactly(self, predictor, threshold):
         predictor.confidence_threshold = threshold

@@ -93,7 +93,7 @@ def mixed_thresholds(head_probs: torch.Tensor, count: int = 3, margin: float = 1
     away from every instance's confidence at every head that can exit early, so float noise between
     batch layouts cannot move an exit (midpoints of the widest gaps between confidences).
     """
-    from early_exit.modules.exit_policy import first_exit_head
+    from early_exit.modules.exit_policies import MaxProbabilityPolicy
 
     confidences = head_probs[:, :-1].max(dim=-1).values.flatten().double().unique().sort().values
     candidates = []
@@ -101,6 +101,6 @@ def mixed_thresholds(head_probs: torch.Tensor, count: int = 3, margin: float = 1
         threshold = (low + high) / 2
         if high - low < 2 * margin or threshold >= 1.0:
             continue
-        if len(set(first_exit_head(head_probs, threshold).tolist())) > 1:
+        if len(set(MaxProbabilityPolicy(threshold).exit_heads(head_probs).tolist())) > 1:
             candidates.append((high - low, threshold))
     return sorted(threshold for _, threshold in sorted(candidates, reverse=True)[:count])
