@@ -26,12 +26,11 @@ order rotated from repeat to repeat (at batch size 1 they take turns every 16 in
 slow spell of a busy machine falls on all of them alike); times and ratios are medians over the
 repeats. Batches of 32
 lines in file order are timed three ways: as the model runs them by default (`packed`: the layers
-run on the real tokens only, all rows in one matrix); with packing off, split into sub-batches of
-similar length merged again as rows exit (`split_by_length`, what encoders that cannot be packed
-get, and the previous default); with both off, padded as a data loader pads them; and packed as
+run on the real tokens only, all rows in one matrix); with packing off, padded as a data loader
+pads them; and packed as
 one stream of batches (`carried`: the rows that go on past a head wait for the next batches' rows
 at their next layer, as `allennlp predict` runs batches). The transformers reference gets the same
-padded batches (the sub-batches, for the split one).
+padded batches.
 
 Usage (from the repo root, after `make install`, on a quiet machine; about 8 minutes on 2 cores
 with the defaults; without `--archive` it uses those of these two that exist):
@@ -91,25 +90,18 @@ DEFAULT_ARCHIVES = {
 ACCURACY_DROPS = (0.005, 0.01)
 TARGETS = {"overhead": 1.10, "efficiency_1": 0.85, "efficiency_32": 0.90, "e2e_survival": 0.75}
 # How the model runs batches (always given whole, in file order). PACKED: the default, the layers
-# on the real tokens only (`packed`). BY_LENGTH: packing off, sub-batches of similar length merged
-# again as rows exit (`split_by_length`; encoders that cannot be packed, and the previous default).
-# PADDED: both off, the batch padded as a data loader pads it. CARRIED: packed, the batches one
+# on the real tokens only (`packed`). PADDED: packing off, the batch padded as a data loader pads
+# it. CARRIED: packed, the batches one
 # stream (`model.forward_stream`, what `allennlp predict` does at batch sizes above 1): the rows
 # that go on wait for the next batches' rows at their next layer. The transformers reference runs
-# the padded batches, or the same sub-batches for BY_LENGTH.
-PACKED, BY_LENGTH, PADDED, CARRIED = "packed", "by length", "padded", "packed, carried"
-SETTINGS = {  # batching -> (model.packed, model.split_by_length)
-    PACKED: (True, True),
-    BY_LENGTH: (False, True),
-    PADDED: (False, False),
-    CARRIED: (True, True),
-}
+# the padded batches.
+PACKED, PADDED, CARRIED = "packed", "padded", "packed, carried"
+SETTINGS = {PACKED: True, PADDED: False, CARRIED: True}  # batching -> model.packed
 LARGE_BATCH = 32
 PLANS = [
     (1, PACKED),
     (LARGE_BATCH, PACKED),
     (LARGE_BATCH, CARRIED),
-    (LARGE_BATCH, BY_LENGTH),
     (LARGE_BATCH, PADDED),
 ]
 
@@ -231,19 +223,9 @@ def tensor_batches(model, groups) -> List[Dict[str, Any]]:
     return batches
 
 
-def batch_groups(instances, batch_size: int, by_length: bool) -> List[List[Any]]:
-    """Batches in file order; `by_length`: each one split as the model splits it (`length_sorted_groups`)."""
-    from early_exit.modules import length_sorted_groups
-
-    groups = []
-    for start in range(0, len(instances), batch_size):
-        chunk = instances[start : start + batch_size]
-        if not by_length:
-            groups.append(chunk)
-            continue
-        for indices in length_sorted_groups([num_tokens(instance) for instance in chunk]):
-            groups.append([chunk[index] for index in indices])
-    return groups
+def batch_groups(instances, batch_size: int) -> List[List[Any]]:
+    """Batches in file order."""
+    return [instances[start : start + batch_size] for start in range(0, len(instances), batch_size)]
 
 
 def hf_inputs(batches, with_type_ids: bool) -> List[Dict[str, Any]]:
@@ -427,7 +409,7 @@ def timed_parts(batch_size: int, batching: str, num_batches: int) -> List[slice]
     """
     How a plan's batches are split into turns: batch size 1 in parts of `PART_SIZE` instances (the
     reference and the model run the same instances one by one); larger batches in one part, as
-    their reference runs other batches (split by length) and a carried stream must not be cut.
+    a carried stream must not be cut.
     """
     if batch_size == 1 and batching != CARRIED:
         return [slice(start, start + PART_SIZE) for start in range(0, num_batches, PART_SIZE)]
@@ -439,7 +421,7 @@ def exit_compute(model, batches, threshold: float) -> Tuple[float, float]:
     The relative compute of the model's exits on `batches` (`(exit_layer + 1) / full_depth`,
     averaged over instances) and the token-weighted one, the fraction of the full model's work
     left when a layer's cost is proportional to the tokens it runs: `sum(length * (exit_layer +
-    1)) / sum(length * full_depth)`. Without padding (batch size 1, or split by length) the second
+    1)) / sum(length * full_depth)`. Without padding (batch size 1, or packed) the second
     is what the speedup can reach; it exceeds the first when longer instances exit later.
     """
     import torch
@@ -471,12 +453,11 @@ def model_time_part(
 
     results = []
     for batch_size, batching in PLANS:
-        groups = batch_groups(instances, batch_size, by_length=batching == BY_LENGTH)
-        batches = tensor_batches(model, groups)  # what the transformers reference runs
+        # Whole batches in file order, for the transformers reference and the model (which packs
+        # them itself).
+        model_batches = batches = tensor_batches(model, batch_groups(instances, batch_size))
         hf_batches = hf_inputs(batches, with_type_ids)
-        # Whole batches in file order: the model packs or splits them itself.
-        model_batches = tensor_batches(model, batch_groups(instances, batch_size, False))
-        packed, split_by_length = SETTINGS[batching]
+        packed = SETTINGS[batching]
 
         def run_hf(part: slice) -> None:
             for kwargs in hf_batches[part]:
@@ -485,7 +466,7 @@ def model_time_part(
         def run_model(threshold):
             def run(part: slice) -> None:
                 model.confidence_threshold = threshold
-                model.packed, model.split_by_length = packed, split_by_length
+                model.packed = packed
                 if batching == CARRIED:
                     for _ in model.forward_stream({"tokens": t} for t in model_batches[part]):
                         pass
@@ -503,11 +484,11 @@ def model_time_part(
         parts = timed_parts(batch_size, batching, len(model_batches))
         with torch.inference_mode():
             interleaved(configs, parts, repeats, f"model time, batch size {batch_size}, {batching}")
-        model.packed, model.split_by_length = packed, split_by_length
+        model.packed = packed
         computes = {
             threshold: exit_compute(model, model_batches, threshold) for threshold in thresholds
         }
-        model.packed, model.split_by_length = SETTINGS[PACKED]
+        model.packed = SETTINGS[PACKED]
         hf_config, full = configs[0], configs[1]
         padded = sum(int(next(iter(b.values()))["mask"].numel()) for b in batches)
         real = sum(num_tokens(instance) for instance in instances)
@@ -644,7 +625,7 @@ def e2e_part(
                     "repeat_model_seconds": model[key],
                 }
             )
-    # Outputs must not depend on the batch size (the model splits batches by length).
+    # Outputs must not depend on the batch size (the model packs batches).
     differing = {}
     for threshold in thresholds:
         one, many = outputs[(1, threshold)], outputs[(LARGE_BATCH, threshold)]
@@ -681,7 +662,7 @@ def memory_child(spec: Dict[str, Any]) -> Dict[str, Any]:
     archive = load_early_exit_archive(spec["archive"])
     model, reader = archive.model.eval(), archive.validation_dataset_reader
     instances = list(reader.read(spec["eval"]))[: spec["instances"]]
-    batches = tensor_batches(model, batch_groups(instances, spec["batch_size"], by_length=False))
+    batches = tensor_batches(model, batch_groups(instances, spec["batch_size"]))
     if spec["kind"] == "transformers":
         encoder, num_labels = archive.config["model"]["transformer_model"], model.num_labels
         type_ids = getattr(model.encoder, "has_token_types", True)
@@ -943,11 +924,11 @@ def report(
         "Ideal speedup = 1 / relative compute, the layers saved on the timed instances "
         "(`(exit_layer + 1) / full_depth`, averaged), the issue's yardstick. The model-time "
         "tables also give the token-weighted ideal, `sum(length) * full_depth / sum(length * "
-        "(exit_layer + 1))`: once padding is gone (packed, batch size 1, or split by length) a "
+        "(exit_layer + 1))`: once padding is gone (packed, or batch size 1) a "
         "layer costs in proportion to the tokens it runs, so where longer instances exit later no "
         "exit policy can reach the layer-count ideal. Overhead is the model at threshold 1.0 "
-        "against `AutoModelForSequenceClassification` on the same padded batches (the same "
-        "sub-batches, by length); packed, the model skips the padding the reference computes, "
+        "against `AutoModelForSequenceClassification` on the same padded batches; "
+        "packed, the model skips the padding the reference computes, "
         "hence ratios below 1. End-to-end speedups are compared with the model-time speedup of "
         "the same batches, the forward passes timed inside the same `allennlp predict` runs: "
         "the predictor streams whole batches through the model, which packs them and carries "
@@ -1069,13 +1050,11 @@ def dataset_section(result: Dict[str, Any]) -> str:
     add(
         f"{result['model_time_instances']} evaluation instances. Tokens computed per real token "
         f"at batch size 32: {padding[PADDED]:.2f} padded ({passes[PADDED]} forward "
-        f"passes), {padding[BY_LENGTH]:.2f} split by length ({passes[BY_LENGTH]} sub-batches at "
-        "the first layer), 1.00 packed (one pass per layer; only the attention sees padding). "
+        "passes), 1.00 packed (one pass per layer; only the attention sees padding). "
         "Padded, the early-exit model also drops the padding its longest rows needed once they "
         "exit, which the full model keeps computing, so its speedup can exceed the layer count. "
-        "Packed or split by length, the full model wastes no padding either, and both are faster; "
-        "split by length, the sub-batches of the rows still running become small, and each costs "
-        "a pass of its own, where packed every layer is one pass over all running tokens. "
+        "Packed, the full model wastes no padding either, and every layer is one pass over all "
+        "running tokens. "
         "Packed and carried, the batches are one stream: the rows that go on past a head wait "
         "until rows with 2,048 tokens wait for their next layer, instead of running on what is "
         "left of one batch; at the end of the stream "
@@ -1190,7 +1169,6 @@ def plots(results: List[Dict[str, Any]], directory: Path) -> None:
             "ideal": [],
             "model (packed)": [],
             "model, carried": [],
-            "model, by length": [],
             "end to end": [],
         }
         for threshold in thresholds_of(result)[1:]:
@@ -1201,11 +1179,6 @@ def plots(results: List[Dict[str, Any]], directory: Path) -> None:
                 series["model (packed)"].append(row["speedup"])
                 series["model, carried"].append(
                     model_row(result, batch_size, CARRIED, threshold)["speedup"]
-                    if batch_size > 1
-                    else float("nan")
-                )
-                series["model, by length"].append(
-                    model_row(result, batch_size, BY_LENGTH, threshold)["speedup"]
                     if batch_size > 1
                     else float("nan")
                 )
