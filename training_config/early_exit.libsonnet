@@ -34,9 +34,25 @@ local readers = {
   nli: 'early_exit_nli',
 };
 
+// Per-head loss weights by name (null: every head 1.0, the paper's summed loss).
+//   depth: PABEE's depth-weighted loss (Zhou et al., 2020): head j weighted (layer_j + 1) / sum.
+//   last: only the last head (DeeBERT's first stage: the encoder and the final classifier).
+//   all_but_last: every head but the last (DeeBERT's second stage, on the frozen encoder).
+local named_loss_weights(name, layers) =
+  local n = std.length(layers);
+  local total = std.foldl(function(sum, layer) sum + layer + 1, layers, 0);
+  if name == null then null
+  else if name == 'depth' then [(layer + 1) / total for layer in layers]
+  else if name == 'last' then [if i == n - 1 then 1.0 else 0.0 for i in std.range(0, n - 1)]
+  else if name == 'all_but_last' then [if i == n - 1 then 0.0 else 1.0 for i in std.range(0, n - 1)]
+  else error 'unknown loss_weights: ' + name;
+
 {
   // dataset: a key of `datasets`; encoder: a key of `encoders`;
-  // baseline: one head on the last layer instead of the early-exit heads.
+  // baseline: one head on the last layer instead of the early-exit heads;
+  // loss_weights: a name of `named_loss_weights`; exit_policy: the default at inference;
+  // frozen_from: a first stage's weights file (best.th): the encoder and the last head start from
+  // it and stay frozen, the other heads train (DeeBERT's second stage).
   experiment(
     dataset,
     encoder,
@@ -50,9 +66,15 @@ local readers = {
     num_epochs=2,
     seed=13,
     max_instances=null,
+    loss_weights=null,
+    exit_policy=null,
+    frozen_from=null,
   ):: {
+    assert head_lr == null || frozen_from == null : 'head_lr and frozen_from do not go together',
     local data = datasets[dataset],
     local enc = encoders[encoder],
+    local layers = if baseline then enc.baseline else enc.exit_layers,
+    local frozen = ['^encoder\\.', '^heads\\.' + (std.length(layers) - 1) + '\\.'],
     local data_dir = 'data/' + data.task + '/' + dataset,
     local reader = {
       type: readers[data.task],
@@ -70,11 +92,16 @@ local readers = {
     model: {
       type: 'early_exit_classifier',
       transformer_model: enc.name,
-      exit_layers: if baseline then enc.baseline else enc.exit_layers,
+      exit_layers: layers,
       head_pooling: head_pooling,
       dropout: 0.1,
       distillation_weight: distillation_weight,
       distillation_temperature: distillation_temperature,
+      [if loss_weights != null then 'loss_weights']: named_loss_weights(loss_weights, layers),
+      [if exit_policy != null then 'exit_policy']: exit_policy,
+      [if frozen_from != null then 'initializer']: {
+        regexes: [[std.join('|', frozen), { type: 'pretrained', weights_file_path: frozen_from }]],
+      },
     },
     data_loader: {
       batch_sampler: { type: 'bucket', batch_size: batch_size, sorting_keys: ['tokens'] },
@@ -92,6 +119,7 @@ local readers = {
         // head_lr: a learning rate of its own for the freshly initialised heads (the encoder keeps
         // `lr`); with few training steps the early heads otherwise stay under-trained.
         [if head_lr != null then 'parameter_groups']: [[['^heads\\.'], { lr: head_lr }]],
+        [if frozen_from != null then 'parameter_groups']: [[frozen, { requires_grad: false }]],
       },
       learning_rate_scheduler: { type: 'linear_with_warmup', warmup_steps: 100 },
       num_epochs: num_epochs,

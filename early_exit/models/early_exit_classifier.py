@@ -109,7 +109,11 @@ class EarlyExitClassifier(Model):
         Load the encoder's pretrained weights. Set to `False` automatically when a model is loaded
         from an archive, whose weights file has them.
     initializer : `InitializerApplicator`, optional
-        Applied to the heads.
+        Applied to the whole model, its regexes matched against the model's parameter names
+        (`heads.0.classifier.weight`, `encoder.transformer.encoder.layer.0...`): for example a
+        `pretrained` initializer that starts a second training stage from the weights of a first
+        (DeeBERT's two stages, `training_config/sst2_minilm_deebert_stage2.jsonnet`). Not applied
+        when a model is loaded from an archive, whose weights file has every parameter.
     """
 
     default_predictor = "early_exit_classifier"
@@ -224,7 +228,7 @@ class EarlyExitClassifier(Model):
         self._head_accuracies_seen = False
         self._loss = torch.nn.CrossEntropyLoss(reduction="none")
         if initializer is not None:
-            initializer(self.heads)
+            initializer(self)
 
     @staticmethod
     def _per_head_values(
@@ -418,4 +422,6 @@ class EarlyExitClassifier(Model):
         # The archive's weights file holds the encoder's weights: build it from its config only.
         config = config.duplicate()
         config["model"]["load_weights"] = False
+        # Initializers (a first training stage's weights, say) would be overwritten anyway.
+        config["model"].pop("initializer", None)
         return super()._load(config, serialization_dir, weights_file, cuda_device)

@@ -23,6 +23,14 @@ FIXTURE_DATA = {
 }
 
 
+# Configs of other papers' training recipes on the MiniLM setup: their per-head loss weights.
+RECIPES = {
+    "_pabee": [(layer + 1) / 21 for layer in range(6)],  # PABEE: weighted by depth
+    "_deebert_stage1": [0.0] * 5 + [1.0],  # DeeBERT: the encoder and the last head first,
+    "_deebert_stage2": [1.0] * 5 + [0.0],  # then the other heads on the frozen encoder
+}
+
+
 def _load(config: Path) -> dict:
     return Params.from_file(str(config)).as_dict(quiet=True)
 
@@ -55,6 +63,10 @@ def test_config_carries_the_intended_setup(config):
     }
     dataset = next(name for name in DATASETS if config.stem.startswith(name + "_"))
     setup = config.stem[len(dataset) + 1 :]
+    recipe = next((recipe for recipe in RECIPES if setup.endswith(recipe)), None)
+    if recipe is not None:  # another paper's recipe on a setup above
+        setup = setup[: -len(recipe)]
+        assert model["loss_weights"] == RECIPES[recipe]
     name, layers = expected[setup]
     assert model["transformer_model"] == name
     assert model["exit_layers"] == layers
@@ -63,7 +75,7 @@ def test_config_carries_the_intended_setup(config):
     assert trainer["optimizer"]["type"] == "huggingface_adamw"
     assert trainer["validation_metric"] == "+accuracy"
     assert {"type": "early_exit_temperature_calibration"} in trainer["callbacks"]
-    if setup != "minilm":
+    if setup != "minilm" and recipe is None:
         assert trainer["optimizer"]["lr"] in (2e-5, 3e-5, 5e-5)
         assert trainer["num_epochs"] == 2
 
@@ -78,6 +90,11 @@ def test_config_builds_and_runs_on_tiny_data(config, tmp_path):
     model_params = params["model"]
     model_params["transformer_model"] = TINY_BERT
     model_params["exit_layers"] = [3] if len(model_params["exit_layers"]) == 1 else [0, 1, 3]
+    if "loss_weights" in model_params:  # one per head of the tiny model
+        model_params["loss_weights"] = model_params["loss_weights"][
+            -len(model_params["exit_layers"]) :
+        ]
+    model_params.pop("initializer", None)  # a first stage's weights: tested in deebert_test.py
 
     reader = DatasetReader.from_params(Params(copy.deepcopy(reader_params)))
     loader = DataLoader.from_params(
