@@ -11,7 +11,7 @@ Usage (from the repo root, after `make install`):
 
     .venv/bin/python bench/exit_speed.py [--model models/all-MiniLM-L6-v2]
         [--data data/sst2_sample/dev.tsv] [--instances 256] [--repeats 7] [--threads N]
-        [--output docs/exit_speed.md]
+        [--device cpu] [--output docs/exit_speed.md]
 
 The table is printed and written to `--output` (with the machine and the command).
 """
@@ -37,6 +37,9 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--device", default="cpu", help="torch device, e.g. cuda (bench/gpu_check.sh)"
+    )
     parser.add_argument("--output", default=str(ROOT / "docs" / "exit_speed.md"))
     args = parser.parse_args()
     if args.threads:
@@ -47,6 +50,8 @@ def main() -> None:
     vocab = Vocabulary.from_instances(instances)
     torch.manual_seed(0)
     model = EarlyExitClassifier(vocab, args.model, exit_layers=list(range(6))).eval()
+    model.to(args.device)
+    device = torch.cuda.get_device_name(0) if model.temperatures.is_cuda else cpu_name()
     assert model.encoder.num_layers == 6, "the benchmark needs a 6-layer encoder"
 
     lines = [
@@ -57,7 +62,7 @@ def main() -> None:
         "instance exits at layer 0 of 6), interleaved in every repeat (rotating order), median of",
         "the per-repeat ratios. Target: >= 3x.",
         "",
-        f"Machine: {cpu_name()}, torch threads {torch.get_num_threads()}, torch {torch.__version__}.",
+        f"Machine: {device}, torch threads {torch.get_num_threads()}, torch {torch.__version__}.",
         f"Data: {len(instances)} instances of `{display_path(args.data)}`; repeats: {args.repeats}.",
         "",
         "| batch size | full model (threshold 1.0) | exit at layer 0 (threshold 0.0) | speedup |",

@@ -12,6 +12,9 @@ class VersionedCache(Generic[T]):
     another tensor (its storage moves: `.to(...)`). The one staleness rule of every cache of this
     package (reordered linear weights, a head's mixing weights, temperatures as Python floats).
 
+    Inference tensors (made under `torch.inference_mode`, e.g. a model copied there) have no
+    version counter: for them only a replacement is seen, not a change in place.
+
     The cached value is never copied or pickled with its owner: a deep copy or an unpickled copy
     starts empty (values such as oneDNN's reordered weights are opaque and belong to one tensor).
     """
@@ -22,7 +25,7 @@ class VersionedCache(Generic[T]):
 
     def get(self, tensors: Sequence[torch.Tensor], compute: Callable[[], T]) -> T:
         """The cached value if no tensor of `tensors` changed since it was computed, else `compute()`."""
-        key = tuple((tensor.data_ptr(), tensor._version) for tensor in tensors)
+        key = tuple((tensor.data_ptr(), _version(tensor)) for tensor in tensors)
         if key != self._key:
             self._value = compute()
             self._key = key
@@ -33,3 +36,7 @@ class VersionedCache(Generic[T]):
 
     def __getstate__(self) -> dict:
         return {"_key": None, "_value": None}
+
+
+def _version(tensor: torch.Tensor) -> int:
+    return 0 if tensor.is_inference() else tensor._version
