@@ -149,7 +149,7 @@ def main() -> None:
                     worker.stdin.write('{"quit": true}\n')
                     worker.stdin.close()
                     worker.wait(timeout=60)
-            subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=False)
+    subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=False)  # the removed trees
     lines = [
         f"A/B: `{args.a}` (A) against `{args.b}` (B), {args.instances} sentences of "
         f"`{Path(args.data).name}`, {args.repeats} repeats, interleaved (rotating order).",
