@@ -2,11 +2,11 @@
 Early-exit prediction over a stream of batches, with the rows that go on carried from batch to
 batch.
 
-Within one batch, every layer that any row still needs is one call, however few rows are left: at
-batch size 32 on SST-2 a third of the sentences reach the second layer, and each later layer call
-then runs a handful of rows while paying in full what a call costs whatever its size (reading all
-of the layer's weights, the head, the exit rule and selecting the rows that go on: together about
-1.5 ms for MiniLM on a CPU, and small matrix products are slower per token). When a stream of
+Within one batch, every layer that any row still needs is one call, however few rows are left:
+once most rows have exited, each later layer call runs a handful of rows while paying in full what
+a call costs whatever its size (reading all of the layer's weights, the head, the exit rule and
+selecting the rows that go on; small matrix products are also slower per token; measurements in
+docs/performance.md). When a stream of
 batches is to be predicted (a file, `allennlp predict`), the rows that go on past a head can
 instead wait until later batches bring more rows to that layer, so that every layer call runs
 enough tokens to be efficient. Each row still computes exactly what it would alone: the packed
