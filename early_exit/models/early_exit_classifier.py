@@ -284,6 +284,8 @@ class EarlyExitClassifier(Model):
     @confidence_threshold.setter
     def confidence_threshold(self, value: float) -> None:
         try:
+            if isinstance(value, bool):  # float(True) is 1.0: `true` must not run as the full model
+                raise TypeError
             value = float(value)
         except (TypeError, ValueError):
             raise ConfigurationError(f"confidence_threshold must be a number, got {value!r}")
