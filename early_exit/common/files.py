@@ -48,6 +48,15 @@ def same_file(first: PathType, second: PathType) -> bool:
         return os.path.realpath(first) == os.path.realpath(second)
 
 
+def _is_special(path: str) -> bool:
+    """A device or pipe such as `/dev/stdout` or `/dev/null`: written in place, not replaced."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
 def _nearest_existing(path: str) -> str:
     while not os.path.exists(path):
         parent = os.path.dirname(path)
@@ -66,6 +75,8 @@ def check_writable(path: PathType, what: str = "output file") -> None:
     path = os.path.abspath(os.fspath(path))
     if os.path.isdir(path):
         raise ConfigurationError(f"the {what} {path} is a directory; give a file name")
+    if _is_special(path):
+        return
     folder = os.path.dirname(path)
     existing = _nearest_existing(folder)
     if not os.path.isdir(existing):
@@ -157,7 +168,11 @@ def atomic_path(path: PathType) -> Iterator[str]:
     on a normal exit moves it over `path` (keeping the old file's permissions), on an exception
     removes it and leaves `path` as it was. A symbolic link is written through, as `open` would.
     A hard link to the old file keeps the old content (the trainer hard-links its best weights).
+    A device or pipe (`/dev/stdout`) cannot be replaced: its own path is yielded and written.
     """
+    if _is_special(os.fspath(path)):
+        yield os.fspath(path)
+        return
     path = os.path.realpath(os.fspath(path))
     folder, name = os.path.split(path)
     os.makedirs(folder, exist_ok=True)

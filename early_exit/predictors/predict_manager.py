@@ -56,12 +56,14 @@ def check_predict_paths(
 ) -> None:
     """
     Raises a `ConfigurationError` if the output file is the input file, the archive or the weights
-    file (however spelled), or cannot be written, or if `input_is_a_file` and the input file is
-    not a file (with `--use-dataset-reader` the dataset reader says what it reads).
+    file (however spelled), or cannot be written, or if `input_is_a_file` and the input file does
+    not exist or is a directory (with `--use-dataset-reader` the dataset reader says what it reads).
     """
-    if input_is_a_file and is_local(input_file) and not os.path.isfile(input_file):
-        what = "is a directory" if os.path.isdir(input_file) else "does not exist"
-        raise ConfigurationError(f"input file {input_file} {what}")
+    if input_is_a_file and is_local(input_file):
+        if not os.path.exists(input_file):
+            raise ConfigurationError(f"input file {input_file} does not exist")
+        if os.path.isdir(input_file):
+            raise ConfigurationError(f"input file {input_file} is a directory")
     check_output_paths(
         inputs=[
             ("input file", input_file),

@@ -145,3 +145,9 @@ class TestAtomicWrites:
         assert other_output.exists()  # another output's; removed when that one is written
         remove_stale_temporaries(tmp_path / "out.jsonl.gz")
         assert not other_output.exists()
+
+    def test_a_device_is_written_in_place(self):
+        check_output_paths([], [("output file", os.devnull)])
+        with atomic_open(os.devnull) as handle:
+            handle.write("discarded")
+        assert os.path.exists(os.devnull)
