@@ -69,7 +69,7 @@ class Calibrate(Subcommand):
             "--output-file",
             type=str,
             required=True,
-            help="where to write the calibrated archive (not the input archive)",
+            help="where to write the calibrated archive (not an input, not the report file)",
         )
         subparser.add_argument(
             "--report-file",
