@@ -6,32 +6,16 @@ import json
 import os
 import tarfile
 import tempfile
-import uuid
-from typing import Callable, List, Sequence, Union
+from typing import List, Sequence, Union
 
 import torch
 from allennlp.common.checks import ConfigurationError
 from allennlp.common.file_utils import cached_path
 from allennlp.models.archival import CONFIG_NAME, _WEIGHTS_NAME
 
+from early_exit.common.files import atomic_write
+
 TEMPERATURES_KEY = "temperatures"
-
-
-def _replace_file(path: Union[str, os.PathLike], write: Callable[[str], None]) -> None:
-    """
-    Writes a new version of `path` with `write(temporary_path)` and moves it into place, so that a
-    crash never leaves half a file and a hard link to the old file (the trainer hard-links the best
-    weights to its checkpoint) keeps the old content.
-    """
-    directory, name = os.path.split(os.path.abspath(path))
-    # Created by `write` itself, so that it gets the usual permissions.
-    temporary_path = os.path.join(directory, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        write(temporary_path)
-        os.replace(temporary_path, path)
-    finally:
-        if os.path.exists(temporary_path):
-            os.remove(temporary_path)
 
 
 def store_temperatures_in_weights(
@@ -54,7 +38,9 @@ def store_temperatures_in_weights(
             "is it the state of an early_exit_classifier?"
         )
     state[TEMPERATURES_KEY] = torch.tensor(list(temperatures), dtype=old.dtype).view_as(old)
-    _replace_file(weights_file, lambda path: torch.save(state, path))
+    # A crash never leaves half a file, and a hard link to the old file (the trainer hard-links the
+    # best weights to its checkpoint) keeps the old content.
+    atomic_write(weights_file, lambda path: torch.save(state, path))
 
 
 def write_calibrated_archive(
@@ -101,5 +87,4 @@ def write_calibrated_archive(
                 for name in sorted(os.listdir(content)):
                     new_archive.add(os.path.join(content, name), arcname=name)
 
-        os.makedirs(os.path.dirname(os.path.abspath(output_file)), exist_ok=True)
-        _replace_file(output_file, pack)
+        atomic_write(output_file, pack)  # never half an archive under the output's name

@@ -30,6 +30,7 @@ from early_exit.calibration.temperature_scaling import (
 )
 from early_exit.common.archives import load_early_exit_archive
 from early_exit.common.cli_errors import exit_with_user_error
+from early_exit.common.files import atomic_path, check_output_paths, is_local
 from early_exit.common.head_outputs import collect_head_outputs
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class Calibrate(Subcommand):
             "--output-file",
             type=str,
             required=True,
-            help="where to write the calibrated archive (not the input archive)",
+            help="where to write the calibrated archive (not an input, not the report file)",
         )
         subparser.add_argument(
             "--report-file",
@@ -139,16 +140,6 @@ def default_report_file(output_file: Union[str, os.PathLike]) -> str:
     return path + ".calibration.json"
 
 
-def _is_local(path: str) -> bool:
-    return "://" not in path
-
-
-def _same_file(first: str, second: str) -> bool:
-    if os.path.exists(first) and os.path.exists(second):
-        return os.path.samefile(first, second)
-    return os.path.realpath(first) == os.path.realpath(second)
-
-
 def calibrate_archive(
     archive_file: Union[str, os.PathLike],
     input_file: Union[str, os.PathLike],
@@ -172,8 +163,10 @@ def calibrate_archive(
 
     # Raises
 
-    `ConfigurationError` for another model type, missing files, an output file that is the input
-    archive, unlabelled or empty data, or a bad temperature range.
+    `ConfigurationError` for another model type, missing files, an output that is an input or the
+    other output or cannot be written (checked before any work), unlabelled or empty data, or a bad
+    temperature range. Both outputs are written atomically: on a failure neither output is left
+    half written, and an existing file under either name is left as it was.
     """
     archive_file, input_file = os.fspath(archive_file), os.fspath(input_file)
     output_file = os.fspath(output_file)
@@ -181,15 +174,14 @@ def calibrate_archive(
     check_temperature_range(min_temperature, max_temperature)
     if batch_size < 1:
         raise ConfigurationError(f"--batch-size must be at least 1, got {batch_size}")
-    if _is_local(archive_file) and not os.path.isfile(archive_file):
+    if is_local(archive_file) and not os.path.isfile(archive_file):
         raise ConfigurationError(f"archive file {archive_file} does not exist")
-    if _is_local(input_file) and not os.path.exists(input_file):
+    if is_local(input_file) and not os.path.exists(input_file):
         raise ConfigurationError(f"data file {input_file} does not exist")
-    for path, what in ((output_file, "output file"), (report_file, "report file")):
-        if _is_local(archive_file) and _same_file(archive_file, path):
-            raise ConfigurationError(
-                f"the {what} {path} is the input archive; refusing to overwrite it"
-            )
+    check_output_paths(
+        inputs=[("input archive", archive_file), ("data file", input_file)],
+        outputs=[("output file", output_file), ("report file", report_file)],
+    )
 
     archive = load_early_exit_archive(archive_file, cuda_device=cuda_device, overrides=overrides)
     model = archive.model
@@ -216,16 +208,16 @@ def calibrate_archive(
     temperatures = [fit.temperature for fit in fits]
     model.set_temperatures(temperatures)
 
-    write_calibrated_archive(archive_file, output_file, temperatures)
-    report_dir = os.path.dirname(os.path.abspath(report_file))
-    os.makedirs(report_dir, exist_ok=True)
-    report = write_calibration_report(
-        report_file,
-        fits,
-        model.exit_layers,
-        data=input_file,
-        temperature_range=[min_temperature, max_temperature],
-    )
+    # Both outputs or neither: the report is moved into place only once the archive is.
+    with atomic_path(report_file) as report_temporary:
+        report = write_calibration_report(
+            report_temporary,
+            fits,
+            model.exit_layers,
+            data=input_file,
+            temperature_range=[min_temperature, max_temperature],
+        )
+        write_calibrated_archive(archive_file, output_file, temperatures)
     print(format_calibration_table(fits, model.exit_layers))
     print(f"temperatures: {temperatures}")
     print(f"calibrated archive: {output_file}")

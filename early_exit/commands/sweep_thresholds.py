@@ -15,8 +15,9 @@ from allennlp.common import logging as common_logging
 from allennlp.common.checks import ConfigurationError
 from overrides import overrides
 
-from early_exit.sweep.report import format_summary, write_sweep_outputs
 from early_exit.common.cli_errors import exit_with_user_error
+from early_exit.common.files import check_output_paths
+from early_exit.sweep.report import format_summary, sweep_output_files, write_sweep_outputs
 from early_exit.sweep.run import SweepResult, run_sweep
 from early_exit.sweep.thresholds import default_threshold_grid, parse_thresholds
 
@@ -152,10 +153,18 @@ def sweep_thresholds_from_args(args: argparse.Namespace) -> Optional[SweepResult
     """
     Runs the sweep for parsed command-line arguments, prints the report and writes the files. A
     user error (missing file, another model type, a threshold outside [0, 1], unlabelled data, ...)
-    is printed as `error: ...` on stderr and exits with status 1, without a traceback.
+    is printed as `error: ...` on stderr and exits with status 1, without a traceback. Output files
+    that would overwrite the archive or the data, or that cannot be written, are refused before the
+    sweep starts.
     """
     common_logging.FILE_FRIENDLY_LOGGING = args.file_friendly_logging
     try:
+        check_output_paths(
+            inputs=[("archive", args.archive_file), ("data file", args.data_file)],
+            outputs=[
+                ("sweep output", path) for path in sweep_output_files(args.output_dir).values()
+            ],
+        )
         timing_batch_sizes = [1] if args.timing_batch_size == 1 else [1, args.timing_batch_size]
         result = run_sweep(
             args.archive_file,

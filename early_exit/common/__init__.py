@@ -1,2 +1,5 @@
-from early_exit.common.archives import load_early_exit_archive
-from early_exit.common.head_outputs import HeadOutputs, collect_head_outputs
+"""
+Helpers every layer may use. Import them from their modules (`early_exit.common.files`, ...): this
+package imports none of them itself, so that importing a bottom-layer helper such as
+`early_exit.common.files` does not load the model (`early_exit.common.archives` imports it).
+"""

@@ -1,10 +1,32 @@
+import contextlib
 from os import PathLike
-from typing import Union
+from typing import Any, Dict, Iterator, Union
 
 from allennlp.common.checks import ConfigurationError
 from allennlp.models.archival import Archive, load_archive
 
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
+
+
+@contextlib.contextmanager
+def overridden_values_checked(
+    archive_file: Union[str, PathLike], overrides: Union[str, Dict[str, Any]]
+) -> Iterator[None]:
+    """
+    Around loading an archive with `overrides`: a value of the wrong type in the overrides (e.g.
+    `-o '{"model.confidence_threshold": "abc"}'`), which allennlp's `from_params` reports as a
+    `TypeError` ("Expected confidence_threshold to be numeric."), becomes a `ConfigurationError`
+    naming the archive and the overrides. Without overrides a `TypeError` is left as it is (the
+    archive's own configuration was loadable when it was trained).
+    """
+    try:
+        yield
+    except TypeError as error:
+        if not overrides:
+            raise
+        raise ConfigurationError(
+            f"{archive_file} with the overrides {overrides}: {error}"
+        ) from error
 
 
 def load_early_exit_archive(
@@ -15,13 +37,26 @@ def load_early_exit_archive(
 
     # Raises
 
-    `ConfigurationError` naming the archive and the model type it holds, if it holds another model.
+    `ConfigurationError` naming the archive and the model type it holds, if it holds another model,
+    or naming the overrides if they give a value of the wrong type.
     """
-    archive = load_archive(str(archive_file), cuda_device=cuda_device, overrides=overrides)
+    with overridden_values_checked(archive_file, overrides):
+        archive = load_archive(str(archive_file), cuda_device=cuda_device, overrides=overrides)
+    check_early_exit_model(archive_file, archive)
+    return archive
+
+
+def check_early_exit_model(
+    archive_file: Union[str, PathLike],
+    archive: Archive,
+    why: str = "only early-exit models can be calibrated, swept or predicted with early exit",
+) -> None:
+    """
+    Raises a `ConfigurationError` naming the archive, the model type it holds and `why` it needs an
+    `early_exit_classifier`, if it holds another model.
+    """
     if not isinstance(archive.model, EarlyExitClassifier):
         model_type = archive.config.get("model").get("type", type(archive.model).__name__)
         raise ConfigurationError(
-            f"{archive_file} holds a {model_type!r} model, not an early_exit_classifier; "
-            "only early-exit models can be calibrated, swept or predicted with early exit"
+            f"{archive_file} holds a {model_type!r} model, not an early_exit_classifier; {why}"
         )
-    return archive

@@ -86,8 +86,9 @@ class EarlyExitClassifierPredictor(Predictor):
     frozen : `bool`, optional (default = `True`)
         Put the model in evaluation mode.
     confidence_threshold : `float`, optional (default = `None`)
-        In [0, 1]: sets a `max_probability` exit policy at this threshold for this predictor (and
-        the model it wraps). `None` keeps the archive's policy. Give it as `--predictor-args
+        A number in [0, 1] (`true` is refused, not read as 1.0): sets a `max_probability` exit
+        policy at this threshold for this predictor (and the model it wraps). `None` keeps the
+        archive's policy. Give it as `--predictor-args
         '{"confidence_threshold": 0.8}'` to `allennlp predict`, or as a keyword argument of
         `Predictor.from_path`.
     exit_policy : `Union[ExitPolicy, Dict[str, Any]]`, optional (default = `None`)

@@ -3,11 +3,13 @@ Writing a sweep's results: the table as CSV and Markdown, a PNG plot, a JSON sum
 text version for the console.
 """
 
+import contextlib
 import csv
 import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
+from early_exit.common.files import atomic_path
 from early_exit.sweep.run import SweepResult
 from early_exit.sweep.sweep_table import SweepRow
 
@@ -368,23 +370,31 @@ def plot_sweep(result: SweepResult, path: str) -> None:
     speed_axes.legend(fontsize=8, loc="lower left")
 
     figure.tight_layout()
-    figure.savefig(path)
+    figure.savefig(path, format="png")
 
 
-def write_sweep_outputs(result: SweepResult, output_dir: str) -> Dict[str, str]:
-    """
-    Writes `sweep.csv`, `sweep.md`, `sweep.png` and `sweep.json` into `output_dir` (created if
-    needed) and returns their paths by kind (`csv`, `markdown`, `plot`, `json`).
-    """
-    os.makedirs(output_dir, exist_ok=True)
-    files = {
+def sweep_output_files(output_dir: str) -> Dict[str, str]:
+    """The paths `write_sweep_outputs` writes, by kind (`csv`, `markdown`, `plot`, `json`)."""
+    return {
         "csv": os.path.join(output_dir, CSV_FILE),
         "markdown": os.path.join(output_dir, MARKDOWN_FILE),
         "plot": os.path.join(output_dir, PLOT_FILE),
         "json": os.path.join(output_dir, JSON_FILE),
     }
-    write_csv(result, files["csv"])
-    write_markdown(result, files["markdown"])
-    plot_sweep(result, files["plot"])
-    write_json(result, files["json"], files)
+
+
+def write_sweep_outputs(result: SweepResult, output_dir: str) -> Dict[str, str]:
+    """
+    Writes `sweep.csv`, `sweep.md`, `sweep.png` and `sweep.json` into `output_dir` (created if
+    needed) and returns their paths by kind (`csv`, `markdown`, `plot`, `json`). All four are
+    written to temporaries first and moved into place only once every one is complete, so a
+    failure leaves the files of an earlier sweep as they were.
+    """
+    files = sweep_output_files(output_dir)
+    with contextlib.ExitStack() as stack:
+        temporary = {kind: stack.enter_context(atomic_path(path)) for kind, path in files.items()}
+        write_csv(result, temporary["csv"])
+        write_markdown(result, temporary["markdown"])
+        plot_sweep(result, temporary["plot"])
+        write_json(result, temporary["json"], files)
     return files

@@ -167,3 +167,103 @@ def test_in_process_run_returns_the_report(archive, tmp_path, capsys):
 )
 def test_default_report_file(output, report):
     assert default_report_file(output) == report
+
+
+def _hidden(directory: Path) -> List[str]:
+    return sorted(path.name for path in directory.iterdir() if path.name.startswith("."))
+
+
+def _refused(arguments: List[str], capsys) -> str:
+    """Runs calibrate in this process, expects exit status 1 and returns its one error line."""
+    with pytest.raises(SystemExit) as exit_info:
+        _run_in_process(arguments)
+    assert exit_info.value.code == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    return errors[0]
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    """Makes loading the archive fail the test: the checks must come before any work."""
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the archive was loaded before the paths were checked")
+
+    monkeypatch.setattr("early_exit.commands.calibrate.load_early_exit_archive", fail)
+
+
+class TestOutputPaths:
+    def test_the_data_file_is_never_an_output(self, archive, tmp_path, capsys, no_loading):
+        data = tmp_path / "data.tsv"
+        data.write_bytes(DATA.read_bytes())
+        for arguments in (
+            ["--output-file", str(tmp_path / "." / "data.tsv")],
+            ["--output-file", str(tmp_path / "new.tar.gz"), "--report-file", str(data)],
+        ):
+            error = _refused([str(archive), str(data), *arguments], capsys)
+            assert "is the data file" in error and "refusing to overwrite" in error
+        assert data.read_bytes() == DATA.read_bytes()
+        assert not (tmp_path / "new.tar.gz").exists()
+
+    def test_the_report_is_not_the_archive(self, archive, tmp_path, capsys, no_loading):
+        output = str(tmp_path / "out.tar.gz")
+        error = _refused(
+            [str(archive), str(DATA), "--output-file", output, "--report-file", output], capsys
+        )
+        assert "report file" in error and "is also the output file" in error
+        assert not (tmp_path / "out.tar.gz").exists()
+
+    @pytest.mark.parametrize(
+        "output, message",
+        [(".", "is a directory"), ("data.tsv/out.tar.gz", "is a file, not a folder")],
+    )
+    def test_an_unwritable_output_is_refused_before_loading(
+        self, archive, tmp_path, capsys, no_loading, output, message
+    ):
+        (tmp_path / "data.tsv").write_bytes(DATA.read_bytes())
+        error = _refused(
+            [str(archive), str(tmp_path / "data.tsv"), "--output-file", str(tmp_path / output)],
+            capsys,
+        )
+        assert message in error
+
+    @pytest.mark.parametrize("failure", [OSError("No space left on device"), KeyboardInterrupt])
+    def test_a_failure_while_writing_leaves_no_partial_output(
+        self, archive, tmp_path, monkeypatch, capsys, failure
+    ):
+        before = _sha256(archive)
+        output = tmp_path / "calibrated.tar.gz"
+        output.write_bytes(b"an earlier calibrated archive")
+        added = []
+
+        def add(self, name, *args, **kwargs):
+            if added:  # fails after the first member: a half-written archive
+                raise failure
+            added.append(name)
+            return original_add(self, name, *args, **kwargs)
+
+        original_add = tarfile.TarFile.add
+        monkeypatch.setattr(tarfile.TarFile, "add", add)
+        arguments = [str(archive), str(DATA), "--output-file", str(output)]
+        if isinstance(failure, OSError):
+            assert "No space left" in _refused(arguments, capsys)
+        else:
+            with pytest.raises(KeyboardInterrupt):
+                _run_in_process(arguments)
+        assert added  # it failed while writing the archive
+        assert output.read_bytes() == b"an earlier calibrated archive"
+        assert not (tmp_path / "calibrated.calibration.json").exists()
+        assert _hidden(tmp_path) == []  # no temporary left behind
+        assert _sha256(archive) == before
+
+
+def test_command_line_refuses_the_data_file_as_output(archive, tmp_path):
+    data = tmp_path / "data.tsv"
+    data.write_bytes(DATA.read_bytes())
+    result = _run_cli([str(archive), str(data), "--output-file", str(data)])
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "is the data file" in errors[0], result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert data.read_bytes() == DATA.read_bytes()

@@ -143,3 +143,55 @@ def test_bad_inputs_are_one_error_line(bad_inputs, tmp_path, capsys, argv, messa
     assert re.search(message, last_line), stderr
     assert "Traceback" not in stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    """Makes running the sweep fail the test: the output checks must come before any work."""
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the sweep ran before the outputs were checked")
+
+    monkeypatch.setattr("early_exit.commands.sweep_thresholds.run_sweep", fail)
+
+
+@pytest.mark.parametrize(
+    "output_dir, message",
+    [
+        ("{directory}", "sweep.csv is the data file"),
+        ("{directory}/sweep.csv", "is a file, not a folder"),
+    ],
+)
+def test_outputs_that_would_overwrite_the_data_are_refused_before_the_sweep(
+    archive, tmp_path, capsys, no_loading, output_dir, message
+):
+    data = tmp_path / "sweep.csv"  # labelled data that happens to have an output's name
+    data.write_bytes(TEXT_DATA.read_bytes())
+    with pytest.raises(SystemExit) as exit_info:
+        _sweep(archive, data, "--output-dir", output_dir.format(directory=tmp_path), "--no-timing")
+    assert exit_info.value.code == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0]
+    assert data.read_bytes() == TEXT_DATA.read_bytes()
+
+
+def test_a_failure_while_writing_leaves_the_earlier_files(archive, tmp_path, monkeypatch, capsys):
+    output_dir = tmp_path / "sweep"
+    output_dir.mkdir()
+    for name in ("sweep.csv", "sweep.md", "sweep.png", "sweep.json"):
+        (output_dir / name).write_text(f"earlier {name}")
+
+    def plot_sweep(result, path):
+        with open(path, "wb") as half:
+            half.write(b"\x89PNG")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr("early_exit.sweep.report.plot_sweep", plot_sweep)
+    with pytest.raises(SystemExit):
+        _sweep(archive, TEXT_DATA, "--output-dir", output_dir, "--thresholds", "0.5", "--no-timing")
+    assert "error: No space left on device" in capsys.readouterr().err
+    for name in ("sweep.csv", "sweep.md", "sweep.png", "sweep.json"):
+        assert (output_dir / name).read_text() == f"earlier {name}"
+    assert sorted(path.name for path in output_dir.iterdir()) == sorted(
+        ["sweep.csv", "sweep.md", "sweep.png", "sweep.json"]
+    )

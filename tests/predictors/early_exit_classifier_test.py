@@ -205,10 +205,20 @@ class TestBadInput:
         with pytest.raises(PredictorInputError, match=message):
             predictor.predict_json(inputs)
 
-    @pytest.mark.parametrize("threshold", [1.5, -0.1, "high"])
+    @pytest.mark.parametrize("threshold", [1.5, -0.1, "high", True, False])
     def test_threshold_outside_zero_one(self, text_archive, threshold):
         with pytest.raises(ConfigurationError, match=r"confidence_threshold must be"):
             Predictor.from_path(text_archive, confidence_threshold=threshold)
+
+    def test_a_boolean_threshold_is_refused_and_the_old_one_kept(self, predictor):
+        before = predictor.confidence_threshold
+        try:
+            predictor.confidence_threshold = 0.7
+            with pytest.raises(ConfigurationError, match="must be a number, got True"):
+                predictor.confidence_threshold = True
+            assert predictor.confidence_threshold == 0.7
+        finally:
+            predictor.confidence_threshold = before
 
     def test_threshold_outside_zero_one_by_override(self, text_archive):
         with pytest.raises(ConfigurationError, match=r"\[0, 1\]"):

@@ -4,16 +4,20 @@ import): the same output lines in the same order as batch-by-batch prediction, f
 and on a bad line every line before it written.
 """
 
+import argparse
 import json
+import os
 
 import pytest
 from allennlp.commands import predict as allennlp_predict
+from allennlp.commands.predict import Predict
 from allennlp.common.checks import ConfigurationError
 from allennlp.predictors import Predictor
 
 from early_exit.predictors import PredictorInputError
-from early_exit.predictors.predict_manager import EarlyExitPredictManager
-from tests import run_allennlp
+from early_exit.predictors.predict_manager import EarlyExitPredictManager, get_predictor
+from tests import FIXTURES_ROOT, run_allennlp
+from tests.commands.calibrate_test import _train
 from tests.predictors.early_exit_classifier_test import (  # noqa: F401  (fixtures)
     _lines,
     _predicted_lines,
@@ -22,7 +26,7 @@ from tests.predictors.early_exit_classifier_test import (  # noqa: F401  (fixtur
     predictor,
     text_archive,
 )
-from tests.sweep.trained_models import TEXT_DATA, TEXT_JSONL
+from tests.sweep.trained_models import TEXT_DATA, TEXT_JSONL, other_model_archive
 
 
 def _layer_calls(predictor):
@@ -48,6 +52,7 @@ def input_file(tmp_path):
 
 def test_importing_the_package_installs_the_manager():
     assert allennlp_predict._PredictManager is EarlyExitPredictManager
+    assert allennlp_predict._get_predictor is get_predictor
 
 
 class TestStreams:
@@ -171,3 +176,189 @@ class TestCommand:
         assert result.returncode == 1
         assert 'no "sentence" or "text" key' in result.stderr
         assert len(output_file.read_text().splitlines()) == 7
+
+
+def _hidden(directory):
+    return sorted(name for name in os.listdir(directory) if name.startswith("."))
+
+
+def _predict_args(*argv):
+    """`allennlp predict ARGV` parsed as the command parses it."""
+    parser = argparse.ArgumentParser()
+    Predict().add_subparser(parser.add_subparsers())
+    return parser.parse_args(["predict", *map(str, argv)])
+
+
+def _one_error_line(result):
+    """The single `error: ...` line of a failed `allennlp` run (exit status 1, no traceback)."""
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    return errors[0]
+
+
+@pytest.fixture
+def no_loading(monkeypatch):
+    """Makes loading the archive fail the test: the checks must come before any work."""
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the archive was loaded before the paths were checked")
+
+    monkeypatch.setattr(allennlp_predict, "load_archive", fail)
+
+
+class TestPaths:
+    def test_an_output_that_is_an_input_is_refused_before_loading(
+        self, text_archive, input_file, tmp_path, no_loading, monkeypatch
+    ):
+        content = input_file.read_text()
+        archive_bytes = text_archive.read_bytes()
+        monkeypatch.chdir(tmp_path)
+        cases = {
+            "input.jsonl": "is the input file",
+            str(tmp_path / "." / "input.jsonl"): "is the input file",
+            str(text_archive): "is the archive",
+        }
+        for output, message in cases.items():
+            args = _predict_args(text_archive, input_file, "--output-file", output, "--silent")
+            with pytest.raises(ConfigurationError, match=message):
+                get_predictor(args)
+        assert input_file.read_text() == content
+        assert text_archive.read_bytes() == archive_bytes
+
+    @pytest.mark.parametrize(
+        "output, message",
+        [(".", "is a directory"), ("input.jsonl/out.jsonl", "is a file, not a folder")],
+    )
+    def test_an_unwritable_output_is_refused_before_loading(
+        self, text_archive, input_file, tmp_path, no_loading, output, message
+    ):
+        args = _predict_args(text_archive, input_file, "--output-file", tmp_path / output)
+        with pytest.raises(ConfigurationError, match=message):
+            get_predictor(args)
+
+    def test_a_missing_input_is_refused_before_loading(self, text_archive, tmp_path, no_loading):
+        args = _predict_args(text_archive, tmp_path / "missing.jsonl", "--output-file", "o.jsonl")
+        with pytest.raises(ConfigurationError, match="missing.jsonl does not exist"):
+            get_predictor(args)
+
+    def test_the_manager_checks_too(self, predictor, input_file):
+        with pytest.raises(ConfigurationError, match="is the input file"):
+            EarlyExitPredictManager(predictor, str(input_file), str(input_file), 1, False, False)
+        assert len(input_file.read_text().splitlines()) == 48
+
+    @pytest.mark.parametrize("batch_size", [1, 4])
+    def test_an_interruption_leaves_the_old_output_and_no_temporary(
+        self, predictor, input_file, tmp_path, monkeypatch, batch_size
+    ):
+        output_file = tmp_path / "out" / "predictions.jsonl"
+        output_file.parent.mkdir()
+        output_file.write_text("earlier predictions\n")
+        written = []
+
+        def dump_line(output):
+            if len(written) == 5:
+                raise KeyboardInterrupt
+            written.append(output)
+            return json.dumps(output) + "\n"
+
+        monkeypatch.setattr(predictor, "dump_line", dump_line)
+        manager = EarlyExitPredictManager(
+            predictor, str(input_file), str(output_file), batch_size, False, False
+        )
+        with pytest.raises(KeyboardInterrupt):
+            manager.run()
+        assert output_file.read_text() == "earlier predictions\n"
+        assert _hidden(output_file.parent) == []
+
+    @pytest.mark.parametrize("batch_size", [1, 4])
+    def test_invalid_utf8_names_file_and_line_and_keeps_the_lines_before(
+        self, predictor, tmp_path, batch_size
+    ):
+        input_file = tmp_path / "input.jsonl"
+        input_file.write_bytes(
+            b'{"sentence": "fine"}\n\n{"sentence": "also fine"}\n{"sentence": "caf\xe9"}\n'
+        )
+        output_file = tmp_path / "out.jsonl"
+        manager = EarlyExitPredictManager(
+            predictor, str(input_file), str(output_file), batch_size, False, False
+        )
+        with pytest.raises(
+            PredictorInputError, match=r"input.jsonl line 4: not valid UTF-8 \(byte 0xe9"
+        ):
+            manager.run()
+        assert len(output_file.read_text().splitlines()) == 2
+        assert _hidden(tmp_path) == []
+
+
+@pytest.fixture(scope="module")
+def basic_classifier_archive(tmp_path_factory):
+    """allennlp's basic_classifier on this package's reader and the tiny BERT."""
+    config = FIXTURES_ROOT / "calibration" / "basic_classifier.jsonnet"
+    return _train(config, tmp_path_factory.mktemp("basic_classifier") / "run")
+
+
+class TestUserErrors:
+    @pytest.mark.parametrize("value", ['"abc"', "true"])
+    def test_a_wrongly_typed_override_names_the_overrides(self, text_archive, input_file, value):
+        overrides = '{"model.confidence_threshold": %s}' % value
+        args = _predict_args(text_archive, input_file, "-o", overrides)
+        with pytest.raises(ConfigurationError, match="with the overrides.*numeric"):
+            get_predictor(args)
+
+    def test_early_exit_predictor_arguments_need_an_early_exit_model(self, tmp_path, input_file):
+        archive = other_model_archive(tmp_path / "other")
+        args = _predict_args(
+            archive, input_file, "--predictor-args", '{"confidence_threshold": 0.5}'
+        )
+        with pytest.raises(ConfigurationError, match="holds a 'basic_classifier' model"):
+            get_predictor(args)
+        # Without them, another model's own predictor is left alone.
+        assert type(get_predictor(_predict_args(archive, input_file))).__name__ != "Predictor"
+
+    @pytest.mark.parametrize("predictor_args", ["{", "[0.5]"])
+    def test_predictor_args_must_be_a_json_object(self, text_archive, input_file, predictor_args):
+        args = _predict_args(text_archive, input_file, "--predictor-args", predictor_args)
+        with pytest.raises(ConfigurationError, match="--predictor-args"):
+            get_predictor(args)
+
+    def test_command_line(self, text_archive, basic_classifier_archive, input_file, tmp_path):
+        """Each user error of `allennlp predict`: exit status 1 and one `error: ...` line."""
+        bad_utf8 = tmp_path / "latin1.jsonl"
+        bad_utf8.write_bytes(b'{"sentence": "fine"}\n{"sentence": "caf\xe9"}\n')
+        content = input_file.read_text()
+        output = ["--silent", "--output-file", tmp_path / "out.jsonl"]
+        cases = [
+            ([text_archive, input_file, "--output-file", input_file], "is the input file"),
+            ([text_archive, bad_utf8, *output], "latin1.jsonl line 2: not valid UTF-8"),
+            (
+                [text_archive, input_file, *output, "-o", '{"model.confidence_threshold": "abc"}'],
+                "Expected confidence_threshold to be numeric",
+            ),
+            (
+                [
+                    text_archive,
+                    input_file,
+                    *output,
+                    "--predictor-args",
+                    '{"confidence_threshold": true}',
+                ],
+                "confidence_threshold must be a number, got True",
+            ),
+            ([basic_classifier_archive, input_file, *output], "not an early_exit_classifier"),
+            (
+                [
+                    basic_classifier_archive,
+                    input_file,
+                    *output,
+                    "--predictor-args",
+                    '{"confidence_threshold": 0.5}',
+                ],
+                "holds a 'basic_classifier' model, not an early_exit_classifier",
+            ),
+        ]
+        for arguments, message in cases:
+            error = _one_error_line(run_allennlp("predict", *arguments))
+            assert message in error, error
+        assert input_file.read_text() == content

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+from early_exit.common.files import atomic_open
 
 logger = logging.getLogger(__name__)
 
@@ -340,12 +341,5 @@ def write_split(path: Path, rows: Sequence[Row]) -> None:
     for row in rows:
         if any(not value or "\t" in value or "\n" in value or "\r" in value for value in row):
             raise ValueError(f"row not normalised before writing: {row!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial")
-    try:
-        with open(temporary, "w", encoding="utf-8", newline="\n") as handle:
-            handle.writelines("\t".join(row) + "\n" for row in rows)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w", encoding="utf-8", newline="\n") as handle:
+        handle.writelines("\t".join(row) + "\n" for row in rows)
