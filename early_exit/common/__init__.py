@@ -1,2 +1,6 @@
-from early_exit.common.archives import load_early_exit_archive
-from early_exit.common.head_outputs import HeadOutputs, collect_head_outputs
+"""
+Helpers the commands, predictors and training code share. Import them from their modules
+(`early_exit.common.archives`, `early_exit.common.encoder_files`, ...): this package imports
+nothing itself, so that the lower layers (readers, models) can use its helpers that import nothing
+from the rest of `early_exit` without pulling the upper layers in.
+"""

@@ -23,6 +23,8 @@ from allennlp.data import DatasetReader, Instance
 from allennlp.data.token_indexers import PretrainedTransformerIndexer, TokenIndexer
 from allennlp.data.tokenizers import PretrainedTransformerTokenizer
 
+from early_exit.common.encoder_files import carried_transformer
+
 logger = logging.getLogger(__name__)
 
 PathOrStr = Union[str, PathLike]
@@ -94,6 +96,8 @@ class EarlyExitLineReader(DatasetReader):
     transformer_model : `str`
         Name of a Hugging Face transformer or path to a local directory with its tokenizer files.
         Used for both the `PretrainedTransformerTokenizer` and the `PretrainedTransformerIndexer`.
+        A model archive that carries a copy of these files (see `early_exit.common.encoder_files`)
+        gives its extracted directory as `serialization_dir`, and the copy is read instead.
     max_length : `int`, optional (default = `512`)
         Maximum number of wordpieces of an instance, special tokens included. Longer inputs are
         truncated.
@@ -130,6 +134,8 @@ class EarlyExitLineReader(DatasetReader):
         )
         if not self.text_fields:
             raise TypeError(f"{type(self).__name__} must define `text_fields`")
+        transformer_model = carried_transformer(transformer_model, self.serialization_dir)
+        self._transformer_model = transformer_model
         self._encoding = self._check_encoding(encoding)
         self._skip_invalid_lines = skip_invalid_lines
         self._tokenizer = PretrainedTransformerTokenizer(
