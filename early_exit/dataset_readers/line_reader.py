@@ -24,6 +24,7 @@ from allennlp.data.token_indexers import PretrainedTransformerIndexer, TokenInde
 from allennlp.data.tokenizers import PretrainedTransformerTokenizer
 
 from early_exit.common.encoder_files import carried_transformer
+from early_exit.common.json_lines import InvalidJsonLine, decode_json_line
 
 logger = logging.getLogger(__name__)
 
@@ -307,9 +308,9 @@ class EarlyExitLineReader(DatasetReader):
 
     def _parse_json_line(self, line: str) -> Dict[str, str]:
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as error:
-            problem = f"invalid JSON ({error.msg} at column {error.colno})"
+            obj = decode_json_line(line)
+        except InvalidJsonLine as error:
+            problem = f"invalid JSON ({error})"
             if line.lstrip().startswith("["):
                 problem += "; expected JSON lines, one object per line"
             raise _InvalidLine(problem) from None
