@@ -59,6 +59,21 @@ def carried_transformer(transformer_model: str, serialization_dir: Optional[Path
     return directory
 
 
+def forget_carried_transformer(directory: str) -> None:
+    """
+    Drops what allennlp's `cached_transformers` keeps for a carried copy once a model and its
+    readers are built from it: each load extracts the archive into a new directory (removed right
+    after), so nothing cached under its path is ever asked for again, and every load would keep
+    one more copy of the encoder in memory.
+    """
+    from allennlp.common import cached_transformers
+
+    for spec in [spec for spec in cached_transformers._model_cache if spec[0] == directory]:
+        del cached_transformers._model_cache[spec]
+    for key in [key for key in cached_transformers._tokenizer_cache if key[0] == directory]:
+        del cached_transformers._tokenizer_cache[key]
+
+
 def save_encoder_files(transformer_model: str, serialization_dir: PathOrStr) -> str:
     """
     Writes the configuration and tokenizer files of `transformer_model` (as transformers'

@@ -13,7 +13,7 @@ from allennlp.training.metrics import CategoricalAccuracy
 from overrides import overrides
 from transformers import AutoConfig
 
-from early_exit.common.encoder_files import carried_transformer
+from early_exit.common.encoder_files import carried_transformer, forget_carried_transformer
 from early_exit.models.batch_stream import MIN_TOKENS, BatchStream
 from early_exit.modules.exit_head import ExitHead
 from early_exit.modules.exit_policy import (
@@ -695,8 +695,10 @@ class EarlyExitClassifier(Model):
         model_config = config["model"]
         model_config["load_weights"] = False
         transformer_model = model_config.get("transformer_model", None)
-        if transformer_model is not None:
-            model_config["transformer_model"] = carried_transformer(
-                transformer_model, serialization_dir
-            )
-        return super()._load(config, serialization_dir, weights_file, cuda_device)
+        carried = carried_transformer(transformer_model, serialization_dir)
+        if carried == transformer_model:
+            return super()._load(config, serialization_dir, weights_file, cuda_device)
+        model_config["transformer_model"] = carried
+        model = super()._load(config, serialization_dir, weights_file, cuda_device)
+        forget_carried_transformer(carried)  # the readers are built already
+        return model

@@ -225,3 +225,15 @@ def test_archive_model_adds_the_encoder_to_what_it_was_asked_to_include(tmp_path
     names = _archive_names(Path(archive))
     assert "notes.txt" in names
     assert f"{ENCODER_DIR}/config.json" in names
+
+
+def test_loading_a_carrying_archive_again_and_again_keeps_no_copy_of_its_encoder(trained):
+    from allennlp.common import cached_transformers
+    from allennlp.models.archival import load_archive
+
+    caches = (cached_transformers._model_cache, cached_transformers._tokenizer_cache)
+    sizes = [len(cache) for cache in caches]
+    for _ in range(2):
+        archive = load_archive(str(trained / "run" / "model.tar.gz"))
+        assert archive.dataset_reader.text_to_instance("a good movie")["tokens"].tokens
+    assert [len(cache) for cache in caches] == sizes
