@@ -107,8 +107,8 @@ def carry_encoder(serialization_dir: PathOrStr) -> bool:
     """
     Saves the encoder files of the `early_exit_classifier` whose `config.json` is in
     `serialization_dir` (see `save_encoder_files`). Returns whether they were saved: `False` for
-    another model, and, with a warning, when the encoder cannot be read (the archive then only
-    names it, as before).
+    another model, and, with a warning, when the encoder cannot be read and no earlier copy is
+    there (the archive then only names it, as before).
     """
     from allennlp.models.archival import CONFIG_NAME
 
@@ -126,6 +126,8 @@ def carry_encoder(serialization_dir: PathOrStr) -> bool:
     try:
         save_encoder_files(transformer_model, serialization_dir)
     except (OSError, ValueError) as error:
+        if carried_transformer(transformer_model, serialization_dir) != transformer_model:
+            return True  # the copy an earlier archive step saved (archiving again, elsewhere)
         logger.warning(
             "Could not save the files of the encoder %s into the archive (%s): the archive only "
             "names it, and loads only where that name resolves.",

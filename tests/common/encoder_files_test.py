@@ -237,3 +237,12 @@ def test_loading_a_carrying_archive_again_and_again_keeps_no_copy_of_its_encoder
         archive = load_archive(str(trained / "run" / "model.tar.gz"))
         assert archive.dataset_reader.text_to_instance("a good movie")["tokens"].tokens
     assert [len(cache) for cache in caches] == sizes
+
+
+def test_archiving_again_where_the_encoder_does_not_resolve_keeps_the_earlier_copy(tmp_path):
+    config = {"model": {"type": "early_exit_classifier", "transformer_model": "nowhere/encoder"}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    save_encoder_files(TINY_BERT, tmp_path)
+    (tmp_path / ENCODER_DIR / ENCODER_NOTE).write_text('{"transformer_model": "nowhere/encoder"}')
+    assert carry_encoder(tmp_path)
+    assert (tmp_path / ENCODER_DIR / "vocab.txt").exists()
