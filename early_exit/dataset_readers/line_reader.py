@@ -135,16 +135,16 @@ class EarlyExitLineReader(DatasetReader):
         )
         if not self.text_fields:
             raise TypeError(f"{type(self).__name__} must define `text_fields`")
-        transformer_model = carried_transformer(transformer_model, self.serialization_dir)
-        self._transformer_model = transformer_model
+        # What the tokenizers load; messages name `transformer_model` as the user gave it.
+        self._transformer_model = carried_transformer(transformer_model, self.serialization_dir)
         self._encoding = self._check_encoding(encoding)
         self._skip_invalid_lines = skip_invalid_lines
         self._tokenizer = PretrainedTransformerTokenizer(
-            transformer_model, add_special_tokens=False, tokenizer_kwargs=tokenizer_kwargs
+            self._transformer_model, add_special_tokens=False, tokenizer_kwargs=tokenizer_kwargs
         )
         self._token_indexers: Dict[str, TokenIndexer] = {
             "tokens": PretrainedTransformerIndexer(
-                transformer_model, tokenizer_kwargs=tokenizer_kwargs
+                self._transformer_model, tokenizer_kwargs=tokenizer_kwargs
             )
         }
 
