@@ -5,3 +5,19 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Forked data-loader workers and the fast tokenizers' own threads do not mix; keep the logs quiet.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# Property-based tests (hypothesis): the same examples on every run, no example database written
+# and no per-example deadline (timings vary on shared machines). `HYPOTHESIS_PROFILE=explore`
+# searches more widely and at random.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile(
+    "default",
+    max_examples=40,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("explore", max_examples=1000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

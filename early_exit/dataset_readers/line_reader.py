@@ -23,6 +23,9 @@ from allennlp.data import DatasetReader, Instance
 from allennlp.data.token_indexers import PretrainedTransformerIndexer, TokenIndexer
 from allennlp.data.tokenizers import PretrainedTransformerTokenizer
 
+from early_exit.common.encoder_files import carried_transformer
+from early_exit.common.json_lines import InvalidJsonLine, decode_json_line
+
 logger = logging.getLogger(__name__)
 
 PathOrStr = Union[str, PathLike]
@@ -94,6 +97,8 @@ class EarlyExitLineReader(DatasetReader):
     transformer_model : `str`
         Name of a Hugging Face transformer or path to a local directory with its tokenizer files.
         Used for both the `PretrainedTransformerTokenizer` and the `PretrainedTransformerIndexer`.
+        A model archive that carries a copy of these files (see `early_exit.common.encoder_files`)
+        gives its extracted directory as `serialization_dir`, and the copy is read instead.
     max_length : `int`, optional (default = `512`)
         Maximum number of wordpieces of an instance, special tokens included. Longer inputs are
         truncated.
@@ -130,14 +135,16 @@ class EarlyExitLineReader(DatasetReader):
         )
         if not self.text_fields:
             raise TypeError(f"{type(self).__name__} must define `text_fields`")
+        # What the tokenizers load; messages name `transformer_model` as the user gave it.
+        self._transformer_model = carried_transformer(transformer_model, self.serialization_dir)
         self._encoding = self._check_encoding(encoding)
         self._skip_invalid_lines = skip_invalid_lines
         self._tokenizer = PretrainedTransformerTokenizer(
-            transformer_model, add_special_tokens=False, tokenizer_kwargs=tokenizer_kwargs
+            self._transformer_model, add_special_tokens=False, tokenizer_kwargs=tokenizer_kwargs
         )
         self._token_indexers: Dict[str, TokenIndexer] = {
             "tokens": PretrainedTransformerIndexer(
-                transformer_model, tokenizer_kwargs=tokenizer_kwargs
+                self._transformer_model, tokenizer_kwargs=tokenizer_kwargs
             )
         }
 
@@ -301,9 +308,9 @@ class EarlyExitLineReader(DatasetReader):
 
     def _parse_json_line(self, line: str) -> Dict[str, str]:
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as error:
-            problem = f"invalid JSON ({error.msg} at column {error.colno})"
+            obj = decode_json_line(line)
+        except InvalidJsonLine as error:
+            problem = f"invalid JSON ({error})"
             if line.lstrip().startswith("["):
                 problem += "; expected JSON lines, one object per line"
             raise _InvalidLine(problem) from None

@@ -64,7 +64,7 @@ class EarlyExitTextClassificationReader(EarlyExitLineReader):
         # as tokenizing, truncating and allennlp's `add_special_tokens`, which copies every token
         # (about half the reader's time per text in `allennlp predict`).
         self._sequence_tokenizer = PretrainedTransformerTokenizer(
-            transformer_model,
+            self._transformer_model,
             add_special_tokens=True,
             max_length=self._max_length,
             tokenizer_kwargs=tokenizer_kwargs,

@@ -12,6 +12,7 @@ from allennlp.training.metrics import CategoricalAccuracy
 from overrides import overrides
 from transformers import AutoConfig
 
+from early_exit.common.encoder_files import carried_transformer, forget_carried_transformer
 from early_exit.models.batch_stream import MIN_TOKENS, BatchStream
 from early_exit.models.inference_engine import InferenceEngine
 from early_exit.modules.exit_head import ExitHead
@@ -419,9 +420,18 @@ class EarlyExitClassifier(Model):
         weights_file: Optional[Union[str, os.PathLike]] = None,
         cuda_device: int = -1,
     ) -> "Model":
-        # The archive's weights file holds the encoder's weights: build it from its config only.
+        # The archive's weights file holds the encoder's weights: build it from its config only,
+        # read from the copy of the encoder's files the archive carries, where it has one.
         config = config.duplicate()
-        config["model"]["load_weights"] = False
+        model_config = config["model"]
+        model_config["load_weights"] = False
         # Initializers (a first training stage's weights, say) would be overwritten anyway.
-        config["model"].pop("initializer", None)
-        return super()._load(config, serialization_dir, weights_file, cuda_device)
+        model_config.pop("initializer", None)
+        transformer_model = model_config.get("transformer_model", None)
+        carried = carried_transformer(transformer_model, serialization_dir)
+        if carried == transformer_model:
+            return super()._load(config, serialization_dir, weights_file, cuda_device)
+        model_config["transformer_model"] = carried
+        model = super()._load(config, serialization_dir, weights_file, cuda_device)
+        forget_carried_transformer(carried)  # the readers are built already
+        return model

@@ -14,6 +14,7 @@ from allennlp.nn import util
 from allennlp.predictors.predictor import Predictor
 from overrides import overrides
 
+from early_exit.common.json_lines import InvalidJsonLine, decode_json_line
 from early_exit.models.batch_stream import BatchStream
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
 from early_exit.modules.exit_policies import ExitPolicy
@@ -22,6 +23,10 @@ _END = object()  # the end of a stream of inputs
 
 # How many characters of an offending input line an error message quotes.
 _MAX_QUOTED_CHARS = 200
+# Characters that end a line (`str.splitlines`), quoted as JSON escapes: the message stays one line.
+_LINE_BREAKS = {
+    ord(char): json.dumps(char)[1:-1] for char in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+}
 
 
 class PredictorInputError(ValueError):
@@ -32,7 +37,7 @@ class PredictorInputError(ValueError):
 
 
 def _quote(line: str) -> str:
-    line = line.strip()
+    line = line.strip().translate(_LINE_BREAKS)
     if len(line) > _MAX_QUOTED_CHARS:
         line = line[:_MAX_QUOTED_CHARS] + "..."
     return line
@@ -191,10 +196,10 @@ class EarlyExitClassifierPredictor(Predictor):
                 + self._expected_example()
             )
         try:
-            inputs = json.loads(line)
-        except json.JSONDecodeError as error:
+            inputs = decode_json_line(line)
+        except InvalidJsonLine as error:
             raise PredictorInputError(
-                f"input line is not valid JSON ({error.msg} at column {error.colno}); expected "
+                f"input line is not valid JSON ({error}); expected "
                 f"one JSON object per line, e.g. {self._expected_example()}; got: {_quote(line)}"
             ) from None
         if not isinstance(inputs, dict):

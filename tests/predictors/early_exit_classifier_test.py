@@ -6,11 +6,14 @@ from allennlp.data.token_indexers import PretrainedTransformerIndexer
 from allennlp.data.tokenizers import PretrainedTransformerTokenizer
 from allennlp.predictors import Predictor
 from allennlp_models.pair_classification.dataset_readers.snli import SnliReader
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from early_exit.common.head_outputs import collect_head_outputs
 from early_exit.predictors import EarlyExitClassifierPredictor, PredictorInputError
 from early_exit.sweep import head_probabilities
 from tests import FIXTURES_ROOT, TINY_BERT, run_allennlp
+from tests.dataset_readers.line_reader_test import ANY_CHARACTER, FIELD, LONG_FIELD, SPECIAL
 from tests.sweep.trained_models import (
     NLI_JSONL,
     TEXT_JSONL,
@@ -18,6 +21,9 @@ from tests.sweep.trained_models import (
     other_model_archive,
     trained_archive,
 )
+
+# Other keys an input line may carry (ignored by the predictor).
+JSON_EXTRA = st.dictionaries(st.sampled_from(["label", "id", "premise"]), st.integers(), max_size=2)
 
 FIELDS = {
     "label",
@@ -321,3 +327,84 @@ def test_fixture_inputs_for_the_readme(text_archive, nli_archive):
     nli = Predictor.from_path(nli_archive)
     for line in (FIXTURES_ROOT / "predictors" / "nli_pairs.jsonl").read_text().splitlines():
         assert set(nli.predict_json(nli.load_line(line))) == FIELDS
+
+
+class TestInputLinesNobodyPlannedFor:
+    """
+    Property-based (hypothesis): whatever an input line holds (random unicode, tabs, carriage
+    returns, escaped newlines, very long texts, deep nesting, huge numbers), `load_line` and
+    `_json_to_instance` either give the instance of the line's text or raise a
+    `PredictorInputError` with a one-line message: never another exception.
+    """
+
+    @pytest.fixture(scope="class")
+    def predictors(self):
+        from allennlp.data import Vocabulary
+
+        from early_exit.dataset_readers import (
+            EarlyExitNliReader,
+            EarlyExitTextClassificationReader,
+        )
+        from early_exit.models import EarlyExitClassifier
+
+        vocab = Vocabulary()
+        vocab.add_tokens_to_namespace(["positive", "negative"], "labels")
+        model = EarlyExitClassifier(vocab, TINY_BERT, exit_layers=[0, 1])  # untrained
+        readers = {
+            "text": EarlyExitTextClassificationReader(TINY_BERT, max_length=24),
+            "nli": EarlyExitNliReader(TINY_BERT, max_length=24),
+        }
+        return {
+            kind: EarlyExitClassifierPredictor(model, reader) for kind, reader in readers.items()
+        }
+
+    @staticmethod
+    def _outcome(predictor, line: str):
+        """The instance's wordpieces, or the input error's message."""
+        try:
+            instance = predictor._json_to_instance(predictor.load_line(line))
+        except PredictorInputError as error:
+            message = str(error)
+            assert message and len(message.splitlines()) == 1, message
+            return None
+        return [(token.text, token.type_id) for token in instance["tokens"].tokens]
+
+    @staticmethod
+    def _wordpieces(predictor, *texts):
+        instance = predictor._dataset_reader.text_to_instance(*texts)
+        return [(token.text, token.type_id) for token in instance["tokens"].tokens]
+
+    @pytest.mark.parametrize("kind", ["text", "nli"])
+    @given(line=st.text(st.one_of(st.sampled_from(SPECIAL + '{}[]":,\\'), ANY_CHARACTER)))
+    @example(line="[" * 100_000)
+    @example(line='{"sentence": ' + "[" * 100_000)
+    @example(line='{"premise": "a", "hypothesis": ' + "1" * 5000 + "}")
+    @example(line='{"sentence": "a\\r\\nb\\u2028c"} trailing')
+    def test_any_line_gives_an_instance_or_an_input_error(self, predictors, kind, line):
+        self._outcome(predictors[kind], line)
+
+    @pytest.mark.parametrize("key", ["sentence", "text"])
+    @given(text=st.one_of(FIELD, LONG_FIELD), ensure_ascii=st.booleans(), extra=JSON_EXTRA)
+    @example(text="tab\tcr\rnewline\nline separator\u2028end", ensure_ascii=False, extra={})
+    def test_a_text_line_gives_the_instance_of_its_text(
+        self, predictors, key, text, ensure_ascii, extra
+    ):
+        predictor = predictors["text"]
+        line = json.dumps({**extra, key: text}, ensure_ascii=ensure_ascii)
+        outcome = self._outcome(predictor, line)
+        if not text.strip():
+            assert outcome is None
+        else:
+            assert outcome == self._wordpieces(predictor, text)
+
+    @given(premise=FIELD, hypothesis=st.one_of(FIELD, LONG_FIELD), ensure_ascii=st.booleans())
+    def test_a_pair_line_gives_the_instance_of_its_texts(
+        self, predictors, premise, hypothesis, ensure_ascii
+    ):
+        predictor = predictors["nli"]
+        line = json.dumps({"premise": premise, "hypothesis": hypothesis}, ensure_ascii=ensure_ascii)
+        outcome = self._outcome(predictor, line)
+        if not premise.strip() or not hypothesis.strip():
+            assert outcome is None
+        else:
+            assert outcome == self._wordpieces(predictor, premise, hypothesis)

@@ -144,6 +144,25 @@ class TestManager:
         assert len(lines) == 48
         assert max(rows for _, rows in calls) == 1
 
+    def test_batch_sizes_1_and_7_carried_or_not_write_the_same_bytes(
+        self, predictor, mixed_threshold, input_file, tmp_path
+    ):
+        predictor.confidence_threshold = mixed_threshold
+        outputs = {}
+        try:
+            for batch_size, carry in ((1, True), (7, True), (7, False)):
+                predictor.carry_rows = carry
+                output_file = tmp_path / f"out_{batch_size}_{carry}.jsonl"
+                self._run(predictor, input_file, output_file, batch_size, has_dataset_reader=False)
+                outputs[batch_size, carry] = output_file.read_bytes()
+        finally:
+            predictor.carry_rows = True
+        exits = {json.loads(line)["exit_head"] for line in outputs[1, True].splitlines()}
+        assert len(exits) > 1  # the threshold makes rows leave at different heads
+        assert outputs[1, True].count(b"\n") == 48
+        assert outputs[7, True] == outputs[1, True]
+        assert outputs[7, False] == outputs[1, True]
+
 
 class TestCommand:
     def test_carrying_or_not_writes_the_same_lines(

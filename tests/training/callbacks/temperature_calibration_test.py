@@ -9,15 +9,19 @@ import pytest
 import torch
 from allennlp.commands.train import train_model_from_file
 from allennlp.common.checks import ConfigurationError
+from allennlp.data.data_loaders import SimpleDataLoader
 from allennlp.models import load_archive
+from allennlp.training.util import evaluate
 
 from early_exit.common.head_outputs import collect_head_outputs
 from early_exit.calibration.temperature_scaling import negative_log_likelihood
 from early_exit.training.callbacks import TemperatureCalibrationCallback
 from tests import FIXTURES_ROOT, PROJECT_ROOT, run_allennlp
+from tests.training.callbacks.interrupting_callback import MARKER_NAME
 
 CONFIG = FIXTURES_ROOT / "early_exit_classifier" / "experiment.jsonnet"
 CALIBRATION_DATA = FIXTURES_ROOT / "calibration" / "calibration_data.tsv"
+DATA = FIXTURES_ROOT / "data" / "text_classification.tsv"
 CALLBACK = {"type": "early_exit_temperature_calibration"}
 
 
@@ -34,10 +38,12 @@ def _restored_logging():
         sys.excepthook = excepthook
 
 
-def _train(serialization_dir: Path, overrides: Dict[str, Any]):
+def _train(serialization_dir: Path, overrides: Dict[str, Any], recover: bool = False):
     with pytest.MonkeyPatch.context() as patch, _restored_logging():
         patch.chdir(PROJECT_ROOT)  # the fixture configuration has paths relative to the repository
-        return train_model_from_file(str(CONFIG), str(serialization_dir), overrides=overrides)
+        return train_model_from_file(
+            str(CONFIG), str(serialization_dir), overrides=overrides, recover=recover
+        )
 
 
 def _report(serialization_dir: Path) -> Dict[str, Any]:
@@ -182,3 +188,71 @@ def test_distributed_training_gives_every_worker_the_same_temperatures(tmp_path)
     for worker in (0, 1):
         log = (serialization_dir / f"out_worker{worker}.log").read_text()
         assert f"Exit head temperatures set to {temperatures}." in log
+        # Calibrated once: only the primary fits for the record and writes the report.
+        assert ("Calibrated the exit heads on 11 instances" in log) == (worker == 0)
+
+    # The archive evaluates (as `allennlp evaluate` does, in this process).
+    archive = load_archive(str(serialization_dir / "model.tar.gz"))
+    reader = archive.validation_dataset_reader
+    loader = SimpleDataLoader.from_dataset_reader(reader, str(DATA), batch_size=4)
+    loader.index_with(archive.model.vocab)
+    metrics = evaluate(archive.model, loader)
+    assert 0.0 < metrics["accuracy"] <= 1.0
+    assert metrics["relative_compute"] == 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGKILL"])
+def test_recover_after_an_interruption_mid_epoch_ends_with_a_calibrated_archive(
+    tmp_path, signal_name
+):
+    serialization_dir = tmp_path / "run"
+    interrupt = {"type": "early_exit_test_interrupt_once", "signal_name": signal_name}
+    overrides = {"trainer.callbacks": [CALLBACK, interrupt]}  # two epochs of 4 batches
+    include = ["--include-package", "tests.training.callbacks.interrupting_callback"]
+    result = run_allennlp(
+        "train", CONFIG, "-s", serialization_dir, "-o", json.dumps(overrides), *include
+    )
+    assert result.returncode != 0
+    assert (serialization_dir / MARKER_NAME).exists()  # it stopped in the second epoch
+    assert (serialization_dir / "model_state_e1_b0.th").exists()
+    assert not (serialization_dir / "model_state_e2_b0.th").exists()
+    assert not (serialization_dir / "calibration.json").exists()
+    if signal_name == "SIGINT":  # allennlp archives the best weights so far, uncalibrated
+        assert _archived_temperatures(serialization_dir) == [1.0, 1.0, 1.0]
+
+    _train(serialization_dir, overrides, recover=True)
+    metrics = json.loads((serialization_dir / "metrics.json").read_text())
+    assert metrics["epoch"] == 1
+    report = _report(serialization_dir)
+    assert report["num_instances"] == 16
+    temperatures = _archived_temperatures(serialization_dir)
+    assert temperatures == report["temperatures"]
+    assert all(temperature != 1.0 for temperature in temperatures)
+
+
+@pytest.mark.slow
+def test_two_runs_with_the_same_seeds_give_the_same_metrics_weights_and_temperatures(tmp_path):
+    seeds = {"random_seed": 5, "numpy_seed": 6, "pytorch_seed": 7}
+    overrides = {"trainer.callbacks": [CALLBACK], "trainer.num_epochs": 1, **seeds}
+    runs = [tmp_path / "first", tmp_path / "second"]
+    for serialization_dir in runs:
+        _train(serialization_dir, overrides)
+    timing = ("time", "duration", "memory", "start_epoch")
+
+    def outcome(serialization_dir: Path):
+        metrics = json.loads((serialization_dir / "metrics.json").read_text())
+        metrics = {k: v for k, v in metrics.items() if not any(word in k for word in timing)}
+        return metrics, _report(serialization_dir), torch.load(serialization_dir / "best.th")
+
+    (metrics, report, weights), (other_metrics, other_report, other_weights) = map(outcome, runs)
+    assert "training_loss" in metrics and metrics == other_metrics
+    assert report["temperatures"] == other_report["temperatures"]
+    assert report == other_report
+    assert weights.keys() == other_weights.keys()
+    for name, value in weights.items():
+        assert torch.equal(value, other_weights[name]), name
+    # A third seed gives other weights: the seeds are what made the runs equal.
+    _train(tmp_path / "third", dict(overrides, pytorch_seed=8))
+    third = torch.load(tmp_path / "third" / "best.th")
+    assert any(not torch.equal(value, third[name]) for name, value in weights.items())
