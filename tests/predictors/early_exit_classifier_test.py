@@ -220,7 +220,7 @@ class TestBadInput:
         before = predictor.confidence_threshold
         try:
             predictor.confidence_threshold = 0.7
-            with pytest.raises(ConfigurationError, match="must be a number, got True"):
+            with pytest.raises(ConfigurationError, match=r"must be a number in \[0, 1\], got True"):
                 predictor.confidence_threshold = True
             assert predictor.confidence_threshold == 0.7
         finally:

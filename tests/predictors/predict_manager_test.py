@@ -363,7 +363,7 @@ class TestUserErrors:
                     "--predictor-args",
                     '{"confidence_threshold": true}',
                 ],
-                "confidence_threshold must be a number, got True",
+                "confidence_threshold must be a number in [0, 1], got True",
             ),
             ([basic_classifier_archive, input_file, *output], "not an early_exit_classifier"),
             (
