@@ -2,7 +2,8 @@ from os import PathLike
 from typing import Union
 
 from allennlp.common.checks import ConfigurationError
-from allennlp.models.archival import Archive, load_archive
+from allennlp.models import archival
+from allennlp.models.archival import Archive
 
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
 
@@ -15,9 +16,12 @@ def load_early_exit_archive(
 
     # Raises
 
-    `ConfigurationError` naming the archive and the model type it holds, if it holds another model.
+    `ConfigurationError` naming the archive and the model type it holds, if it holds another model;
+    `ArchiveError` if it does not exist or cannot be read.
     """
-    archive = load_archive(str(archive_file), cuda_device=cuda_device, overrides=overrides)
+    # Looked up at call time: importing early_exit wraps it so that a missing or unreadable
+    # archive is an `ArchiveError` naming it (`early_exit.common.archive_errors`).
+    archive = archival.load_archive(str(archive_file), cuda_device=cuda_device, overrides=overrides)
     if not isinstance(archive.model, EarlyExitClassifier):
         model_type = archive.config.get("model").get("type", type(archive.model).__name__)
         raise ConfigurationError(

@@ -13,6 +13,7 @@ from allennlp.nn import util
 from allennlp.predictors.predictor import Predictor
 from overrides import overrides
 
+from early_exit.common.cli_errors import UserError
 from early_exit.models.batch_stream import BatchStream
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
 
@@ -22,7 +23,7 @@ _END = object()  # the end of a stream of inputs
 _MAX_QUOTED_CHARS = 200
 
 
-class PredictorInputError(ValueError):
+class PredictorInputError(UserError, ValueError):
     """
     Raised for an input line the `early_exit_classifier` predictor cannot use. The message says
     which keys were expected and quotes the line.
