@@ -5,6 +5,7 @@ Every user error ends `allennlp train` and `allennlp evaluate` with exit status 
 """
 
 import json
+import logging
 import sys
 
 import pytest
@@ -127,10 +128,15 @@ def test_evaluate_truncated_archive_is_one_error_line(archive, tmp_path):
     assert error.startswith(f"error: {truncated}: not a readable model archive, truncated or")
 
 
-def test_train_refuses_a_file_without_instances(tmp_path):
+def test_train_refuses_a_file_without_instances(tmp_path, monkeypatch):
     """Not an untrained model archived after 0 batches."""
     from allennlp.commands.train import train_model_from_file
 
+    # training replaces the root logger's handlers and level, and the exception hook
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", root.handlers[:])
+    monkeypatch.setattr(root, "level", root.level)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
     blank = tmp_path / "blank.tsv"
     blank.write_text("\n \n")
     overrides = json.dumps({"train_data_path": str(blank)})
