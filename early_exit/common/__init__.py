@@ -1,2 +1,5 @@
-from early_exit.common.archives import load_early_exit_archive
-from early_exit.common.head_outputs import HeadOutputs, collect_head_outputs
+"""
+Helpers every layer may use. Import them from their modules (`early_exit.common.archives`, ...):
+this file imports nothing, so that the lowest layers (the dataset readers) can use
+`early_exit.common.cli_errors` without importing the model.
+"""
