@@ -271,7 +271,7 @@ class EarlyExitLineReader(DatasetReader):
             len(names) > 1 and all(name in column_names for name in names)
         )
         if self._skip_header:
-            if not looks_like_header:
+            if not looks_like_header and self._is_first_shard():
                 logger.warning(
                     "skip_header: skipped line %d of %s, which does not look like a header: %r",
                     line_number,
@@ -282,7 +282,7 @@ class EarlyExitLineReader(DatasetReader):
         if looks_like_header:
             expected = "<TAB>".join(("label",) + self.text_fields)
             raise _InvalidLine(
-                f"a header line ({', '.join(names)}), not a labelled example; remove it or set "
+                f"a header line ({', '.join(names)[:100]}), not a labelled example; remove it or set "
                 f'"skip_header": true in the dataset reader (lines are {expected})'
             )
         return False
