@@ -7,13 +7,16 @@ Every user error ends `allennlp train` and `allennlp evaluate` with exit status 
 import json
 import logging
 import sys
+import traceback
 
 import pytest
 from allennlp.common import logging as allennlp_logging
 from allennlp.common.checks import ConfigurationError
+from allennlp.data.data_loaders.multiprocess_data_loader import WorkerError
+from torch.multiprocessing import ProcessRaisedException
 
 from early_exit.common import cli_errors
-from early_exit.dataset_readers import NoInstancesError
+from early_exit.dataset_readers import DataFormatError, NoInstancesError
 from tests import run_allennlp
 from tests.sweep.trained_models import TEXT_CONFIG, TEXT_DATA, trained_archive
 
@@ -59,6 +62,32 @@ def test_hook_survives_allennlp_logging_and_passes_other_errors_on(allennlp_cli,
     sys.excepthook(RuntimeError, RuntimeError("a bug"), None)
     assert seen == [RuntimeError]
     assert capsys.readouterr().err.splitlines()[0] == "error: exit_layers bad"
+
+
+def _traceback_of(error: BaseException) -> str:
+    try:
+        raise error
+    except BaseException:
+        return traceback.format_exc()
+
+
+@pytest.mark.parametrize(
+    "error, message",
+    [
+        (DataFormatError("data.tsv", 1, "a header line"), "data.tsv, line 1: a header line"),
+        (ConfigurationError("exit_layers [0, 9] out of range"), "exit_layers [0, 9] out of range"),
+        (KeyError("a bug"), None),
+        (ConfigurationError("two\nlines"), None),  # the last line alone is not the message
+    ],
+)
+def test_user_errors_of_worker_processes_are_recognised(error, message):
+    """Distributed training's workers and data loader workers send their tracebacks as text."""
+    text = _traceback_of(error)
+    distributed = ProcessRaisedException(f"\n\n-- Process 1 terminated with:\n{text}", 1, 4242)
+    loader = WorkerError(repr(error), [text])
+    for wrapped in (distributed, loader):
+        assert cli_errors.user_error_in_another_process(wrapped) == message
+    assert cli_errors.user_error_in_another_process(error) is None
 
 
 def test_traceback_variable_keeps_allennlp_behaviour(allennlp_cli, monkeypatch):
