@@ -9,7 +9,9 @@ import pytest
 from allennlp.commands.evaluate import evaluate_from_archive
 
 from early_exit.common.archives import load_early_exit_archive
+from early_exit.common.cli_errors import UserError
 from early_exit.common.head_outputs import collect_head_outputs
+from early_exit.dataset_readers import DataFileNotFoundError, DataFormatError, NoInstancesError
 from early_exit.sweep import head_probabilities, single_head_points, sweep_table
 from tests import run_allennlp
 from tests.sweep.trained_models import TEXT_DATA, mixed_thresholds, trained_archive
@@ -93,3 +95,29 @@ def test_evaluate_command_prints_and_writes_the_exit_metrics(swept, tmp_path):
     assert "Metrics:" in printed
     for name in EXIT_METRICS:
         assert f'"{name}"' in printed
+
+
+@pytest.mark.parametrize(
+    "content, error_class, message",
+    [
+        ("", NoInstancesError, "{path} holds no instances (it is empty or has only blank lines)"),
+        (" \n\t\n", NoInstancesError, "{path} holds no instances"),
+        ("label\ttext\npositive\tgood\n", DataFormatError, "{path}, line 1: a header line"),
+        (None, DataFileNotFoundError, "{path}: data file not found"),
+        ("directory", DataFileNotFoundError, "{path}: a directory, not a data file"),
+    ],
+    ids=["empty", "blank", "header", "missing", "directory"],
+)
+def test_evaluate_refuses_data_without_instances_or_with_a_header(
+    swept, tmp_path, content, error_class, message
+):
+    """Never an accuracy of 0.0 on nothing, nor a header as an example (one error line each)."""
+    path = tmp_path / "data.tsv"
+    if content == "directory":
+        path.mkdir()
+    elif content is not None:
+        path.write_text(content)
+    with pytest.raises(error_class) as info:
+        evaluate_from_archive(str(swept[0]), str(path))
+    assert isinstance(info.value, UserError)
+    assert str(info.value).startswith(message.format(path=path))

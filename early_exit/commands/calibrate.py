@@ -32,6 +32,8 @@ from early_exit.common.archives import load_early_exit_archive
 from early_exit.common.cli_errors import exit_with_user_error
 from early_exit.common.files import atomic_path, check_output_paths, is_local
 from early_exit.common.head_outputs import collect_head_outputs
+from early_exit.dataset_readers.errors import NoInstancesError
+from early_exit.dataset_readers.label_check import check_known_labels
 
 logger = logging.getLogger(__name__)
 
@@ -164,9 +166,10 @@ def calibrate_archive(
     # Raises
 
     `ConfigurationError` for another model type, missing files, an output that is an input or the
-    other output or cannot be written (checked before any work), unlabelled or empty data, or a bad
-    temperature range. Both outputs are written atomically: on a failure neither output is left
-    half written, and an existing file under either name is left as it was.
+    other output or cannot be written (checked before any work), unlabelled data, or a bad
+    temperature range; `NoInstancesError` for no data and `UnknownLabelError` for labels the model
+    does not know. Both outputs are written atomically: on a failure neither output is left half
+    written, and an existing file under either name is left as it was.
     """
     archive_file, input_file = os.fspath(archive_file), os.fspath(input_file)
     output_file = os.fspath(output_file)
@@ -191,7 +194,8 @@ def calibrate_archive(
         reader.apply_token_indexers(instance)
         instances.append(instance)
     if not instances:
-        raise ConfigurationError(f"{input_file} holds no instances")
+        raise NoInstancesError(input_file)
+    check_known_labels(instances, model.vocab, input_file, reader)
     head_outputs = collect_head_outputs(
         model, instances, batch_size, description="calibration: running every head"
     )

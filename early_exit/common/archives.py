@@ -3,7 +3,8 @@ from os import PathLike
 from typing import Any, Dict, Iterator, Union
 
 from allennlp.common.checks import ConfigurationError
-from allennlp.models.archival import Archive, load_archive
+from allennlp.models import archival
+from allennlp.models.archival import Archive
 
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
 
@@ -41,7 +42,11 @@ def load_early_exit_archive(
     or naming the overrides if they give a value of the wrong type.
     """
     with overridden_values_checked(archive_file, overrides):
-        archive = load_archive(str(archive_file), cuda_device=cuda_device, overrides=overrides)
+        # Looked up at call time: importing early_exit wraps it so that a missing or unreadable
+        # archive is an `ArchiveError` naming it (`early_exit.common.archive_errors`).
+        archive = archival.load_archive(
+            str(archive_file), cuda_device=cuda_device, overrides=overrides
+        )
     check_early_exit_model(archive_file, archive)
     return archive
 

@@ -2,31 +2,41 @@
 Clear errors instead of traceback dumps for users of the `allennlp` command line.
 
 allennlp's own commands (`predict`, `evaluate`, `train`) let every exception end the process with a
-traceback. For the errors that describe a user's input or settings (a bad data line, a predictor
-line without the expected keys, a threshold outside [0, 1], an archive of another model type), this
+traceback. For the errors that describe a user's input or settings (a bad data line, a missing or
+empty data file, a label the model does not know, a missing or truncated archive, a predictor line
+without the expected keys, a threshold outside [0, 1], an archive of another model type), this
 package installs, only when the running program is the `allennlp` command, an exception hook that
-prints `error: <message>` and exits with status 1. Any other exception keeps its traceback; set
-`EARLY_EXIT_TRACEBACK=1` to see tracebacks for all of them.
+prints `error: <message>` and exits with status 1, also for such an error raised in a worker
+process (distributed training, data loader workers), which reaches the main process as text. Any
+other exception keeps its traceback; set `EARLY_EXIT_TRACEBACK=1` to see tracebacks for all of them.
+
+This module imports nothing from the rest of the package: the package's user errors derive from
+`UserError`, and allennlp's `ConfigurationError` counts as one too.
 """
 
 import logging
 import os
+import re
 import sys
 from types import TracebackType
-from typing import NoReturn, Tuple, Type
+from typing import NoReturn, Optional, Tuple, Type, Union
 
+from allennlp.common import logging as allennlp_logging
 from allennlp.common.checks import ConfigurationError
 
 
-def _user_errors() -> Tuple[Type[BaseException], ...]:
-    from early_exit.dataset_readers import DataFormatError
-    from early_exit.predictors.early_exit_classifier import PredictorInputError
-    from early_exit.sweep.run import SweepInputError
+class UserError(Exception):
+    """
+    Base of this package's exceptions about what a user gave (files, data, settings). The message
+    alone says what is wrong and where, so the command line prints it as one `error: ...` line.
+    Subclasses also derive from the built-in exception that fits (`ValueError`, `OSError`, ...).
+    """
 
-    return ConfigurationError, DataFormatError, PredictorInputError, SweepInputError
+
+USER_ERRORS: Tuple[Type[BaseException], ...] = (ConfigurationError, UserError)
 
 
-def print_user_error(error: BaseException) -> None:
+def print_user_error(error: Union[BaseException, str]) -> None:
     """Prints `error` as one `error: ...` line on stderr (whitespace runs, newlines included, collapsed)."""
     print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
 
@@ -48,21 +58,78 @@ def running_allennlp_cli() -> bool:
     )
 
 
-def install_cli_error_hook() -> None:
-    """Installs the hook (idempotent); does nothing outside the `allennlp` command."""
-    if os.environ.get("EARLY_EXIT_TRACEBACK") or not running_allennlp_cli():
-        return
+def _log_to_files(exc_info: Tuple[Type[BaseException], BaseException, TracebackType]) -> None:
+    """
+    Writes the error with its traceback to the root logger's log files only (`allennlp train`'s
+    `out.log`), so the serialization directory records why training stopped; stderr keeps one line.
+    """
+    record = logging.LogRecord("early_exit", logging.CRITICAL, "", 0, "User error", (), exc_info)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
+            handler.handle(record)
+
+
+def user_error_in_another_process(error: BaseException) -> Optional[str]:
+    """
+    The message of a user error raised in another process, when `error` carries that process's
+    traceback as text: torch's `ProcessRaisedException` (a worker of distributed training) and
+    allennlp's `WorkerError` (a data loader worker). Their last line is `module.Class: message`;
+    `None` unless that class is a user error (or the message spans lines).
+    """
+    if type(error).__name__ not in ("ProcessRaisedException", "WorkerError"):
+        return None
+    lines = str(error).rstrip().splitlines()
+    match = re.fullmatch(r"\s*([A-Za-z_][\w.]*)\.(\w+): (.+)", lines[-1]) if lines else None
+    if match is None:
+        return None
+    error_class = getattr(sys.modules.get(match.group(1)), match.group(2), None)
+    if isinstance(error_class, type) and issubclass(error_class, USER_ERRORS):
+        return match.group(3)
+    return None
+
+
+def _install_hook() -> None:
     if getattr(sys.excepthook, "_early_exit", False):
         return
     previous = sys.excepthook
-    user_errors = _user_errors()
 
     def hook(exc_type: Type[BaseException], exc: BaseException, traceback: TracebackType) -> None:
-        if issubclass(exc_type, user_errors):
-            print_user_error(exc)
+        message = user_error_in_another_process(exc)
+        if issubclass(exc_type, USER_ERRORS) or message is not None:
+            _log_to_files((exc_type, exc, traceback))
+            print_user_error(exc if message is None else message)
             print("(set EARLY_EXIT_TRACEBACK=1 for the full traceback)", file=sys.stderr)
-            return
+            return  # the interpreter then exits with status 1
         previous(exc_type, exc, traceback)
 
     hook._early_exit = True  # type: ignore[attr-defined]
     sys.excepthook = hook
+
+
+def _keep_hook_over_allennlp_logging() -> None:
+    """
+    `allennlp train` calls `allennlp.common.logging.prepare_global_logging`, which sets
+    `sys.excepthook` to allennlp's own hook (it logs every uncaught exception with its traceback as
+    "CRITICAL - root - Uncaught exception"), replacing ours after this package was imported. This
+    wraps that function so that ours goes back on top of allennlp's each time it runs; exceptions
+    that are not user errors still reach allennlp's hook and are logged as before.
+    """
+    current = allennlp_logging.prepare_global_logging
+    if getattr(current, "_early_exit", False):
+        return
+
+    def prepare_global_logging(*args, **kwargs) -> None:
+        current(*args, **kwargs)
+        _install_hook()
+
+    prepare_global_logging._early_exit = True  # type: ignore[attr-defined]
+    prepare_global_logging.__doc__ = current.__doc__
+    allennlp_logging.prepare_global_logging = prepare_global_logging
+
+
+def install_cli_error_hook() -> None:
+    """Installs the hook (idempotent); does nothing outside the `allennlp` command."""
+    if os.environ.get("EARLY_EXIT_TRACEBACK") or not running_allennlp_cli():
+        return
+    _install_hook()
+    _keep_hook_over_allennlp_logging()

@@ -11,9 +11,10 @@ here, in `EarlyExitLineReader`.
 import codecs
 import json
 import logging
+import os
 from os import PathLike
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from overrides import overrides
 
@@ -25,6 +26,11 @@ from allennlp.data.tokenizers import PretrainedTransformerTokenizer
 
 from early_exit.common.encoder_files import carried_transformer
 from early_exit.common.json_lines import InvalidJsonLine, decode_json_line
+from early_exit.dataset_readers.errors import (
+    DataFileNotFoundError,
+    DataFormatError,
+    NoInstancesError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -36,32 +42,10 @@ TSV_EXTENSIONS = (".tsv", ".txt")
 # How many line numbers of skipped lines the end-of-file warning lists.
 _MAX_REPORTED_LINES = 5
 
-
-class DataFormatError(ValueError):
-    """
-    Raised when a line of a data file cannot be read. The message names the file, the 1-based
-    line number and the problem, e.g. `"data/train.tsv, line 17: no tab between label and text"`.
-
-    # Parameters
-
-    file_path : `str`
-        The data file, as it was given to the reader.
-    line_number : `int`
-        1-based number of the offending line.
-    problem : `str`
-        What is wrong with the line.
-    """
-
-    def __init__(self, file_path: str, line_number: int, problem: str) -> None:
-        super().__init__(f"{file_path}, line {line_number}: {problem}")
-        self.file_path = file_path
-        self.line_number = line_number
-        self.problem = problem
-
-    def __reduce__(self):
-        # Keeps the exception picklable (it has a custom constructor), which matters when it is
-        # raised inside a data loader worker process.
-        return (type(self), (self.file_path, self.line_number, self.problem))
+# Column names that make the first line of a tab-separated file a header (with the readers' own
+# text fields and their JSON aliases), and the label column names alone that do.
+_HEADER_NAMES = ("label", "gold_label", "sentence1", "sentence2")
+_LABEL_HEADER_NAMES = ("label", "gold_label")
 
 
 class _InvalidLine(Exception):
@@ -86,6 +70,13 @@ class EarlyExitLineReader(DatasetReader):
     the file, the line number and the problem, unless `skip_invalid_lines` is set, in which case
     such lines are skipped and a warning with their count is logged at the end of the file.
 
+    A header line is never read as an example: the first non-blank line of a tab-separated file is
+    an error when it looks like one (its label column is `label`, or every column is a column name
+    such as `label`, `text`, `sentence`, `premise`, `hypothesis`), unless `skip_header` is set,
+    which skips that line whatever it holds. A file that is missing, a directory, or holds no
+    instances (empty, only blank lines, or every line skipped) raises `DataFileNotFoundError` or
+    `NoInstancesError` naming it.
+
     Instances have a `tokens` `TextField` (with the transformer's special tokens) and, when a
     label is known, a `label` `LabelField` in the `"labels"` namespace.
 
@@ -108,6 +99,9 @@ class EarlyExitLineReader(DatasetReader):
     skip_invalid_lines : `bool`, optional (default = `False`)
         If `True`, invalid lines are skipped (and counted in a warning) instead of raising a
         `DataFormatError`.
+    skip_header : `bool`, optional (default = `False`)
+        If `True`, the first non-blank line of a tab-separated file is a header and is skipped
+        (with a warning when it does not look like one). JSON lines files have no header.
     tokenizer_kwargs : `Dict[str, Any]`, optional (default = `None`)
         Extra arguments for `AutoTokenizer.from_pretrained`, passed to both the tokenizer and
         the token indexer.
@@ -127,6 +121,7 @@ class EarlyExitLineReader(DatasetReader):
         max_length: int = 512,
         encoding: str = "utf-8",
         skip_invalid_lines: bool = False,
+        skip_header: bool = False,
         tokenizer_kwargs: Optional[Dict[str, Any]] = None,
         **kwargs,
     ) -> None:
@@ -139,6 +134,7 @@ class EarlyExitLineReader(DatasetReader):
         self._transformer_model = carried_transformer(transformer_model, self.serialization_dir)
         self._encoding = self._check_encoding(encoding)
         self._skip_invalid_lines = skip_invalid_lines
+        self._skip_header = skip_header
         self._tokenizer = PretrainedTransformerTokenizer(
             self._transformer_model, add_special_tokens=False, tokenizer_kwargs=tokenizer_kwargs
         )
@@ -209,19 +205,27 @@ class EarlyExitLineReader(DatasetReader):
         `max_instances` counts instances, not lines, and the skip warning is complete.
         """
         display_path = str(file_path)
-        try:
-            local_path = cached_path(file_path)
-        except FileNotFoundError as error:
-            raise FileNotFoundError(f"{display_path}: data file not found") from error
+        local_path = self._local_path(file_path)
         json_lines = self._is_json_lines(display_path, local_path)
 
-        num_skipped = 0
+        num_records = num_skipped = 0
         skipped_lines: List[int] = []
+        first_line: Optional[int] = None  # the number of the first non-blank line, once seen
         with open(local_path, "rb") as data_file:
             for line_number, raw_line in enumerate(data_file, start=1):
                 try:
-                    record = self._parse_line(raw_line, line_number, json_lines)
+                    line = self._decode_line(raw_line, line_number)
+                    if line is None:
+                        continue
+                    if first_line is None:
+                        first_line = line_number
+                        if not json_lines and self._is_header(line, display_path, line_number):
+                            continue
+                    record = (
+                        self._parse_json_line(line) if json_lines else self._parse_tsv_line(line)
+                    )
                 except _InvalidLine as invalid:
+                    first_line = first_line or line_number
                     error = DataFormatError(display_path, line_number, invalid.problem)
                     if not self._skip_invalid_lines:
                         raise error from None
@@ -230,8 +234,8 @@ class EarlyExitLineReader(DatasetReader):
                     if len(skipped_lines) < _MAX_REPORTED_LINES:
                         skipped_lines.append(line_number)
                     continue
-                if record is not None:
-                    yield line_number, record
+                num_records += 1
+                yield line_number, record
 
         if num_skipped and self._is_first_shard():
             listed = ", ".join(str(number) for number in skipped_lines)
@@ -240,6 +244,68 @@ class EarlyExitLineReader(DatasetReader):
             logger.warning(
                 "Skipped %d invalid line(s) in %s (line %s)", num_skipped, display_path, listed
             )
+        if not num_records:
+            if num_skipped:
+                reason = f"all {num_skipped} non-blank line(s) are invalid and were skipped"
+            elif first_line is not None:
+                reason = "it has only a header line"
+            else:
+                reason = "it is empty or has only blank lines"
+            raise NoInstancesError(display_path, reason)
+
+    @staticmethod
+    def _local_path(file_path: PathOrStr) -> str:
+        """The local path of a data file (downloaded if it is a URL), checked to be a file."""
+        try:
+            local_path = cached_path(file_path)
+        except FileNotFoundError as error:
+            raise DataFileNotFoundError(f"{file_path}: data file not found") from error
+        if os.path.isdir(local_path):
+            raise DataFileNotFoundError(f"{file_path}: a directory, not a data file")
+        return str(local_path)
+
+    def _is_header(self, line: str, display_path: str, line_number: int) -> bool:
+        """
+        For the first non-blank line of a tab-separated file: `True` when it is a header to skip
+        (`skip_header`); raises `_InvalidLine` when it looks like a header and `skip_header` is off.
+        """
+        names = [value.strip().lower() for value in line.split("\t")]
+        column_names = set(_HEADER_NAMES + self.text_fields)
+        for aliases in self.json_aliases.values():
+            column_names.update(aliases)
+        looks_like_header = names[0] in _LABEL_HEADER_NAMES or (
+            len(names) > 1 and all(name in column_names for name in names)
+        )
+        if self._skip_header:
+            if not looks_like_header and self._is_first_shard():
+                logger.warning(
+                    "skip_header: skipped line %d of %s, which does not look like a header: %r",
+                    line_number,
+                    display_path,
+                    line[:100],
+                )
+            return True
+        if looks_like_header:
+            expected = "<TAB>".join(("label",) + self.text_fields)
+            raise _InvalidLine(
+                f"a header line ({', '.join(names)[:100]}), not a labelled example; remove it or set "
+                f'"skip_header": true in the dataset reader (lines are {expected})'
+            )
+        return False
+
+    def label_lines(self, file_path: PathOrStr, labels: Iterable[str]) -> Dict[str, int]:
+        """
+        The line number of the first example of each of `labels` in the file (of those it has),
+        so that errors about labels can point at a line.
+        """
+        wanted = set(labels)
+        found: Dict[str, int] = {}
+        for line_number, record in self._read_records(file_path):
+            if record["label"] in wanted:
+                found.setdefault(record["label"], line_number)
+                if len(found) == len(wanted):
+                    break
+        return found
 
     def _is_first_shard(self) -> bool:
         """Whether this is the first worker of the first process, so a warning is logged once."""
@@ -262,10 +328,8 @@ class EarlyExitLineReader(DatasetReader):
                     return line.lstrip().startswith("{")
         return False
 
-    def _parse_line(
-        self, raw_line: bytes, line_number: int, json_lines: bool
-    ) -> Optional[Dict[str, str]]:
-        """Returns the record of a line, `None` for a blank line, or raises `_InvalidLine`."""
+    def _decode_line(self, raw_line: bytes, line_number: int) -> Optional[str]:
+        """The line as text without its line break, `None` if blank, or raises `_InvalidLine`."""
         try:
             line = raw_line.decode(self._encoding)
         except UnicodeDecodeError as error:
@@ -277,10 +341,7 @@ class EarlyExitLineReader(DatasetReader):
             line = line.lstrip("\ufeff")  # byte order mark
         if not line.strip():
             return None
-        line = line.rstrip("\r\n")
-        if json_lines:
-            return self._parse_json_line(line)
-        return self._parse_tsv_line(line)
+        return line.rstrip("\r\n")
 
     def _parse_tsv_line(self, line: str) -> Dict[str, str]:
         field_names = ("label",) + self.text_fields
@@ -293,6 +354,11 @@ class EarlyExitLineReader(DatasetReader):
                 problem += (
                     f" (expected {len(field_names)} tab-separated fields: "
                     f"{', '.join(field_names)}; found {len(values)})"
+                )
+            if line.lstrip().startswith("{"):
+                problem += (
+                    "; the line looks like JSON: name the file .jsonl to read it as JSON lines "
+                    f"({', '.join(TSV_EXTENSIONS)} files are read as tab-separated)"
                 )
             raise _InvalidLine(problem)
         if len(values) > len(field_names):
@@ -313,6 +379,11 @@ class EarlyExitLineReader(DatasetReader):
             problem = f"invalid JSON ({error})"
             if line.lstrip().startswith("["):
                 problem += "; expected JSON lines, one object per line"
+            elif "\t" in line:
+                problem += (
+                    "; the line looks tab-separated: name the file .tsv to read it as such "
+                    f"({', '.join(JSON_EXTENSIONS)} files are read as JSON lines)"
+                )
             raise _InvalidLine(problem) from None
         if not isinstance(obj, dict):
             raise _InvalidLine(f"expected a JSON object, got {type(obj).__name__}")

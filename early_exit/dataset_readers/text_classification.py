@@ -41,6 +41,9 @@ class EarlyExitTextClassificationReader(EarlyExitLineReader):
     skip_invalid_lines : `bool`, optional (default = `False`)
         Skip invalid lines (with a warning giving their count) instead of raising a
         `DataFormatError`.
+    skip_header : `bool`, optional (default = `False`)
+        The first non-blank line of a tab-separated file is a header: skip it. Without this, a
+        first line that looks like a header is a `DataFormatError`, never an example.
     tokenizer_kwargs : `Dict[str, Any]`, optional (default = `None`)
         Extra arguments for `AutoTokenizer.from_pretrained`.
     **kwargs

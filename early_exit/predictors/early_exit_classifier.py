@@ -15,6 +15,7 @@ from allennlp.predictors.predictor import Predictor
 from overrides import overrides
 
 from early_exit.common.json_lines import InvalidJsonLine, decode_json_line
+from early_exit.common.cli_errors import UserError
 from early_exit.models.batch_stream import BatchStream
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
 from early_exit.modules.exit_policies import ExitPolicy
@@ -29,7 +30,7 @@ _LINE_BREAKS = {
 }
 
 
-class PredictorInputError(ValueError):
+class PredictorInputError(UserError, ValueError):
     """
     Raised for an input line the `early_exit_classifier` predictor cannot use. The message says
     which keys were expected and quotes the line.

@@ -16,7 +16,10 @@ from allennlp.common.checks import ConfigurationError
 from allennlp.data import Instance
 
 from early_exit.common.archives import load_early_exit_archive
+from early_exit.common.cli_errors import UserError
 from early_exit.common.head_outputs import collect_head_outputs
+from early_exit.dataset_readers.errors import NoInstancesError
+from early_exit.dataset_readers.label_check import check_known_labels
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
 from early_exit.sweep.recommendation import Recommendation, check_goals, recommend_threshold
 from early_exit.sweep.reference_points import (
@@ -39,8 +42,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_ACCURACY_DROP = 0.01
 
 
-class SweepInputError(ValueError):
-    """Raised for data a sweep cannot use (no instances, no gold labels, unknown labels)."""
+class SweepInputError(UserError, ValueError):
+    """Raised for data a sweep cannot use: instances without gold labels."""
 
 
 @dataclass
@@ -113,27 +116,14 @@ class SweepResult:
 
 def _check_labelled(model: EarlyExitClassifier, instances: List[Instance], data_name: str) -> None:
     if not instances:
-        raise SweepInputError(f"{data_name} holds no instances")
+        raise NoInstancesError(data_name)
     unlabelled = sum(1 for instance in instances if "label" not in instance.fields)
     if unlabelled:
         raise SweepInputError(
             f"{data_name}: {unlabelled} of {len(instances)} instances have no gold label; "
             "a sweep needs labelled data"
         )
-    known = model.vocab.get_token_to_index_vocabulary(model._label_namespace)
-    unknown = sorted(
-        {
-            str(instance.fields["label"].label)
-            for instance in instances
-            if isinstance(instance.fields["label"].label, str)
-            and instance.fields["label"].label not in known
-        }
-    )
-    if unknown:
-        raise SweepInputError(
-            f"{data_name} has label(s) the model does not know: {', '.join(unknown)}; "
-            f"it knows {', '.join(known)}"
-        )
+    check_known_labels(instances, model.vocab, data_name)
 
 
 def sweep_model(
@@ -285,8 +275,9 @@ def run_sweep(
     # Raises
 
     `FileNotFoundError` for a missing archive or data file, `ConfigurationError` for an archive of
-    another model type or bad settings, `SweepInputError` for data without gold labels, and the
-    reader's own errors (e.g. `DataFormatError`) for unreadable data.
+    another model type or bad settings, `SweepInputError` for data without gold labels,
+    `NoInstancesError` for no data, `UnknownLabelError` for labels the model does not know, and
+    the reader's own errors (e.g. `DataFormatError`) for unreadable data.
     """
     archive_file, data_file = str(archive_file), str(data_file)
     check_goals(kwargs.get("max_accuracy_drop"), kwargs.get("compute_budget"))
@@ -297,6 +288,7 @@ def run_sweep(
     archive = load_early_exit_archive(archive_file, cuda_device=cuda_device, overrides=overrides)
     reader = archive.validation_dataset_reader
     instances = list(reader.read(data_file))
+    check_known_labels(instances, archive.model.vocab, data_file, reader)  # with line numbers
     result = sweep_model(archive.model, instances, data_name=data_file, **kwargs)
     result.sources = {"archive_file": archive_file, "data_file": data_file, **result.sources}
     return result

@@ -136,6 +136,45 @@ def test_missing_archive_is_an_error(tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: archive file")
 
 
+@pytest.mark.parametrize(
+    "archive_bytes, data, message",
+    [
+        (
+            None,
+            "positive\tgood\nneutral\tmeh\n",
+            "{data} has label(s) the model does not know: "
+            "neutral (first on line 2); it knows positive, negative",
+        ),
+        (None, "\n\n", "{data} holds no instances (it is empty or has only blank lines)"),
+        (None, "directory", "{data}: a directory, not a data file"),
+        (20000, None, "{archive}: not a readable model archive, truncated or corrupt"),
+    ],
+    ids=["unknown_label", "blank_data", "directory", "truncated_archive"],
+)
+def test_bad_data_and_archives_are_one_error_line(
+    archive, tmp_path, capsys, archive_bytes, data, message
+):
+    data_file = tmp_path / "data.tsv"
+    if data == "directory":
+        data_file.mkdir()
+    elif data is not None:
+        data_file.write_text(data)
+    else:
+        data_file = DATA
+    if archive_bytes:
+        truncated = tmp_path / "truncated.tar.gz"
+        truncated.write_bytes(archive.read_bytes()[:archive_bytes])
+        archive = truncated
+    output = tmp_path / "out.tar.gz"
+    with pytest.raises(SystemExit) as exit_info:
+        _run_in_process([str(archive), str(data_file), "--output-file", str(output)])
+    assert exit_info.value.code == 1
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert errors[-1].startswith("error: " + message.format(data=data_file, archive=archive))
+    assert [line for line in errors if line.startswith("error: ")] == errors[-1:]
+    assert not output.exists()
+
+
 def test_refuses_to_overwrite_the_input_archive(archive, capsys):
     before = _sha256(archive)
     with pytest.raises(SystemExit) as exit_info:

@@ -107,8 +107,17 @@ def bad_inputs(archive, tmp_path_factory):
     directory = tmp_path_factory.mktemp("bad_inputs")
     unlabelled = directory / "unlabelled.jsonl"
     unlabelled.write_text('{"text": "no label here"}\n')
+    unknown = directory / "unknown.tsv"
+    unknown.write_text("positive\tgood\n\nneutral\tmeh\n")
+    blank = directory / "blank.tsv"
+    blank.write_text(" \n")
+    truncated = directory / "truncated.tar.gz"
+    truncated.write_bytes(archive.read_bytes()[:20000])
     return {
         "archive": archive,
+        "unknown": unknown,
+        "blank": blank,
+        "truncated": truncated,
         "other": other_model_archive(directory / "other"),
         "unlabelled": unlabelled,
         "missing": directory / "missing",
@@ -122,6 +131,9 @@ def bad_inputs(archive, tmp_path_factory):
         (["{archive}", "{missing}.tsv"], "data file not found"),
         (["{other}", "{data}"], "not an early_exit_classifier"),
         (["{archive}", "{unlabelled}"], 'missing key "label"'),
+        (["{archive}", "{unknown}"], r"does not know: neutral \(first on line 3\); it knows"),
+        (["{archive}", "{blank}"], r"blank.tsv holds no instances"),
+        (["{truncated}", "{data}"], "truncated.tar.gz: not a readable model archive"),
         (["{archive}", "{data}", "--thresholds", "0.5,1.2"], r"\[0, 1\]"),
         (["{archive}", "{data}", "--thresholds", "0.5,high"], "comma-separated numbers"),
         (["{archive}", "{data}", "--grid-step", "0"], "grid step"),

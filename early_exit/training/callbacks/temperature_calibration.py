@@ -24,6 +24,7 @@ from early_exit.calibration.temperature_scaling import (
     check_temperature_range,
     fit_head_temperatures,
 )
+from early_exit.dataset_readers.label_check import check_known_labels
 
 if TYPE_CHECKING:
     from allennlp.training.gradient_descent_trainer import GradientDescentTrainer
@@ -119,6 +120,11 @@ class TemperatureCalibrationCallback(TrainerCallback):
             and not os.path.exists(path)
         ):
             raise ConfigurationError(f"calibration_data_path {path!r} does not exist")
+        # Read now, so that data without instances or with labels training never saw stops the
+        # run before training rather than after it.
+        check_known_labels(
+            self._instances(trainer), trainer.model.vocab, path, self._reader(trainer)
+        )
 
     @overrides
     def on_end(

@@ -15,6 +15,7 @@ from allennlp.training.util import evaluate
 
 from early_exit.common.head_outputs import collect_head_outputs
 from early_exit.calibration.temperature_scaling import negative_log_likelihood
+from early_exit.dataset_readers import NoInstancesError, UnknownLabelError
 from early_exit.training.callbacks import TemperatureCalibrationCallback
 from tests import FIXTURES_ROOT, PROJECT_ROOT, run_allennlp
 from tests.training.callbacks.interrupting_callback import MARKER_NAME
@@ -143,6 +144,24 @@ def test_calibration_data_path_is_read_with_the_validation_reader(tmp_path):
 def test_missing_calibration_data_fails_before_training(tmp_path):
     callback = dict(CALLBACK, calibration_data_path=str(tmp_path / "missing.tsv"))
     with pytest.raises(ConfigurationError, match="does not exist"):
+        _train(tmp_path / "run", {"trainer.callbacks": [callback]})
+    assert not (tmp_path / "run" / "model_state_e1_b0.th").exists()
+
+
+@pytest.mark.parametrize(
+    "content, error, message",
+    [
+        ("positive\tgood\nneutral\tmeh\n", UnknownLabelError, "neutral \\(first on line 2\\)"),
+        (" \n", NoInstancesError, "holds no instances"),
+    ],
+)
+def test_calibration_data_the_model_cannot_use_fails_before_training(
+    tmp_path, content, error, message
+):
+    data = tmp_path / "calibration.tsv"
+    data.write_text(content)
+    callback = dict(CALLBACK, calibration_data_path=str(data))
+    with pytest.raises(error, match=f"{data}.*{message}"):
         _train(tmp_path / "run", {"trainer.callbacks": [callback]})
     assert not (tmp_path / "run" / "model_state_e1_b0.th").exists()
 

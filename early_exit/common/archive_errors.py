@@ -1,0 +1,66 @@
+"""
+A model archive that does not exist or cannot be read, reported in one line that names it.
+
+allennlp's `load_archive` fails on a missing archive with `FileNotFoundError: file ... not found`
+and on a truncated or corrupt one with, e.g., `EOFError: Compressed file ended before the
+end-of-stream marker was reached`, which does not name the archive. Importing `early_exit` wraps
+`load_archive` where allennlp's `evaluate` and `predict` commands and `Predictor.from_path` look it
+up (they import it by name, hence one wrapper per module) so that both become an `ArchiveError`,
+which the command line prints as one `error: ...` line.
+"""
+
+import functools
+import importlib
+import os
+import tarfile
+import zlib
+from typing import Any, Callable
+
+from early_exit.common.cli_errors import UserError
+
+# The modules that hold a reference to allennlp's `load_archive` that the commands use.
+_LOAD_ARCHIVE_MODULES = (
+    "allennlp.models.archival",
+    "allennlp.models",
+    "allennlp.commands.evaluate",
+    "allennlp.commands.predict",
+    "allennlp.predictors.predictor",
+)
+
+
+class ArchiveError(UserError, OSError):
+    """Raised for a model archive that does not exist or is not a readable archive."""
+
+
+def explain_archive_errors(load_archive: Callable[..., Any]) -> Callable[..., Any]:
+    """
+    Wraps a `load_archive` function: a missing local archive and an unreadable one (truncated,
+    corrupt, not a gzipped tar file) raise an `ArchiveError` naming the archive; everything else
+    is unchanged.
+    """
+    if getattr(load_archive, "_early_exit", False):
+        return load_archive
+
+    @functools.wraps(load_archive)
+    def wrapper(archive_file: Any, *args: Any, **kwargs: Any) -> Any:
+        path = os.fspath(archive_file)
+        try:
+            return load_archive(archive_file, *args, **kwargs)
+        except FileNotFoundError as error:
+            if "://" in str(path) or os.path.exists(path):
+                raise  # a file missing inside an archive directory, or a remote one: allennlp's
+            raise ArchiveError(f"{path}: model archive not found") from error
+        except (EOFError, tarfile.TarError, zlib.error) as error:
+            raise ArchiveError(
+                f"{path}: not a readable model archive, truncated or corrupt ({error})"
+            ) from error
+
+    wrapper._early_exit = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def install_archive_errors() -> None:
+    """Wraps `load_archive` in every module of `_LOAD_ARCHIVE_MODULES` (idempotent)."""
+    for name in _LOAD_ARCHIVE_MODULES:
+        module = importlib.import_module(name)
+        module.load_archive = explain_archive_errors(module.load_archive)  # type: ignore
