@@ -275,7 +275,7 @@ def oracle_compute_at_accuracy(head_logits, labels, exit_layers, full_depth, acc
 
 
 def accuracy_part(model, dev_instances, eval_instances, batch_size: int = 64) -> Dict[str, Any]:
-    from early_exit.common.head_outputs import collect_head_outputs
+    from early_exit.models.head_outputs import collect_head_outputs
     from early_exit.sweep import (
         oracle_point,
         recommend_threshold,
@@ -655,7 +655,7 @@ def memory_child(spec: Dict[str, Any]) -> Dict[str, Any]:
     import torch
 
     import early_exit  # noqa: F401
-    from early_exit.common.archives import load_early_exit_archive
+    from early_exit.models.archive_loading import load_early_exit_archive
 
     if spec.get("threads"):
         torch.set_num_threads(spec["threads"])
@@ -739,7 +739,7 @@ def memory_part(
 def run_dataset(dataset: Dataset, args: argparse.Namespace) -> Dict[str, Any]:
     import torch
 
-    from early_exit.common.archives import load_early_exit_archive
+    from early_exit.models.archive_loading import load_early_exit_archive
 
     print(f"{dataset.name}: loading {dataset.archive}", file=sys.stderr, flush=True)
     started = time.time()

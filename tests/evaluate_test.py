@@ -8,9 +8,9 @@ import json
 import pytest
 from allennlp.commands.evaluate import evaluate_from_archive
 
-from early_exit.common.archives import load_early_exit_archive
+from early_exit.models.archive_loading import load_early_exit_archive
 from early_exit.common.cli_errors import UserError
-from early_exit.common.head_outputs import collect_head_outputs
+from early_exit.models.head_outputs import collect_head_outputs
 from early_exit.dataset_readers import DataFileNotFoundError, DataFormatError, NoInstancesError
 from early_exit.sweep import head_probabilities, single_head_points, sweep_table
 from tests import run_allennlp

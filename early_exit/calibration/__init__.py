@@ -1,8 +1,8 @@
-from early_exit.calibration.archives import (
+from early_exit.calibration.calibrated_archive import (
     store_temperatures_in_weights,
     write_calibrated_archive,
 )
-from early_exit.calibration.report import (
+from early_exit.calibration.calibration_report import (
     CALIBRATION_REPORT_NAME,
     calibration_report,
     format_calibration_table,

@@ -21,7 +21,7 @@ from scipy.optimize import minimize_scalar
 from early_exit.training.metrics.expected_calibration_error import ExpectedCalibrationError
 
 if TYPE_CHECKING:
-    from early_exit.common.head_outputs import HeadOutputs
+    from early_exit.models.head_outputs import HeadOutputs
 
 logger = logging.getLogger(__name__)
 

@@ -20,18 +20,21 @@ from allennlp.common.checks import ConfigurationError
 from allennlp.data import Instance
 from overrides import overrides
 
-from early_exit.calibration.archives import write_calibrated_archive
-from early_exit.calibration.report import format_calibration_table, write_calibration_report
+from early_exit.calibration.calibrated_archive import write_calibrated_archive
+from early_exit.calibration.calibration_report import (
+    format_calibration_table,
+    write_calibration_report,
+)
 from early_exit.calibration.temperature_scaling import (
     DEFAULT_MAX_TEMPERATURE,
     DEFAULT_MIN_TEMPERATURE,
     check_temperature_range,
     fit_head_temperatures,
 )
-from early_exit.common.archives import load_early_exit_archive
+from early_exit.models.archive_loading import load_early_exit_archive
 from early_exit.common.cli_errors import exit_with_user_error
 from early_exit.common.files import atomic_path, check_output_paths, is_local
-from early_exit.common.head_outputs import collect_head_outputs
+from early_exit.models.head_outputs import collect_head_outputs
 from early_exit.dataset_readers.errors import NoInstancesError
 from early_exit.dataset_readers.label_check import check_known_labels
 

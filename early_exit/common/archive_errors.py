@@ -19,7 +19,7 @@ from typing import Any, Callable
 from early_exit.common.cli_errors import UserError
 
 # The modules that hold a reference to allennlp's `load_archive` that the commands use.
-_LOAD_ARCHIVE_MODULES = (
+LOAD_ARCHIVE_MODULES = (
     "allennlp.models.archival",
     "allennlp.models",
     "allennlp.commands.evaluate",
@@ -57,10 +57,3 @@ def explain_archive_errors(load_archive: Callable[..., Any]) -> Callable[..., An
 
     wrapper._early_exit = True  # type: ignore[attr-defined]
     return wrapper
-
-
-def install_archive_errors() -> None:
-    """Wraps `load_archive` in every module of `_LOAD_ARCHIVE_MODULES` (idempotent)."""
-    for name in _LOAD_ARCHIVE_MODULES:
-        module = importlib.import_module(name)
-        module.load_archive = explain_archive_errors(module.load_archive)  # type: ignore

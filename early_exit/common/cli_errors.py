@@ -88,7 +88,8 @@ def user_error_in_another_process(error: BaseException) -> Optional[str]:
     return None
 
 
-def _install_hook() -> None:
+def install_hook() -> None:
+    """Puts the one-line hook over `sys.excepthook` (idempotent)."""
     if getattr(sys.excepthook, "_early_exit", False):
         return
     previous = sys.excepthook
@@ -104,32 +105,3 @@ def _install_hook() -> None:
 
     hook._early_exit = True  # type: ignore[attr-defined]
     sys.excepthook = hook
-
-
-def _keep_hook_over_allennlp_logging() -> None:
-    """
-    `allennlp train` calls `allennlp.common.logging.prepare_global_logging`, which sets
-    `sys.excepthook` to allennlp's own hook (it logs every uncaught exception with its traceback as
-    "CRITICAL - root - Uncaught exception"), replacing ours after this package was imported. This
-    wraps that function so that ours goes back on top of allennlp's each time it runs; exceptions
-    that are not user errors still reach allennlp's hook and are logged as before.
-    """
-    current = allennlp_logging.prepare_global_logging
-    if getattr(current, "_early_exit", False):
-        return
-
-    def prepare_global_logging(*args, **kwargs) -> None:
-        current(*args, **kwargs)
-        _install_hook()
-
-    prepare_global_logging._early_exit = True  # type: ignore[attr-defined]
-    prepare_global_logging.__doc__ = current.__doc__
-    allennlp_logging.prepare_global_logging = prepare_global_logging
-
-
-def install_cli_error_hook() -> None:
-    """Installs the hook (idempotent); does nothing outside the `allennlp` command."""
-    if os.environ.get("EARLY_EXIT_TRACEBACK") or not running_allennlp_cli():
-        return
-    _install_hook()
-    _keep_hook_over_allennlp_logging()

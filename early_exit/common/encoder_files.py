@@ -138,7 +138,7 @@ def carry_encoder(serialization_dir: PathOrStr) -> bool:
     return True
 
 
-def _carrying(archive_model: Callable[..., str]) -> Callable[..., str]:
+def carrying(archive_model: Callable[..., str]) -> Callable[..., str]:
     """`archive_model`, adding the encoder files of an early-exit model to the archive."""
     from allennlp.models.archival import _DEFAULT_WEIGHTS
 
@@ -157,18 +157,3 @@ def _carrying(archive_model: Callable[..., str]) -> Callable[..., str]:
 
     archive_model_carrying_encoder._early_exit_carrying = True  # type: ignore[attr-defined]
     return archive_model_carrying_encoder
-
-
-def install_encoder_archiving() -> None:
-    """
-    Makes allennlp's `archive_model` carry the encoder files of an early-exit model, where
-    `allennlp train` and allennlp's own modules look it up (idempotent).
-    """
-    import allennlp.models
-    from allennlp.commands import train as allennlp_train
-    from allennlp.models import archival
-
-    for module in (archival, allennlp.models, allennlp_train):
-        current = getattr(module, "archive_model", None)
-        if current is not None and not getattr(current, "_early_exit_carrying", False):
-            module.archive_model = _carrying(current)

@@ -65,19 +65,3 @@ def merge_package_blocks(original: Dict[str, Any], overrides: Dict[str, Any]) ->
         else:
             rewritten[key] = value
     return rewritten
-
-
-def install_nested_override_merge() -> None:
-    """Wraps `allennlp.common.params.with_overrides` once (idempotent)."""
-    current: Callable = allennlp_params.with_overrides
-    if getattr(current, "_early_exit_merge", False):
-        return
-
-    def with_overrides(original: Any, overrides_dict: Dict[str, Any], prefix: str = "") -> Any:
-        if not prefix and isinstance(original, dict):
-            overrides_dict = merge_package_blocks(original, overrides_dict)
-        return current(original, overrides_dict, prefix)
-
-    with_overrides._early_exit_merge = True  # type: ignore[attr-defined]
-    with_overrides.__doc__ = current.__doc__
-    allennlp_params.with_overrides = with_overrides

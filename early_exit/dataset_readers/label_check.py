@@ -62,20 +62,3 @@ def check_known_labels(
         first_lines = reader.label_lines(data_name, unknown)
     known_labels = list(vocab.get_token_to_index_vocabulary(namespace))
     raise UnknownLabelError(str(data_name), sorted(unknown), known_labels, first_lines)
-
-
-def install_label_check() -> None:
-    """Makes `MultiProcessDataLoader.index_with` check the labels it indexes (idempotent)."""
-    current = MultiProcessDataLoader.index_with
-    if getattr(current, "_early_exit", False):
-        return
-
-    def index_with(self: MultiProcessDataLoader, vocab: Vocabulary) -> None:
-        # Only instances already in memory: a lazy loader indexes them as it reads.
-        if self._instances:
-            check_known_labels(self._instances, vocab, self.data_path, self.reader)
-        current(self, vocab)
-
-    index_with._early_exit = True  # type: ignore[attr-defined]
-    index_with.__doc__ = current.__doc__
-    MultiProcessDataLoader.index_with = index_with  # type: ignore[assignment]

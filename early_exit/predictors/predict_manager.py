@@ -32,7 +32,7 @@ from allennlp.models.archival import Archive
 from allennlp.predictors import Predictor
 from overrides import overrides
 
-from early_exit.common.archives import check_early_exit_model, overridden_values_checked
+from early_exit.models.archive_loading import check_early_exit_model, overridden_values_checked
 from early_exit.common.files import atomic_open, check_output_paths, is_local
 from early_exit.dataset_readers import DataFormatError
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
@@ -259,11 +259,3 @@ class EarlyExitPredictManager(allennlp_predict._PredictManager):
             except PredictorInputError as error:
                 raise PredictorInputError(f"{source} line {number}: {error}") from None
             yield inputs
-
-
-def install_carried_predict() -> None:
-    """
-    Makes `allennlp predict` use `get_predictor` and `EarlyExitPredictManager` (idempotent).
-    """
-    allennlp_predict._get_predictor = get_predictor
-    allennlp_predict._PredictManager = EarlyExitPredictManager

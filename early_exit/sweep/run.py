@@ -15,9 +15,9 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 from allennlp.common.checks import ConfigurationError
 from allennlp.data import Instance
 
-from early_exit.common.archives import load_early_exit_archive
+from early_exit.models.archive_loading import load_early_exit_archive
 from early_exit.common.cli_errors import UserError
-from early_exit.common.head_outputs import collect_head_outputs
+from early_exit.models.head_outputs import collect_head_outputs
 from early_exit.dataset_readers.errors import NoInstancesError
 from early_exit.dataset_readers.label_check import check_known_labels
 from early_exit.models.early_exit_classifier import EarlyExitClassifier

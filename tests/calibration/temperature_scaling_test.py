@@ -15,7 +15,7 @@ from early_exit.calibration.temperature_scaling import (
     fit_temperature,
     negative_log_likelihood,
 )
-from early_exit.common.head_outputs import HeadOutputs
+from early_exit.models.head_outputs import HeadOutputs
 from early_exit.training.metrics.expected_calibration_error import ExpectedCalibrationError
 
 

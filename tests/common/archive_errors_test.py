@@ -7,7 +7,7 @@ import pytest
 
 import early_exit  # noqa: F401  (installs the wrappers)
 from early_exit.common.archive_errors import (
-    _LOAD_ARCHIVE_MODULES,
+    LOAD_ARCHIVE_MODULES,
     ArchiveError,
     explain_archive_errors,
 )
@@ -26,7 +26,7 @@ def _archive_bytes() -> bytes:
 
 
 def test_every_module_the_commands_take_load_archive_from_is_wrapped():
-    for name in _LOAD_ARCHIVE_MODULES:
+    for name in LOAD_ARCHIVE_MODULES:
         assert getattr(importlib.import_module(name).load_archive, "_early_exit", False), name
 
 

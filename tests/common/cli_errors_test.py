@@ -15,6 +15,7 @@ from allennlp.common.checks import ConfigurationError
 from allennlp.data.data_loaders.multiprocess_data_loader import WorkerError
 from torch.multiprocessing import ProcessRaisedException
 
+from early_exit import allennlp_patches
 from early_exit.common import cli_errors
 from early_exit.dataset_readers import DataFormatError, NoInstancesError
 from tests import run_allennlp
@@ -53,8 +54,8 @@ def test_hook_survives_allennlp_logging_and_passes_other_errors_on(allennlp_cli,
         sys.excepthook = allennlp_hook  # what allennlp's does
 
     allennlp_logging.prepare_global_logging = prepare_global_logging
-    cli_errors.install_cli_error_hook()
-    cli_errors.install_cli_error_hook()  # idempotent
+    allennlp_patches.install_cli_error_hook()
+    allennlp_patches.install_cli_error_hook()  # idempotent
     allennlp_logging.prepare_global_logging("unused")
     assert getattr(sys.excepthook, "_early_exit", False)
 
@@ -93,7 +94,7 @@ def test_user_errors_of_worker_processes_are_recognised(error, message):
 def test_traceback_variable_keeps_allennlp_behaviour(allennlp_cli, monkeypatch):
     monkeypatch.setenv("EARLY_EXIT_TRACEBACK", "1")
     before = sys.excepthook, allennlp_logging.prepare_global_logging
-    cli_errors.install_cli_error_hook()
+    allennlp_patches.install_cli_error_hook()
     assert (sys.excepthook, allennlp_logging.prepare_global_logging) == before
 
 

@@ -6,7 +6,8 @@ import pytest
 from allennlp.common import Params
 from allennlp.common import params as allennlp_params
 
-from early_exit.common.overrides import install_nested_override_merge, merge_package_blocks
+from early_exit.allennlp_patches import install_nested_override_merge
+from early_exit.common.overrides import merge_package_blocks
 
 
 def with_overrides(original, overrides):

@@ -9,7 +9,7 @@ from allennlp_models.pair_classification.dataset_readers.snli import SnliReader
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from early_exit.common.head_outputs import collect_head_outputs
+from early_exit.models.head_outputs import collect_head_outputs
 from early_exit.predictors import EarlyExitClassifierPredictor, PredictorInputError
 from early_exit.sweep import head_probabilities
 from tests import FIXTURES_ROOT, TINY_BERT, run_allennlp

@@ -4,7 +4,7 @@ import pytest
 import torch
 from allennlp.common.checks import ConfigurationError
 
-from early_exit.common.archives import load_early_exit_archive
+from early_exit.models.archive_loading import load_early_exit_archive
 from early_exit.sweep import (
     SweepRow,
     check_thresholds,

@@ -11,8 +11,8 @@ from allennlp.nn.util import is_distributed
 from allennlp.training.callbacks.callback import TrainerCallback
 from overrides import overrides
 
-from early_exit.calibration.archives import store_temperatures_in_weights
-from early_exit.calibration.report import (
+from early_exit.calibration.calibrated_archive import store_temperatures_in_weights
+from early_exit.calibration.calibration_report import (
     CALIBRATION_REPORT_NAME,
     format_calibration_table,
     write_calibration_report,
@@ -29,7 +29,7 @@ from early_exit.dataset_readers.label_check import check_known_labels
 if TYPE_CHECKING:
     from allennlp.training.gradient_descent_trainer import GradientDescentTrainer
 
-    from early_exit.common.head_outputs import HeadOutputs
+    from early_exit.models.head_outputs import HeadOutputs
     from early_exit.models.early_exit_classifier import EarlyExitClassifier
 
 logger = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ class TemperatureCalibrationCallback(TrainerCallback):
 
     def _collect(self, model: "EarlyExitClassifier", instances: List[Instance]) -> "HeadOutputs":
         """Every head's logits on the whole calibration data, on every worker."""
-        from early_exit.common.head_outputs import HeadOutputs, collect_head_outputs
+        from early_exit.models.head_outputs import HeadOutputs, collect_head_outputs
 
         description = "calibration: running every head"
         if not is_distributed():

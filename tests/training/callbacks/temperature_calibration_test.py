@@ -13,7 +13,7 @@ from allennlp.data.data_loaders import SimpleDataLoader
 from allennlp.models import load_archive
 from allennlp.training.util import evaluate
 
-from early_exit.common.head_outputs import collect_head_outputs
+from early_exit.models.head_outputs import collect_head_outputs
 from early_exit.calibration.temperature_scaling import negative_log_likelihood
 from early_exit.dataset_readers import NoInstancesError, UnknownLabelError
 from early_exit.training.callbacks import TemperatureCalibrationCallback

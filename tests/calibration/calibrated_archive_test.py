@@ -4,7 +4,7 @@ import pytest
 import torch
 from allennlp.common.checks import ConfigurationError
 
-from early_exit.calibration.archives import store_temperatures_in_weights
+from early_exit.calibration.calibrated_archive import store_temperatures_in_weights
 
 
 def _state():

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from early_exit.calibration.report import (
+from early_exit.calibration.calibration_report import (
     calibration_report,
     format_calibration_table,
     write_calibration_report,

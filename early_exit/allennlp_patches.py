@@ -1,0 +1,132 @@
+"""
+Every change this package makes to allennlp, in one place, each saying why. `install()` applies
+them all and is idempotent; `early_exit/__init__.py` calls it, so `--include-package early_exit`
+(or the repo's `.allennlp_plugins`) is all a user needs. What each wrapper does lives with the
+layer it belongs to (the readers' label check, the archive files, the predictor's manager); only
+the patching is here.
+
+| patch | allennlp's function | why |
+| --- | --- | --- |
+| one error line | `sys.excepthook`, `common.logging.prepare_global_logging` | user errors end in one `error: ...` line, also under `allennlp train`, whose logging replaces the hook |
+| archive errors | `load_archive` where the commands import it | a missing or truncated archive is named in one line, not an `EOFError` |
+| carried encoder | `archive_model` | `model.tar.gz` carries the encoder's config and tokenizer files |
+| label check | `MultiProcessDataLoader.index_with` | a label training never saw is named with its file and line, not a `KeyError` |
+| nested overrides | `common.params.with_overrides` | `-o '{"model": {...}}'` merges into this package's blocks instead of replacing them |
+| carried predict | `commands.predict._get_predictor`, `_PredictManager` | `allennlp predict` streams batches through the model, checks paths first, writes atomically |
+"""
+
+import importlib
+import os
+from typing import Any, Callable, Dict
+
+import allennlp.models
+from allennlp.commands import predict as allennlp_predict
+from allennlp.commands import train as allennlp_train
+from allennlp.common import logging as allennlp_logging
+from allennlp.common import params as allennlp_params
+from allennlp.data import Vocabulary
+from allennlp.data.data_loaders import MultiProcessDataLoader
+from allennlp.models import archival
+
+from early_exit.common.archive_errors import LOAD_ARCHIVE_MODULES, explain_archive_errors
+from early_exit.common.cli_errors import install_hook, running_allennlp_cli
+from early_exit.common.encoder_files import carrying
+from early_exit.common.overrides import merge_package_blocks
+from early_exit.dataset_readers.label_check import check_known_labels
+from early_exit.predictors.predict_manager import EarlyExitPredictManager, get_predictor
+
+
+def _marked(wrapper: Callable, wrapped: Callable) -> Callable:
+    """`wrapper`, marked as this package's (so that installing again does nothing)."""
+    wrapper._early_exit = True  # type: ignore[attr-defined]
+    wrapper.__doc__ = wrapped.__doc__
+    return wrapper
+
+
+def _ours(function: Any) -> bool:
+    return getattr(function, "_early_exit", False) or getattr(
+        function, "_early_exit_carrying", False
+    )
+
+
+def install_cli_error_hook() -> None:
+    """
+    The one-line hook, under the `allennlp` command only (`EARLY_EXIT_TRACEBACK=1` keeps
+    tracebacks). `allennlp train` calls `prepare_global_logging`, which sets `sys.excepthook` to
+    allennlp's own (it logs every uncaught exception with its traceback), replacing ours after
+    this package was imported: wrapped, ours goes back on top each time it runs, and exceptions
+    that are not user errors still reach allennlp's hook.
+    """
+    if os.environ.get("EARLY_EXIT_TRACEBACK") or not running_allennlp_cli():
+        return
+    install_hook()
+    current = allennlp_logging.prepare_global_logging
+    if _ours(current):
+        return
+
+    def prepare_global_logging(*args, **kwargs) -> None:
+        current(*args, **kwargs)
+        install_hook()
+
+    allennlp_logging.prepare_global_logging = _marked(prepare_global_logging, current)
+
+
+def install_archive_errors() -> None:
+    """allennlp's commands import `load_archive` by name: one wrapper in each module."""
+    for name in LOAD_ARCHIVE_MODULES:
+        module = importlib.import_module(name)
+        if not _ours(module.load_archive):
+            module.load_archive = explain_archive_errors(module.load_archive)
+
+
+def install_encoder_archiving() -> None:
+    """`archive_model`, where `allennlp train` and allennlp's own modules look it up."""
+    for module in (archival, allennlp.models, allennlp_train):
+        current = getattr(module, "archive_model", None)
+        if current is not None and not _ours(current):
+            module.archive_model = carrying(current)
+
+
+def install_label_check() -> None:
+    """`evaluate` indexes its data with the archive's vocabulary here: labels are checked first."""
+    current = MultiProcessDataLoader.index_with
+    if _ours(current):
+        return
+
+    def index_with(self: MultiProcessDataLoader, vocab: Vocabulary) -> None:
+        # Only instances already in memory: a lazy loader indexes them as it reads.
+        if self._instances:
+            check_known_labels(self._instances, vocab, self.data_path, self.reader)
+        current(self, vocab)
+
+    MultiProcessDataLoader.index_with = _marked(index_with, current)  # type: ignore[assignment]
+
+
+def install_nested_override_merge() -> None:
+    """`Params.from_file` applies overrides with it: `predict`, `evaluate`, `train`, `from_path`."""
+    current: Callable = allennlp_params.with_overrides
+    if _ours(current):
+        return
+
+    def with_overrides(original: Any, overrides_dict: Dict[str, Any], prefix: str = "") -> Any:
+        if not prefix and isinstance(original, dict):
+            overrides_dict = merge_package_blocks(original, overrides_dict)
+        return current(original, overrides_dict, prefix)
+
+    allennlp_params.with_overrides = _marked(with_overrides, current)
+
+
+def install_carried_predict() -> None:
+    """`allennlp predict` builds its predictor and runs its loop through these two names."""
+    allennlp_predict._get_predictor = get_predictor
+    allennlp_predict._PredictManager = EarlyExitPredictManager
+
+
+def install() -> None:
+    """Applies every patch above (idempotent)."""
+    install_cli_error_hook()
+    install_archive_errors()
+    install_encoder_archiving()
+    install_label_check()
+    install_nested_override_merge()
+    install_carried_predict()

@@ -1,0 +1,114 @@
+"""
+The package reads as layers, bottom to top, and no module imports from a layer above its own (any
+import, also one inside a function), nor is there an import cycle among its modules.
+"""
+
+import ast
+from pathlib import Path
+from typing import Dict, List, Set
+
+from tests import PROJECT_ROOT
+
+PACKAGE = PROJECT_ROOT / "early_exit"
+
+# Bottom to top. A module belongs to the layer of the longest prefix of its name listed here.
+LAYERS: List[List[str]] = [
+    ["early_exit.common"],  # helpers that import nothing else of the package
+    [  # data and the pieces of the model
+        "early_exit.dataset_readers",
+        "early_exit.data",
+        "early_exit.modules",
+        "early_exit.training.metrics",  # what the model reports (allennlp Metrics)
+    ],
+    ["early_exit.models"],  # the model, its inference engine, loading archives, every-head runs
+    ["early_exit.calibration", "early_exit.training"],  # temperature scaling, the callback
+    ["early_exit.predictors", "early_exit.sweep"],
+    ["early_exit.commands"],
+    ["early_exit.allennlp_patches", "early_exit"],  # the allennlp integration, the package
+]
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PROJECT_ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _layer(module: str) -> int:
+    best, best_length = None, -1
+    for index, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best_length:
+                best, best_length = index, len(prefix)
+    assert best is not None, f"{module} is in no layer: add it to LAYERS"
+    return best
+
+
+def _imports(path: Path, module_level_only: bool) -> Set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    nodes = tree.body if module_level_only else list(ast.walk(tree))
+    names = set()
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] == "early_exit":
+                names.add(node.module)
+                # `from early_exit import allennlp_patches`: a module, not a name
+                names.update(
+                    f"{node.module}.{alias.name}"
+                    for alias in node.names
+                    if (PACKAGE.parent / (node.module + "." + alias.name).replace(".", "/"))
+                    .with_suffix(".py")
+                    .exists()
+                )
+        elif isinstance(node, ast.Import):
+            names.update(
+                alias.name for alias in node.names if alias.name.split(".")[0] == "early_exit"
+            )
+    return names
+
+
+def _modules() -> Dict[str, Path]:
+    return {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def test_no_module_imports_from_a_layer_above_its_own():
+    upward = []
+    for module, path in _modules().items():
+        for imported in _imports(path, module_level_only=False):
+            if _layer(imported) > _layer(module):
+                upward.append(f"{module} imports {imported}")
+    assert upward == []
+
+
+def test_there_is_no_import_cycle():
+    modules = _modules()
+    graph = {
+        module: {name for name in _imports(path, module_level_only=True) if name in modules}
+        for module, path in modules.items()
+    }
+    # A package imports its __init__ chain anyway: only edges between distinct modules count, and
+    # an edge from a package's __init__ to its own submodules is its normal registration.
+    state: Dict[str, str] = {}
+    cycles = []
+
+    def visit(module: str, stack: List[str]) -> None:
+        state[module] = "open"
+        for imported in sorted(graph[module]):
+            if imported == module or imported.startswith(module + "."):
+                continue  # a package importing its own submodules
+            if state.get(imported) == "open":
+                cycles.append(" -> ".join(stack[stack.index(imported) :] + [imported]))
+            elif imported not in state:
+                visit(imported, stack + [imported])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []
+
+
+def test_every_module_is_in_a_layer_and_the_test_sees_the_package():
+    modules = _modules()
+    assert "early_exit.models.inference_engine" in modules
+    for module in modules:
+        _layer(module)
