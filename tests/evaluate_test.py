@@ -1,6 +1,6 @@
 """
-`allennlp evaluate` reports what early exit does at any threshold given by override, and the
-threshold sweep takes exactly the same decisions.
+`allennlp evaluate` reports what early exit does at any threshold or exit policy given by override,
+names the policy in its metrics, and the sweep takes exactly the same decisions.
 """
 
 import json
@@ -10,7 +10,13 @@ from allennlp.commands.evaluate import evaluate_from_archive
 
 from early_exit.common.archives import load_early_exit_archive
 from early_exit.common.head_outputs import collect_head_outputs
-from early_exit.sweep import head_probabilities, single_head_points, sweep_table
+from early_exit.modules.exit_policies import (
+    ConfidentPatiencePolicy,
+    EntropyPolicy,
+    MaxProbabilityPolicy,
+    PatiencePolicy,
+)
+from early_exit.sweep import head_probabilities, single_head_points, sweep_policies, sweep_table
 from tests import run_allennlp
 from tests.sweep.trained_models import TEXT_DATA, mixed_thresholds, trained_archive
 
@@ -45,9 +51,64 @@ def swept(tmp_path_factory):
     return archive_file, rows, heads
 
 
-def _evaluate(archive_file, threshold):
-    overrides = json.dumps({"model.confidence_threshold": threshold})
-    return evaluate_from_archive(str(archive_file), str(TEXT_DATA), cmd_overrides=overrides)
+def _evaluate(archive_file, threshold=None, overrides=None):
+    overrides = overrides or {"model.confidence_threshold": threshold}
+    return evaluate_from_archive(
+        str(archive_file), str(TEXT_DATA), cmd_overrides=json.dumps(overrides)
+    )
+
+
+def _assert_row_equals_metrics(row, metrics):
+    assert set(EXIT_METRICS) <= set(metrics)
+    assert metrics["accuracy"] == row.accuracy, row.policy
+    for layer in EXIT_LAYERS:
+        assert metrics[f"exit_fraction_layer_{layer}"] == row.exit_fractions[layer], row.policy
+    assert metrics["mean_exit_layer"] == row.mean_exit_layer
+    assert metrics["relative_compute"] == row.relative_compute
+    assert metrics["ece"] == pytest.approx(row.ece, abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def policies_swept(tmp_path_factory):
+    """The trained archive and the sweep's rows at a few settings of every policy."""
+    archive_file = trained_archive(tmp_path_factory, "text")
+    archive = load_early_exit_archive(archive_file)
+    model = archive.model
+    instances = list(archive.validation_dataset_reader.read(str(TEXT_DATA)))
+    outputs = collect_head_outputs(model, instances)
+    head_probs = head_probabilities(outputs.logits, model.temperatures)
+    confidences = mixed_thresholds(head_probs, count=2)
+    entropies = mixed_thresholds(head_probs, count=2, policy_type=EntropyPolicy)
+    assert len(confidences) == 2 and len(entropies) == 2
+    policies = [MaxProbabilityPolicy(threshold) for threshold in confidences]
+    policies += [EntropyPolicy(threshold) for threshold in entropies]
+    policies += [PatiencePolicy(patience) for patience in range(1, len(EXIT_LAYERS) + 1)]
+    policies += [ConfidentPatiencePolicy(confidences[0], patience) for patience in (1, 2)]
+    rows = sweep_policies(
+        outputs.logits, outputs.labels, policies, EXIT_LAYERS, model.full_depth, model.temperatures
+    )
+    return archive_file, rows
+
+
+def test_sweep_equals_allennlp_evaluate_for_every_policy(policies_swept):
+    archive_file, rows = policies_swept
+    mixed = set()
+    for index, row in enumerate(rows):
+        policy = row.policy.to_json()
+        # the override in allennlp's dot syntax and nested, in turn
+        overrides = (
+            {"model.exit_policy": policy} if index % 2 else {"model": {"exit_policy": policy}}
+        )
+        metrics = _evaluate(archive_file, overrides=overrides)
+        _assert_row_equals_metrics(row, metrics)
+        name = row.policy.registered_name()
+        named = {key for key in metrics if key.startswith("exit_policy_")}
+        assert named == {f"exit_policy_{name}_{key}" for key in row.policy.parameters()}
+        for key, value in row.policy.parameters().items():
+            assert metrics[f"exit_policy_{name}_{key}"] == value
+        if sum(fraction > 0 for fraction in row.exit_fractions.values()) > 1:
+            mixed.add(name)
+    assert mixed == {"max_probability", "entropy", "patience", "confident_patience"}
 
 
 def test_sweep_equals_allennlp_evaluate_at_every_threshold(swept):
@@ -55,13 +116,8 @@ def test_sweep_equals_allennlp_evaluate_at_every_threshold(swept):
     mixed_rows = 0
     for row in rows:
         metrics = _evaluate(archive_file, row.threshold)
-        assert set(EXIT_METRICS) <= set(metrics)
-        assert metrics["accuracy"] == row.accuracy, row.threshold
-        for layer in EXIT_LAYERS:
-            assert metrics[f"exit_fraction_layer_{layer}"] == row.exit_fractions[layer]
-        assert metrics["mean_exit_layer"] == row.mean_exit_layer
-        assert metrics["relative_compute"] == row.relative_compute
-        assert metrics["ece"] == pytest.approx(row.ece, abs=1e-5)
+        _assert_row_equals_metrics(row, metrics)
+        assert metrics["exit_policy_max_probability_threshold"] == row.threshold
         mixed_rows += sum(fraction > 0 for fraction in row.exit_fractions.values()) > 1
         if row.threshold == 1.0:
             # every head runs at 1.0, so evaluate also reports each head alone
