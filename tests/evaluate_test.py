@@ -27,13 +27,18 @@ EXIT_METRICS = ["accuracy", "ece", "mean_exit_layer", "relative_compute"] + [
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory):
-    """The trained archive, thresholds (0, some with mixed exits, 1) and the sweep's rows."""
+def head_outputs(tmp_path_factory):
+    """The trained archive, its model and every head's outputs on the data."""
     archive_file = trained_archive(tmp_path_factory, "text")
     archive = load_early_exit_archive(archive_file)
-    model = archive.model
     instances = list(archive.validation_dataset_reader.read(str(TEXT_DATA)))
-    outputs = collect_head_outputs(model, instances)
+    return archive_file, archive.model, collect_head_outputs(archive.model, instances)
+
+
+@pytest.fixture(scope="module")
+def swept(head_outputs):
+    """The trained archive, thresholds (0, some with mixed exits, 1) and the sweep's rows."""
+    archive_file, model, outputs = head_outputs
     mixed = mixed_thresholds(head_probabilities(outputs.logits, model.temperatures), count=3)
     assert len(mixed) >= 2, "the tiny model should exit at different heads at some thresholds"
     thresholds = [0.0] + mixed + [1.0]
@@ -69,13 +74,9 @@ def _assert_row_equals_metrics(row, metrics):
 
 
 @pytest.fixture(scope="module")
-def policies_swept(tmp_path_factory):
+def policies_swept(head_outputs):
     """The trained archive and the sweep's rows at a few settings of every policy."""
-    archive_file = trained_archive(tmp_path_factory, "text")
-    archive = load_early_exit_archive(archive_file)
-    model = archive.model
-    instances = list(archive.validation_dataset_reader.read(str(TEXT_DATA)))
-    outputs = collect_head_outputs(model, instances)
+    archive_file, model, outputs = head_outputs
     head_probs = head_probabilities(outputs.logits, model.temperatures)
     confidences = mixed_thresholds(head_probs, count=2)
     entropies = mixed_thresholds(head_probs, count=2, policy_type=EntropyPolicy)

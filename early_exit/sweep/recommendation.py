@@ -30,7 +30,7 @@ class Recommendation:
         The allowed accuracy drop (absolute, e.g. 0.01 for one point) or the compute budget (a
         fraction of the full encoder's layers).
     reference_accuracy : `float`
-        The full model's accuracy (threshold 1.0).
+        The full model's accuracy (no early exit).
     row : `SweepRow`, optional
         The recommended row; `None` when no row in the table meets the goal.
     message : `str`
@@ -164,9 +164,8 @@ def recommend_threshold(
         )
         message = (
             f"{policy_label(best.policy, thresholds)}: the cheapest within {max_accuracy_drop:g} "
-            f"accuracy of "
-            f"the full model ({best.accuracy:.4f} vs {reference_accuracy:.4f}) at relative compute "
-            f"{best.relative_compute:.4f}"
+            f"accuracy of the full model ({best.accuracy:.4f} vs {reference_accuracy:.4f}) at "
+            f"relative compute {best.relative_compute:.4f}"
         )
         return Recommendation(
             MAX_ACCURACY_DROP, max_accuracy_drop, reference_accuracy, best, message

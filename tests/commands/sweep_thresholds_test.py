@@ -73,18 +73,16 @@ def test_writes_csv_markdown_png_json_and_prints_the_table(archive, tmp_path, ca
     assert "sweep.png" in printed
 
 
+def _run_command(archive, output_dir, *argv):
+    """Runs `allennlp sweep-thresholds` in a subprocess, without timing."""
+    return run_allennlp(
+        "sweep-thresholds", archive, TEXT_DATA, "--output-dir", output_dir, *argv, "--no-timing"
+    )
+
+
 def test_command_line_with_explicit_thresholds_and_no_timing(archive, tmp_path):
     output_dir = tmp_path / "cli"
-    result = run_allennlp(
-        "sweep-thresholds",
-        archive,
-        TEXT_DATA,
-        "--output-dir",
-        output_dir,
-        "--thresholds",
-        "0.5,0.9",
-        "--no-timing",
-    )
+    result = _run_command(archive, output_dir, "--thresholds", "0.5,0.9")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((output_dir / "sweep.json").read_text())
     assert [row["threshold"] for row in summary["rows"]] == [0.5, 0.9, 1.0]
@@ -126,18 +124,7 @@ def test_all_policies_in_one_table_and_plot(archive, tmp_path, capsys):
 
 def test_one_policy_with_its_own_thresholds(archive, tmp_path):
     output_dir = tmp_path / "entropy"
-    result = run_allennlp(
-        "sweep-thresholds",
-        archive,
-        TEXT_DATA,
-        "--output-dir",
-        output_dir,
-        "--policy",
-        "entropy",
-        "--thresholds",
-        "0.5,0.9",
-        "--no-timing",
-    )
+    result = _run_command(archive, output_dir, "--policy", "entropy", "--thresholds", "0.5,0.9")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((output_dir / "sweep.json").read_text())
     assert summary["policy"] == "entropy"
