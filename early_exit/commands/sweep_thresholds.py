@@ -1,8 +1,8 @@
 """
 The `sweep-thresholds` subcommand: the whole speed/accuracy curve of one early-exit model in one
-run.
+run, for the confidence threshold or any exit policy (or all of them).
 
-    allennlp sweep-thresholds model.tar.gz dev.tsv --output-dir sweep/
+    allennlp sweep-thresholds model.tar.gz dev.tsv --output-dir sweep/ [--policy entropy]
 """
 
 import argparse
@@ -19,7 +19,7 @@ from early_exit.common.cli_errors import exit_with_user_error
 from early_exit.common.files import check_output_paths
 from early_exit.sweep.report import format_summary, sweep_output_files, write_sweep_outputs
 from early_exit.sweep.run import SweepResult, run_sweep
-from early_exit.sweep.thresholds import default_threshold_grid, parse_thresholds
+from early_exit.sweep.thresholds import ALL_POLICIES, SWEPT_POLICIES, parse_thresholds
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +32,12 @@ USER_ERRORS = (ConfigurationError, OSError, ValueError, tarfile.TarError)
 class SweepThresholds(Subcommand):
     """
     Runs every head of an early-exit model once on labelled data, then tabulates accuracy, ECE,
-    relative compute, mean exit layer and the exit distribution for a grid of confidence thresholds,
-    exactly as the model decides at each of them; adds each head alone and the oracle as reference
-    points; recommends a threshold for an accuracy or compute goal; times real early-exit inference
-    at a few thresholds against the full model; and writes `sweep.csv`, `sweep.md`, `sweep.png` and
-    `sweep.json` to the output directory.
+    relative compute, mean exit layer and the exit distribution for a grid of confidence thresholds
+    (or of another exit policy's parameters, `--policy`, or of every policy, `--policy all`),
+    exactly as the model decides under each of them; adds each head alone and the oracle as
+    reference points; recommends a policy and its parameters for an accuracy or compute goal; times
+    real early-exit inference under a few of them against the full model; and writes `sweep.csv`,
+    `sweep.md`, `sweep.png` and `sweep.json` to the output directory.
 
     Registered as a `Subcommand` with name "sweep-thresholds".
     """
@@ -60,19 +61,29 @@ class SweepThresholds(Subcommand):
         subparser.add_argument(
             "--output-dir", type=str, required=True, help="directory for the result files"
         )
+        subparser.add_argument(
+            "--policy",
+            type=str,
+            default="max_probability",
+            help="the exit policy to sweep: "
+            + ", ".join(SWEPT_POLICIES)
+            + f", or {ALL_POLICIES} (every one in one table and plot); default max_probability",
+        )
         grid = subparser.add_mutually_exclusive_group()
         grid.add_argument(
             "--thresholds",
             type=str,
             default=None,
-            help="comma-separated thresholds to sweep, e.g. 0.5,0.9,0.99 (1.0 is always added)",
+            help="comma-separated thresholds to sweep, e.g. 0.5,0.9,0.99, for the policies that "
+            "have one (1.0 is always added for max_probability, 0 for entropy; confident_patience "
+            "takes each with every patience)",
         )
         grid.add_argument(
             "--grid-step",
             type=float,
-            default=0.01,
-            help="step of the default grid 0..1 (which also has 0.995, 0.998, 0.999, 0.9995 and "
-            "0.9999)",
+            default=None,
+            help="step of the threshold grid 0..1 of max_probability (which also has 0.995, "
+            "0.998, 0.999, 0.9995 and 0.9999) and entropy (also 0.0001 ... 0.005); default 0.01",
         )
         subparser.add_argument(
             "--batch-size", type=int, default=32, help="batch size for running every head once"
@@ -95,8 +106,9 @@ class SweepThresholds(Subcommand):
             "--timing-thresholds",
             type=str,
             default=None,
-            help="comma-separated thresholds to time (default: five spread over the curve, the "
-            "recommended ones and 1.0, the reference)",
+            help="comma-separated thresholds of the swept policy (max_probability or entropy) to "
+            "time (default: five spread over each policy's curve, three when several are swept, "
+            "the recommended ones and the full model, the reference)",
         )
         subparser.add_argument(
             "--timing-batch-size",
@@ -137,10 +149,10 @@ class SweepThresholds(Subcommand):
         return subparser
 
 
-def _thresholds(args: argparse.Namespace) -> List[float]:
-    if args.thresholds is not None:
-        return parse_thresholds(args.thresholds)
-    return default_threshold_grid(args.grid_step)
+def _thresholds(args: argparse.Namespace) -> Optional[List[float]]:
+    if args.thresholds is None:
+        return None
+    return parse_thresholds(args.thresholds)
 
 
 def _timing_thresholds(args: argparse.Namespace) -> Optional[List[float]]:
@@ -152,10 +164,10 @@ def _timing_thresholds(args: argparse.Namespace) -> Optional[List[float]]:
 def sweep_thresholds_from_args(args: argparse.Namespace) -> Optional[SweepResult]:
     """
     Runs the sweep for parsed command-line arguments, prints the report and writes the files. A
-    user error (missing file, another model type, a threshold outside [0, 1], unlabelled data, ...)
-    is printed as `error: ...` on stderr and exits with status 1, without a traceback. Output files
-    that would overwrite the archive or the data, or that cannot be written, are refused before the
-    sweep starts.
+    user error (missing file, another model type, an unknown policy, a threshold outside [0, 1],
+    unlabelled data, ...) is printed as `error: ...` on stderr and exits with status 1, without a
+    traceback. Output files that would overwrite the archive or the data, or that cannot be
+    written, are refused before the sweep starts.
     """
     common_logging.FILE_FRIENDLY_LOGGING = args.file_friendly_logging
     try:
@@ -171,7 +183,9 @@ def sweep_thresholds_from_args(args: argparse.Namespace) -> Optional[SweepResult
             args.data_file,
             cuda_device=args.cuda_device,
             overrides=args.overrides,
+            policy=args.policy,
             thresholds=_thresholds(args),
+            grid_step=args.grid_step,
             batch_size=args.batch_size,
             max_accuracy_drop=args.max_accuracy_drop,
             compute_budget=args.compute_budget,

@@ -409,6 +409,11 @@ class EarlyExitClassifier(Model):
                 metrics[f"accuracy_layer_{layer}"] = accuracy.get_metric(reset)
             if reset:
                 self._head_accuracies_seen = False
+        # allennlp's metrics are numbers (its progress bar, console log and TensorBoard format
+        # them so): the policy is named by the metrics' names, e.g. exit_policy_entropy_threshold.
+        policy = self._exit_policy
+        for name, value in policy.parameters().items():
+            metrics[f"exit_policy_{policy.registered_name()}_{name}"] = float(value)
         return metrics
 
     @classmethod

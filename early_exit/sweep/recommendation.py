@@ -1,12 +1,13 @@
 """
-Choosing a confidence threshold from a sweep table for a user's goal.
+Choosing an exit policy (a confidence threshold, by default) from a sweep table for a user's goal.
 """
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence, Tuple
 
 from allennlp.common.checks import ConfigurationError
 
+from early_exit.modules.exit_policies import ExitPolicy, MaxProbabilityPolicy
 from early_exit.sweep.sweep_table import SweepRow
 
 # Accuracies are fractions of a finite data set; this absorbs float noise in comparisons.
@@ -19,7 +20,7 @@ COMPUTE_BUDGET = "compute_budget"
 @dataclass
 class Recommendation:
     """
-    The threshold a sweep recommends for one goal.
+    The exit policy (by default a threshold) a sweep recommends for one goal.
 
     # Attributes
 
@@ -29,9 +30,9 @@ class Recommendation:
         The allowed accuracy drop (absolute, e.g. 0.01 for one point) or the compute budget (a
         fraction of the full encoder's layers).
     reference_accuracy : `float`
-        The full model's accuracy (threshold 1.0).
+        The full model's accuracy (no early exit).
     row : `SweepRow`, optional
-        The recommended row; `None` when no threshold in the table meets the goal.
+        The recommended row; `None` when no row in the table meets the goal.
     message : `str`
         One sentence saying what was chosen and why (or why nothing was).
     """
@@ -45,6 +46,38 @@ class Recommendation:
     @property
     def threshold(self) -> Optional[float]:
         return None if self.row is None else self.row.threshold
+
+    @property
+    def policy(self) -> Optional[ExitPolicy]:
+        return None if self.row is None else self.row.policy
+
+
+def thresholds_only(policies: Iterable[ExitPolicy]) -> bool:
+    """
+    True when every policy is of the `max_probability` type: a table of confidence thresholds,
+    whose reports name each row by its threshold alone.
+    """
+    return all(isinstance(policy, MaxProbabilityPolicy) for policy in policies)
+
+
+def policy_label(policy: ExitPolicy, thresholds: bool) -> str:
+    """
+    How reports name a row's policy: `threshold 0.9` in a table of confidence thresholds only (see
+    `thresholds_only`), otherwise `ExitPolicy.describe()`, e.g. `entropy(threshold=0.31)`.
+    """
+    return f"threshold {policy.threshold:g}" if thresholds else policy.describe()
+
+
+def _preference(rows: Sequence[SweepRow]) -> Callable[[SweepRow], Tuple[int, int]]:
+    """
+    The tie-break among rows equally good for a goal: the policy type listed first in the table
+    (the default, `max_probability`, before the others), then the most conservative setting, the
+    one listed last (a sweep lists each type from the most aggressive to the most conservative):
+    larger is preferred.
+    """
+    types = list(dict.fromkeys(type(row.policy) for row in rows))
+    position = {id(row): index for index, row in enumerate(rows)}
+    return lambda row: (-types.index(type(row.policy)), position[id(row)])
 
 
 def check_goals(
@@ -77,20 +110,24 @@ def recommend_threshold(
     compute_budget: Optional[float] = None,
 ) -> Recommendation:
     """
-    Recommends a threshold from a sweep table, for exactly one of two goals:
+    Recommends a row (an exit policy and its parameters) from a sweep table, of any policies, for
+    exactly one of two goals:
 
-    - `max_accuracy_drop`: the cheapest threshold (lowest `relative_compute`) whose accuracy is at
-      least `reference_accuracy - max_accuracy_drop`; among equally cheap ones the most accurate,
-      then the highest threshold (the most cautious on new data);
-    - `compute_budget`: the most accurate threshold whose `relative_compute` is at most
-      `compute_budget`; among equally accurate ones the cheapest, then the highest threshold.
+    - `max_accuracy_drop`: the cheapest row (lowest `relative_compute`) whose accuracy is at least
+      `reference_accuracy - max_accuracy_drop`; among equally cheap ones the most accurate;
+    - `compute_budget`: the most accurate row whose `relative_compute` is at most `compute_budget`;
+      among equally accurate ones the cheapest.
+
+    Remaining ties go to the policy type listed first, then to its most conservative setting (the
+    one listed last; for confidence thresholds sorted in ascending order, the highest: the most
+    cautious on new data). The message names the row as `policy_label` does.
 
     # Parameters
 
     rows : `Sequence[SweepRow]`
-        The sweep table.
+        The sweep table, each policy type from the most aggressive to the most conservative.
     reference_accuracy : `float`
-        The full model's accuracy (the table's row at threshold 1.0).
+        The full model's accuracy (no early exit).
     max_accuracy_drop : `float`, optional
         Absolute accuracy drop allowed, >= 0 (0.01 is one accuracy point).
     compute_budget : `float`, optional
@@ -106,6 +143,9 @@ def recommend_threshold(
     if not rows:
         raise ConfigurationError("the sweep table is empty")
     check_goals(max_accuracy_drop, compute_budget)
+    thresholds = thresholds_only(row.policy for row in rows)
+    what = "threshold" if thresholds else "setting"
+    preference = _preference(rows)
     if max_accuracy_drop is not None:
         floor = reference_accuracy - max_accuracy_drop
         candidates = [row for row in rows if row.accuracy >= floor - _TOLERANCE]
@@ -115,16 +155,17 @@ def recommend_threshold(
                 max_accuracy_drop,
                 reference_accuracy,
                 None,
-                f"no threshold in the table keeps accuracy within {max_accuracy_drop:g} of the "
-                f"full model's {reference_accuracy:.4f}; add 1.0 to the thresholds",
+                f"no {what} in the table keeps accuracy within {max_accuracy_drop:g} of the "
+                f"full model's {reference_accuracy:.4f}"
+                + ("; add 1.0 to the thresholds" if thresholds else ""),
             )
-        best = min(
-            candidates, key=lambda row: (row.relative_compute, -row.accuracy, -row.threshold)
+        best = max(
+            candidates, key=lambda row: (-row.relative_compute, row.accuracy, preference(row))
         )
         message = (
-            f"threshold {best.threshold:g}: the cheapest within {max_accuracy_drop:g} accuracy of "
-            f"the full model ({best.accuracy:.4f} vs {reference_accuracy:.4f}) at relative compute "
-            f"{best.relative_compute:.4f}"
+            f"{policy_label(best.policy, thresholds)}: the cheapest within {max_accuracy_drop:g} "
+            f"accuracy of the full model ({best.accuracy:.4f} vs {reference_accuracy:.4f}) at "
+            f"relative compute {best.relative_compute:.4f}"
         )
         return Recommendation(
             MAX_ACCURACY_DROP, max_accuracy_drop, reference_accuracy, best, message
@@ -138,12 +179,12 @@ def recommend_threshold(
             compute_budget,
             reference_accuracy,
             None,
-            f"no threshold in the table fits a compute budget of {compute_budget:g}; the cheapest, "
-            f"threshold {cheapest.threshold:g}, needs {cheapest.relative_compute:.4f}",
+            f"no {what} in the table fits a compute budget of {compute_budget:g}; the cheapest, "
+            f"{policy_label(cheapest.policy, thresholds)}, needs {cheapest.relative_compute:.4f}",
         )
-    best = max(candidates, key=lambda row: (row.accuracy, -row.relative_compute, row.threshold))
+    best = max(candidates, key=lambda row: (row.accuracy, -row.relative_compute, preference(row)))
     message = (
-        f"threshold {best.threshold:g}: the most accurate within a compute budget of "
+        f"{policy_label(best.policy, thresholds)}: the most accurate within a compute budget of "
         f"{compute_budget:g} (accuracy {best.accuracy:.4f} at relative compute "
         f"{best.relative_compute:.4f}; full model {reference_accuracy:.4f})"
     )

@@ -10,6 +10,8 @@ import os
 from typing import Any, Dict, List, Optional, Sequence
 
 from early_exit.common.files import atomic_path
+from early_exit.modules.exit_policies import ExitPolicy
+from early_exit.sweep.recommendation import thresholds_only
 from early_exit.sweep.run import SweepResult
 from early_exit.sweep.sweep_table import SweepRow
 
@@ -20,37 +22,54 @@ JSON_FILE = "sweep.json"
 
 # Thresholds always shown in the compact console table (when they are in the grid).
 _COMPACT_THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999, 1.0)
+# The same for the policies whose thresholds run the other way or on a coarser grid (a policy
+# type not named here shows every row).
+_COMPACT_BY_POLICY = {
+    "max_probability": _COMPACT_THRESHOLDS,
+    "entropy": (0.0, 0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+    "confident_patience": (0.9, 0.99),
+}
 
 
 def _timing_batch_sizes(result: SweepResult) -> List[int]:
     return sorted({timing.batch_size for timing in result.timings})
 
 
+def _parameter_names(rows: Sequence[SweepRow]) -> List[str]:
+    """The parameters of the rows' policies, in the order they first come."""
+    return list(dict.fromkeys(name for row in rows for name in row.policy.parameters()))
+
+
 def table_records(result: SweepResult) -> List[Dict[str, Any]]:
     """
-    The full sweep table as flat records (one per threshold), the columns of `sweep.csv`:
-    `threshold`, `accuracy`, `accuracy_drop` (against the full model), `ece`, `relative_compute`,
-    `compute_speedup` (the full model's compute over this threshold's), `mean_exit_layer`,
-    `exit_fraction_layer_{l}` for each exit layer and, for each timed batch size `b`,
-    `seconds_per_instance_bs{b}` and `speedup_bs{b}` (empty where a threshold was not timed).
+    The full sweep table as flat records (one per row), the columns of `sweep.csv`: `policy` (the
+    exit policy's name) and its parameters (`threshold`, `patience`: empty where a policy has no
+    such parameter), `accuracy`, `accuracy_drop` (against the full model), `ece`,
+    `relative_compute`, `compute_speedup` (the full model's compute over this row's),
+    `mean_exit_layer`, `exit_fraction_layer_{l}` for each exit layer and, for each timed batch size
+    `b`, `seconds_per_instance_bs{b}` and `speedup_bs{b}` (empty where a row was not timed).
     """
-    timings = {(timing.threshold, timing.batch_size): timing for timing in result.timings}
+    timings = {(timing.policy, timing.batch_size): timing for timing in result.timings}
     full = result.full_model
+    parameters = _parameter_names(result.rows)
     records = []
     for row in result.rows:
-        record: Dict[str, Any] = {
-            "threshold": row.threshold,
-            "accuracy": row.accuracy,
-            "accuracy_drop": full.accuracy - row.accuracy,
-            "ece": row.ece,
-            "relative_compute": row.relative_compute,
-            "compute_speedup": full.relative_compute / row.relative_compute,
-            "mean_exit_layer": row.mean_exit_layer,
-        }
+        record: Dict[str, Any] = {"policy": row.policy.registered_name()}
+        record.update({name: row.policy.parameters().get(name) for name in parameters})
+        record.update(
+            {
+                "accuracy": row.accuracy,
+                "accuracy_drop": full.accuracy - row.accuracy,
+                "ece": row.ece,
+                "relative_compute": row.relative_compute,
+                "compute_speedup": full.relative_compute / row.relative_compute,
+                "mean_exit_layer": row.mean_exit_layer,
+            }
+        )
         for layer in result.exit_layers:
             record[f"exit_fraction_layer_{layer}"] = row.exit_fractions[layer]
         for size in _timing_batch_sizes(result):
-            timing = timings.get((row.threshold, size))
+            timing = timings.get((row.policy, size))
             record[f"seconds_per_instance_bs{size}"] = (
                 None if timing is None else timing.seconds_per_instance
             )
@@ -67,8 +86,12 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
-def _format_threshold(threshold: float) -> str:
-    return f"{threshold:g}"
+# The columns of the table that hold a policy's parameters, shown as given (`0.9`, not `0.9000`).
+_PARAMETER_COLUMNS = ("threshold", "patience")
+
+
+def _format_parameter(value: Any) -> str:
+    return "" if value is None else f"{value:g}"
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -84,7 +107,10 @@ def _records_table(records: List[Dict[str, Any]]) -> str:
         return "(no rows)"
     headers = list(records[0])
     rows = [
-        [_format_threshold(record["threshold"])] + [record[name] for name in headers[1:]]
+        [
+            _format_parameter(record[name]) if name in _PARAMETER_COLUMNS else record[name]
+            for name in headers
+        ]
         for record in records
     ]
     return markdown_table(headers, rows)
@@ -94,20 +120,26 @@ def compact_records(
     result: SweepResult, max_rows: int = 25, records: Optional[List[Dict[str, Any]]] = None
 ) -> List[Dict[str, Any]]:
     """
-    The table, or a subset of it when it has more than `max_rows` rows: round thresholds (0.1 steps,
-    0.95, 0.99, 0.999, 1.0), the timed ones and the recommended ones.
+    The table, or a subset of it when it has more than `max_rows` rows: round thresholds
+    (`max_probability`: 0.1 steps, 0.95, 0.99, 0.999, 1.0; `entropy` likewise from 0; 0.9 and 0.99
+    for `confident_patience`), every patience, the timed rows and the recommended ones.
     """
     records = table_records(result) if records is None else records
     if len(records) <= max_rows:
         return records
-    keep = {round(threshold, 10) for threshold in _COMPACT_THRESHOLDS}
-    keep.update(round(timing.threshold, 10) for timing in result.timings)
-    keep.update(
-        round(recommendation.threshold, 10)
-        for recommendation in result.recommendations
-        if recommendation.threshold is not None
-    )
-    return [record for record in records if round(record["threshold"], 10) in keep]
+    keep = {timing.policy for timing in result.timings}
+    keep.update(recommendation.policy for recommendation in result.recommendations)
+    return [
+        record
+        for row, record in zip(result.rows, records)
+        if row.policy in keep or _is_round(row.policy)
+    ]
+
+
+def _is_round(policy: ExitPolicy) -> bool:
+    thresholds = _COMPACT_BY_POLICY.get(policy.registered_name())
+    threshold = policy.parameters().get("threshold")
+    return thresholds is None or threshold is None or round(threshold, 10) in thresholds
 
 
 def _header_lines(result: SweepResult) -> List[str]:
@@ -123,9 +155,11 @@ def _header_lines(result: SweepResult) -> List[str]:
         f"Exit layers {result.exit_layers} of a {result.full_depth}-layer encoder; temperatures "
         f"{[round(value, 4) for value in result.temperatures]}"
     )
+    policies = result.policies
+    lines.append(f"Exit {'policy' if len(policies) == 1 else 'policies'}: {', '.join(policies)}")
     lines.append(
-        f"Full model (threshold 1.0): accuracy {full.accuracy:.4f}, relative compute "
-        f"{full.relative_compute:.4f}"
+        f"Full model (threshold 1.0, no early exit): accuracy {full.accuracy:.4f}, relative "
+        f"compute {full.relative_compute:.4f}"
     )
     return lines
 
@@ -153,19 +187,31 @@ def _reference_table(result: SweepResult) -> str:
 
 
 def _timing_table(result: SweepResult) -> str:
+    thresholds = _thresholds_only(result)
     rows = [
         [
-            _format_threshold(timing.threshold),
+            _label(timing.policy, thresholds),
             timing.batch_size,
             timing.seconds_per_instance,
             timing.speedup,
             timing.relative_compute,
         ]
-        for timing in sorted(result.timings, key=lambda t: (t.batch_size, t.threshold))
+        for timing in sorted(result.timings, key=lambda timing: timing.batch_size)  # stable
     ]
-    return markdown_table(
-        ["threshold", "batch_size", "seconds_per_instance", "speedup", "relative_compute"], rows
-    )
+    headers = ["threshold" if thresholds else "policy"]
+    headers += ["batch_size", "seconds_per_instance", "speedup", "relative_compute"]
+    return markdown_table(headers, rows)
+
+
+def _thresholds_only(result: SweepResult) -> bool:
+    """True for a sweep of confidence thresholds only (the default; see `thresholds_only`)."""
+    policies = [row.policy for row in result.rows] + [timing.policy for timing in result.timings]
+    return thresholds_only(policies)
+
+
+def _label(policy: ExitPolicy, thresholds: bool) -> str:
+    """`0.9` in a sweep of confidence thresholds only, otherwise e.g. `entropy(threshold=0.3)`."""
+    return f"{policy.threshold:g}" if thresholds else policy.describe()
 
 
 def _timing_caption(result: SweepResult) -> str:
@@ -179,11 +225,13 @@ def _timing_caption(result: SweepResult) -> str:
     )
 
 
-def _console_columns(record: Dict[str, Any]) -> Dict[str, Any]:
+def _console_columns(record: Dict[str, Any], one_policy: bool) -> Dict[str, Any]:
     return {
         name: value
         for name, value in record.items()
-        if not name.startswith("seconds_per_instance") and name != "compute_speedup"
+        if not name.startswith("seconds_per_instance")
+        and name != "compute_speedup"
+        and not (one_policy and name == "policy")  # the header names it
     }
 
 
@@ -195,15 +243,16 @@ def format_summary(result: SweepResult, full_table: bool = False, max_rows: int 
     """
     records = table_records(result)
     shown = records if full_table else compact_records(result, max_rows, records)
-    shown = [_console_columns(record) for record in shown]
+    shown = [_console_columns(record, len(result.policies) == 1) for record in shown]
     parts = ["\n".join(_header_lines(result)), "\n".join(_recommendation_lines(result))]
     parts.append(_reference_table(result))
     if result.timings:
         parts.append(_timing_caption(result) + "\n" + _timing_table(result))
+    what = "thresholds" if _thresholds_only(result) else "rows"
     caption = (
         "Sweep"
         if len(shown) == len(records)
-        else (f"Sweep ({len(shown)} of {len(records)} thresholds; all of them in the files)")
+        else (f"Sweep ({len(shown)} of {len(records)} {what}; all of them in the files)")
     )
     parts.append(caption + "\n" + _records_table(shown))
     return "\n\n".join(part for part in parts if part) + "\n"
@@ -219,7 +268,9 @@ def write_csv(result: SweepResult, path: str) -> None:
 
 
 def write_markdown(result: SweepResult, path: str) -> None:
-    sections = ["# Confidence threshold sweep", "\n\n".join(_header_lines(result))]
+    thresholds = _thresholds_only(result)
+    title = "# Confidence threshold sweep" if thresholds else "# Exit policy sweep"
+    sections = [title, "\n\n".join(_header_lines(result))]
     sections.append(
         "## Recommendation\n\n" + "\n".join(f"- {line}" for line in _recommendation_lines(result))
     )
@@ -230,7 +281,8 @@ def write_markdown(result: SweepResult, path: str) -> None:
         )
     else:
         sections.append("## Measured speed\n\nTiming was skipped.")
-    sections.append("## All thresholds\n\n" + _records_table(table_records(result)))
+    heading = "## All thresholds" if thresholds else "## All rows"
+    sections.append(heading + "\n\n" + _records_table(table_records(result)))
     with open(path, "w", encoding="utf-8") as markdown_file:
         markdown_file.write("\n\n".join(sections) + "\n")
 
@@ -244,34 +296,90 @@ def write_json(result: SweepResult, path: str, files: Optional[Dict[str, str]] =
         json_file.write("\n")
 
 
-def _curve(rows: Sequence[SweepRow]) -> List[SweepRow]:
-    return sorted(rows, key=lambda row: (row.relative_compute, row.threshold))
+def _curves(rows: Sequence[SweepRow]) -> Dict[str, List[SweepRow]]:
+    """Each policy type's rows by name, sorted by relative compute (ties in the table's order)."""
+    curves: Dict[str, List[SweepRow]] = {}
+    for row in rows:
+        curves.setdefault(row.policy.registered_name(), []).append(row)
+    return {
+        name: sorted(curve, key=lambda row: row.relative_compute)  # stable
+        for name, curve in curves.items()
+    }
+
+
+def _plot_measured(
+    axes: Any, result: SweepResult, thresholds: bool, colors: Dict[str, str]
+) -> None:
+    """
+    Measured speedups against accuracy: one line per batch size through the timed thresholds, each
+    annotated, in a sweep of thresholds only; otherwise one line per policy (in its curve's colour)
+    and batch size (a marker each), without annotations, which would overlap.
+    """
+    full = result.full_model
+    accuracy_at = {row.policy: row.accuracy for row in [full, *result.rows]}
+    markers = "o^sv<>"
+    for index, size in enumerate(_timing_batch_sizes(result)):
+        timings = sorted(
+            (timing for timing in result.timings if timing.batch_size == size),
+            key=lambda timing: timing.speedup,
+        )
+        timings = [timing for timing in timings if timing.policy in accuracy_at]
+        if thresholds:
+            axes.plot(
+                [timing.speedup for timing in timings],
+                [accuracy_at[timing.policy] for timing in timings],
+                "-o",
+                label=f"measured, batch size {size}",
+            )
+            for timing in timings:
+                axes.annotate(
+                    _label(timing.policy, thresholds),
+                    (timing.speedup, accuracy_at[timing.policy]),
+                    textcoords="offset points",
+                    xytext=(4, 4),
+                    fontsize=7,
+                )
+            continue
+        marker = markers[index % len(markers)]
+        axes.plot([], [], marker, color="black", label=f"measured, batch size {size}")
+        for name, color in colors.items():
+            own = [timing for timing in timings if timing.policy.registered_name() == name]
+            axes.plot(
+                [timing.speedup for timing in own],
+                [accuracy_at[timing.policy] for timing in own],
+                "-" + marker,
+                color=color,
+            )
 
 
 def plot_sweep(result: SweepResult, path: str) -> None:
     """
-    Writes a PNG with two panels: accuracy against relative compute (the threshold curve, each head
-    alone, the oracle and the recommendation), and accuracy against speedup over the full model
-    (measured at the timed thresholds for each batch size, and the compute-based speedup of the
-    curve, the heads and the oracle for comparison). Uses matplotlib's Agg canvas directly, so no
-    display and no global backend are touched.
+    Writes a PNG with two panels: accuracy against relative compute (one curve per swept exit
+    policy, each head alone, the oracle and the recommendation), and accuracy against speedup over
+    the full model (measured at the timed policies for each batch size, and the compute-based
+    speedup of the curves, the heads and the oracle for comparison). Uses matplotlib's Agg canvas
+    directly, so no display and no global backend are touched.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     full = result.full_model
-    curve = _curve(result.rows)
+    thresholds = _thresholds_only(result)
+    curves = _curves(result.rows)
     figure = Figure(figsize=(12, 5), dpi=100)
     FigureCanvasAgg(figure)
     compute_axes, speed_axes = figure.subplots(1, 2)
 
-    compute_axes.plot(
-        [row.relative_compute for row in curve],
-        [row.accuracy for row in curve],
-        "-o",
-        markersize=3,
-        label="early exit (threshold sweep)",
-    )
+    colors = {}
+    for name, curve in curves.items():
+        (line,) = compute_axes.plot(
+            [row.relative_compute for row in curve],
+            [row.accuracy for row in curve],
+            "-o",
+            markersize=3,
+            label="early exit (threshold sweep)" if thresholds else f"early exit: {name}",
+        )
+        colors[name] = line.get_color()
     compute_axes.plot(
         [point.relative_compute for point in result.single_heads],
         [point.accuracy for point in result.single_heads],
@@ -305,21 +413,22 @@ def plot_sweep(result: SweepResult, path: str) -> None:
                 markersize=12,
                 markerfacecolor="none",
                 markeredgewidth=2,
-                label=f"recommended: {row.threshold:g} ({recommendation.goal})",
+                label=f"recommended: {_label(row.policy, thresholds)} ({recommendation.goal})",
             )
     compute_axes.set_xlabel("relative compute (fraction of the encoder's layers)")
     compute_axes.set_ylabel("accuracy")
     compute_axes.set_title("accuracy vs compute")
     compute_axes.grid(alpha=0.3)
-    compute_axes.legend(fontsize=8, loc="lower right")
+    compute_axes.legend(fontsize=8, loc="lower right" if thresholds else "best")
 
-    speed_axes.plot(
-        [full.relative_compute / row.relative_compute for row in curve],
-        [row.accuracy for row in curve],
-        ":",
-        color="gray",
-        label="compute-based speedup (ideal)",
-    )
+    for index, (name, curve) in enumerate(curves.items()):
+        speed_axes.plot(
+            [full.relative_compute / row.relative_compute for row in curve],
+            [row.accuracy for row in curve],
+            ":",
+            color="gray" if thresholds else colors[name],
+            label="compute-based speedup (ideal)" if index == 0 else None,
+        )
     speed_axes.plot(
         [full.relative_compute / point.relative_compute for point in result.single_heads],
         [point.accuracy for point in result.single_heads],
@@ -339,27 +448,7 @@ def plot_sweep(result: SweepResult, path: str) -> None:
         markerfacecolor="none",
         label="oracle (compute-based)",
     )
-    accuracy_at = {row.threshold: row.accuracy for row in result.rows}
-    for size in _timing_batch_sizes(result):
-        timings = sorted(
-            (timing for timing in result.timings if timing.batch_size == size),
-            key=lambda timing: timing.speedup,
-        )
-        timings = [timing for timing in timings if timing.threshold in accuracy_at]
-        speed_axes.plot(
-            [timing.speedup for timing in timings],
-            [accuracy_at[timing.threshold] for timing in timings],
-            "-o",
-            label=f"measured, batch size {size}",
-        )
-        for timing in timings:
-            speed_axes.annotate(
-                f"{timing.threshold:g}",
-                (timing.speedup, accuracy_at[timing.threshold]),
-                textcoords="offset points",
-                xytext=(4, 4),
-                fontsize=7,
-            )
+    _plot_measured(speed_axes, result, thresholds, colors)
     title = "accuracy vs speedup over the full model"
     if not result.timings:
         title += " (timing skipped)"
@@ -367,7 +456,7 @@ def plot_sweep(result: SweepResult, path: str) -> None:
     speed_axes.set_ylabel("accuracy")
     speed_axes.set_title(title)
     speed_axes.grid(alpha=0.3)
-    speed_axes.legend(fontsize=8, loc="lower left")
+    speed_axes.legend(fontsize=8, loc="lower left" if thresholds else "best")
 
     figure.tight_layout()
     figure.savefig(path, format="png")

@@ -1,8 +1,8 @@
 """
-A whole threshold sweep: run every head once, tabulate every threshold, add the reference points,
-recommend thresholds and time real early-exit inference. `allennlp sweep-thresholds` is a thin
-command-line interface over `run_sweep`; benchmark scripts can call `sweep_model` on a model they
-already hold.
+A whole sweep: run every head once, tabulate every threshold (or the grid of any exit policy, or of
+all of them), add the reference points, recommend a policy and time real early-exit inference.
+`allennlp sweep-thresholds` is a thin command-line interface over `run_sweep`; benchmark scripts can
+call `sweep_model` on a model they already hold.
 """
 
 import dataclasses
@@ -28,13 +28,25 @@ from early_exit.sweep.reference_points import (
     oracle_point,
     single_head_points,
 )
-from early_exit.sweep.sweep_table import SweepRow, sweep_table
-from early_exit.sweep.thresholds import check_thresholds, default_threshold_grid
+from early_exit.modules.exit_policies import ExitPolicy, MaxProbabilityPolicy
+from early_exit.sweep.sweep_table import (
+    SweepRow,
+    evaluate_policy,
+    head_probabilities,
+    sweep_policies,
+)
+from early_exit.sweep.thresholds import (
+    SWEPT_POLICIES,
+    check_thresholds,
+    policy_names,
+    sweep_grid,
+)
 from early_exit.sweep.timing import (
-    FULL_MODEL_THRESHOLD,
+    FULL_MODEL,
     TimingResult,
     measure_inference_time,
-    pick_timing_thresholds,
+    pick_timing_policies,
+    timed_policies,
 )
 
 logger = logging.getLogger(__name__)
@@ -58,9 +70,11 @@ class SweepResult:
     temperatures : `List[float]`
     num_instances : `int`
     rows : `List[SweepRow]`
-        One row per swept threshold, sorted by threshold.
+        One row per swept policy: policy type after type, each from the most aggressive to the
+        most conservative (confidence thresholds in ascending order).
     full_model : `SweepRow`
-        The row at threshold 1.0 (no early exit).
+        The row of no early exit (`max_probability` at threshold 1.0; also in `rows` when
+        `max_probability` is swept).
     single_heads : `List[HeadPoint]`
     oracle : `OraclePoint`
     recommendations : `List[Recommendation]`
@@ -68,6 +82,8 @@ class SweepResult:
         Empty when timing was skipped.
     sources : `Dict[str, Any]`
         Where the model and data came from and the settings used (for the summary).
+    policy : `str`
+        What was swept: a policy name, or `"all"`.
     """
 
     exit_layers: List[int]
@@ -81,17 +97,21 @@ class SweepResult:
     recommendations: List[Recommendation] = field(default_factory=list)
     timings: List[TimingResult] = field(default_factory=list)
     sources: Dict[str, Any] = field(default_factory=dict)
+    policy: str = "max_probability"
+
+    @property
+    def policies(self) -> List[str]:
+        """The names of the policy types swept, in the table's order."""
+        return list(dict.fromkeys(row.policy.registered_name() for row in self.rows))
 
     def to_json(self) -> Dict[str, Any]:
         def row_json(row: Optional[SweepRow]) -> Optional[Dict[str, Any]]:
-            if row is None:
-                return None
-            record = dataclasses.asdict(row)
-            record["exit_fractions"] = {str(k): v for k, v in row.exit_fractions.items()}
-            return record
+            return None if row is None else row.to_json()
 
         return {
             **self.sources,
+            "policy": self.policy,
+            "policies": self.policies,
             "num_instances": self.num_instances,
             "exit_layers": self.exit_layers,
             "full_depth": self.full_depth,
@@ -101,6 +121,12 @@ class SweepResult:
                 {
                     "goal": recommendation.goal,
                     "limit": recommendation.limit,
+                    "policy": (
+                        None if recommendation.policy is None else recommendation.policy.to_json()
+                    ),
+                    "description": (
+                        None if recommendation.policy is None else recommendation.policy.describe()
+                    ),
                     "threshold": recommendation.threshold,
                     "message": recommendation.message,
                     "row": row_json(recommendation.row),
@@ -109,7 +135,7 @@ class SweepResult:
             ],
             "single_heads": [dataclasses.asdict(point) for point in self.single_heads],
             "oracle": dataclasses.asdict(self.oracle),
-            "timings": [dataclasses.asdict(timing) for timing in self.timings],
+            "timings": [timing.to_json() for timing in self.timings],
             "rows": [row_json(row) for row in self.rows],
         }
 
@@ -134,14 +160,17 @@ def sweep_model(
     max_accuracy_drop: Optional[float] = None,
     compute_budget: Optional[float] = None,
     timing: bool = True,
-    timing_thresholds: Optional[Sequence[float]] = None,
+    timing_thresholds: Optional[Sequence[Union[float, ExitPolicy]]] = None,
     timing_batch_sizes: Sequence[int] = (1, 32),
     repeats: int = 3,
     timing_instances: Optional[int] = 200,
     data_name: str = "the data",
+    policy: str = "max_probability",
+    grid_step: Optional[float] = None,
 ) -> SweepResult:
     """
-    Sweeps the confidence threshold of a loaded model on labelled instances.
+    Sweeps an exit policy's parameters (by default the confidence threshold) of a loaded model on
+    labelled instances.
 
     # Parameters
 
@@ -149,19 +178,21 @@ def sweep_model(
     instances : `Sequence[Instance]`
         Labelled instances with token indexers applied (as a dataset reader's `read` gives them).
     thresholds : `Sequence[float]`, optional
-        The grid; `default_threshold_grid()` when not given. 1.0 is always added.
+        The thresholds of the policies that have one (see `policy_grid`); each policy's own grid
+        when not given. For `max_probability`, 1.0 is always added.
     batch_size : `int`, optional (default = `32`)
         Batch size for running every head once.
     max_accuracy_drop : `float`, optional
-        Recommend the cheapest threshold within this absolute accuracy drop of the full model.
+        Recommend the cheapest row within this absolute accuracy drop of the full model.
     compute_budget : `float`, optional
-        Recommend the most accurate threshold within this relative compute. When neither goal is
+        Recommend the most accurate row within this relative compute. When neither goal is
         given, `max_accuracy_drop` is 0.01.
     timing : `bool`, optional (default = `True`)
         Measure real inference time.
-    timing_thresholds : `Sequence[float]`, optional
-        Thresholds to time; by default five that spread over the curve, the recommended ones and
-        1.0.
+    timing_thresholds : `Sequence[Union[float, ExitPolicy]]`, optional
+        Policies to time, or thresholds of the swept policy (one of `max_probability` and
+        `entropy`); by default about five that spread over each swept type's curve (three when
+        several types are swept), the recommended ones and the full model.
     timing_batch_sizes : `Sequence[int]`, optional (default = `(1, 32)`)
     repeats : `int`, optional (default = `3`)
         Timing repeats; the median is reported.
@@ -169,6 +200,11 @@ def sweep_model(
         Time only the first this many instances (`None`: all).
     data_name : `str`
         How error messages name the data.
+    policy : `str`, optional (default = `"max_probability"`)
+        The exit policy to sweep (`max_probability`, `entropy`, `patience`, `confident_patience`),
+        or `"all"` for every one of them in one table.
+    grid_step : `float`, optional
+        The step of the threshold grids of `max_probability` and `entropy` (see `policy_grid`).
     """
     if not isinstance(model, EarlyExitClassifier):
         raise ConfigurationError(
@@ -182,12 +218,9 @@ def sweep_model(
         raise ConfigurationError(f"repeats must be at least 1, got {repeats}")
     if any(size < 1 for size in timing_batch_sizes):
         raise ConfigurationError(f"timing batch sizes must be at least 1, got {timing_batch_sizes}")
-    grid = check_thresholds(
-        list(default_threshold_grid() if thresholds is None else thresholds)
-        + [FULL_MODEL_THRESHOLD]
-    )
+    grid = sweep_grid(policy, len(model.exit_layers), thresholds, grid_step)
     if timing_thresholds is not None:
-        timing_thresholds = check_thresholds(timing_thresholds, "timing thresholds")
+        timing_thresholds = _timing_policies(policy, timing_thresholds)
     check_goals(max_accuracy_drop, compute_budget)
     if max_accuracy_drop is None and compute_budget is None:
         max_accuracy_drop = DEFAULT_MAX_ACCURACY_DROP
@@ -199,7 +232,7 @@ def sweep_model(
         raise SweepInputError(f"{data_name} has no gold labels; a sweep needs labelled data")
     exit_layers = list(model.exit_layers)
     temperatures = [float(value) for value in model.temperatures.tolist()]
-    rows = sweep_table(
+    rows = sweep_policies(
         outputs.logits,
         outputs.labels,
         grid,
@@ -208,7 +241,13 @@ def sweep_model(
         temperatures,
         progress=len(grid) * len(outputs) > 1_000_000,
     )
-    full_model = next(row for row in rows if row.threshold == FULL_MODEL_THRESHOLD)
+    full_model = next((row for row in rows if row.policy == FULL_MODEL), None)
+    if full_model is None:
+        head_logits = outputs.logits.float()  # (num_instances, num_heads, num_labels)
+        head_probs = head_probabilities(head_logits, temperatures)
+        full_model = evaluate_policy(
+            head_logits, head_probs, outputs.labels, FULL_MODEL, exit_layers, model.full_depth
+        )
     recommendations = []
     if max_accuracy_drop is not None:
         recommendations.append(
@@ -222,13 +261,15 @@ def sweep_model(
     timings: List[TimingResult] = []
     if timing:
         if timing_thresholds is None:
-            recommended = [r.threshold for r in recommendations if r.threshold is not None]
-            timing_thresholds = pick_timing_thresholds(rows, include=recommended)
-        timed = instances if timing_instances is None else instances[:timing_instances]
+            recommended = [r.policy for r in recommendations if r.policy is not None]
+            count = 5 if len(policy_names(policy)) == 1 else 3
+            timing_thresholds = pick_timing_policies(rows, count, include=recommended)
+        subset = instances if timing_instances is None else instances[:timing_instances]
         for size in sorted(set(timing_batch_sizes)):
             timings.extend(
-                measure_inference_time(model, timed, timing_thresholds, size, repeats=repeats)
+                measure_inference_time(model, subset, timing_thresholds, size, repeats=repeats)
             )
+    timed = timed_policies(timing_thresholds) if timing else []
 
     return SweepResult(
         exit_layers=exit_layers,
@@ -245,16 +286,41 @@ def sweep_model(
         timings=timings,
         sources={
             "confidence_threshold_of_model": model.confidence_threshold,
+            "exit_policy_of_model": model.exit_policy.to_json(),
             "batch_size": batch_size,
             "timing": {
                 "enabled": bool(timing),
-                "thresholds": list(timing_thresholds or []),
+                "thresholds": [
+                    each.threshold for each in timed if isinstance(each, MaxProbabilityPolicy)
+                ],
+                "policies": [each.to_json() for each in timed],
                 "batch_sizes": sorted(set(timing_batch_sizes)) if timing else [],
                 "repeats": repeats,
                 "instances": min(len(instances), timing_instances or len(instances)),
             },
         },
+        policy=policy,
     )
+
+
+def _timing_policies(policy: str, timing: Sequence[Union[float, ExitPolicy]]) -> List[ExitPolicy]:
+    """
+    The policies to time: exit policies as given, a float as the threshold of the swept policy
+    (`max_probability` or `entropy`, the policies whose only parameter is a threshold).
+    """
+    if all(isinstance(each, ExitPolicy) for each in timing):
+        return list(timing)
+    example = SWEPT_POLICIES.get(policy)
+    if example is None or list(example.parameters()) != ["threshold"]:
+        raise ConfigurationError(
+            f"timing thresholds apply to a sweep of max_probability or entropy, not of {policy}"
+        )
+    values = check_thresholds(
+        [each for each in timing if not isinstance(each, ExitPolicy)], "timing thresholds"
+    )
+    return [each for each in timing if isinstance(each, ExitPolicy)] + [
+        type(example)(value) for value in values
+    ]
 
 
 def _is_url(path: str) -> bool:
@@ -275,12 +341,13 @@ def run_sweep(
     # Raises
 
     `FileNotFoundError` for a missing archive or data file, `ConfigurationError` for an archive of
-    another model type or bad settings, `SweepInputError` for data without gold labels,
-    `NoInstancesError` for no data, `UnknownLabelError` for labels the model does not know, and
-    the reader's own errors (e.g. `DataFormatError`) for unreadable data.
+    another model type, an unknown policy or bad settings, `SweepInputError` for data without gold
+    labels, `NoInstancesError` for no data, `UnknownLabelError` for labels the model does not know,
+    and the reader's own errors (e.g. `DataFormatError`) for unreadable data.
     """
     archive_file, data_file = str(archive_file), str(data_file)
     check_goals(kwargs.get("max_accuracy_drop"), kwargs.get("compute_budget"))
+    policy_names(kwargs.get("policy", "max_probability"))  # before the archive loads
     if not _is_url(archive_file) and not os.path.exists(archive_file):
         raise FileNotFoundError(f"archive not found: {archive_file}")
     if not _is_url(data_file) and not os.path.isfile(data_file):

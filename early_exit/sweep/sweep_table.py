@@ -1,20 +1,20 @@
 """
-The speed/accuracy table of a threshold sweep, computed from every head's cached outputs.
+The speed/accuracy table of a sweep, computed from every head's cached outputs.
 
-Each threshold is evaluated exactly as the model decides at that threshold: the exits come from
-`first_exit_head` (the model's own exit rule) on the temperature-scaled probabilities, and accuracy,
-ECE and the exit statistics come from the metric classes the model reports to `allennlp evaluate`.
+Each exit policy is evaluated exactly as the model decides under it: the exits come from the
+policy's own `exit_heads` on the temperature-scaled probabilities, and accuracy, ECE and the exit
+statistics come from the metric classes the model reports to `allennlp evaluate`.
 """
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 from allennlp.common.checks import ConfigurationError
 from allennlp.common.tqdm import Tqdm
 from allennlp.training.metrics import CategoricalAccuracy
 
-from early_exit.modules.exit_policies import MaxProbabilityPolicy, scaled_probabilities
+from early_exit.modules.exit_policies import ExitPolicy, MaxProbabilityPolicy, scaled_probabilities
 from early_exit.training.metrics.exit_statistics import ExitStatistics
 from early_exit.training.metrics.expected_calibration_error import ExpectedCalibrationError
 
@@ -22,11 +22,12 @@ from early_exit.training.metrics.expected_calibration_error import ExpectedCalib
 @dataclass
 class SweepRow:
     """
-    The model's behaviour at one confidence threshold on one data set.
+    The model's behaviour under one exit policy on one data set.
 
     # Attributes
 
-    threshold : `float`
+    threshold : `Optional[float]`
+        The policy's `threshold`; `None` for a policy without one (`patience`).
     accuracy : `float`
     ece : `float`
         Expected calibration error of the answering heads' probabilities (15 bins, as the model).
@@ -36,14 +37,33 @@ class SweepRow:
         Mean 0-based exit layer.
     exit_fractions : `Dict[int, float]`
         For each exit layer, the fraction of instances that exit there.
+    policy : `ExitPolicy`, optional
+        The exit policy of the row; `max_probability` at `threshold` when not given.
     """
 
-    threshold: float
+    threshold: Optional[float]
     accuracy: float
     ece: float
     relative_compute: float
     mean_exit_layer: float
     exit_fractions: Dict[int, float] = field(default_factory=dict)
+    policy: Optional[ExitPolicy] = None
+
+    def __post_init__(self) -> None:
+        if self.policy is None:
+            self.policy = MaxProbabilityPolicy(self.threshold)
+
+    def to_json(self) -> Dict[str, Any]:
+        """The row as JSON: its fields, with `policy` as `ExitPolicy.to_json()` gives it."""
+        return {
+            "policy": self.policy.to_json(),
+            "threshold": self.threshold,
+            "accuracy": self.accuracy,
+            "ece": self.ece,
+            "relative_compute": self.relative_compute,
+            "mean_exit_layer": self.mean_exit_layer,
+            "exit_fractions": {str(layer): value for layer, value in self.exit_fractions.items()},
+        }
 
 
 def head_probabilities(
@@ -109,16 +129,16 @@ def check_head_outputs(
         raise ConfigurationError("no instances to sweep over")
 
 
-def evaluate_threshold(
+def evaluate_policy(
     head_logits: torch.Tensor,
     head_probs: torch.Tensor,
     labels: torch.Tensor,
-    threshold: float,
+    policy: ExitPolicy,
     exit_layers: Sequence[int],
     full_depth: int,
 ) -> SweepRow:
     """
-    The `SweepRow` of one threshold, from every head's raw logits and temperature-scaled
+    The `SweepRow` of one exit policy, from every head's raw logits and temperature-scaled
     probabilities (see `head_probabilities`).
 
     # Parameters
@@ -129,14 +149,14 @@ def evaluate_threshold(
         Shape `(num_instances, num_heads, num_labels)`.
     labels : `torch.Tensor`
         Gold label indices, shape `(num_instances,)`.
-    threshold : `float`
+    policy : `ExitPolicy`
     exit_layers : `Sequence[int]`
         The 0-based encoder layer of each head.
     full_depth : `int`
         The number of layers of the full encoder.
     """
     check_head_outputs(head_logits, head_probs, labels, exit_layers)
-    exit_head = MaxProbabilityPolicy(threshold).exit_heads(head_probs)  # (num_instances,)
+    exit_head = policy.exit_heads(head_probs)  # (num_instances,)
     rows = torch.arange(head_logits.shape[0])
     accuracy = CategoricalAccuracy()
     ece = ExpectedCalibrationError()
@@ -145,8 +165,9 @@ def evaluate_threshold(
     ece(head_probs[rows, exit_head], labels)  # (num_instances, num_labels)
     statistics(exit_head)
     exit_statistics = statistics.get_metric()
+    threshold = policy.parameters().get("threshold")
     return SweepRow(
-        threshold=float(threshold),
+        threshold=None if threshold is None else float(threshold),
         accuracy=float(accuracy.get_metric()),
         ece=float(ece.get_metric()),
         relative_compute=exit_statistics["relative_compute"],
@@ -154,7 +175,59 @@ def evaluate_threshold(
         exit_fractions={
             layer: exit_statistics[f"exit_fraction_layer_{layer}"] for layer in exit_layers
         },
+        policy=policy,
     )
+
+
+def evaluate_threshold(
+    head_logits: torch.Tensor,
+    head_probs: torch.Tensor,
+    labels: torch.Tensor,
+    threshold: float,
+    exit_layers: Sequence[int],
+    full_depth: int,
+) -> SweepRow:
+    """`evaluate_policy` of the `max_probability` policy at `threshold`."""
+    policy = MaxProbabilityPolicy(threshold)
+    return evaluate_policy(head_logits, head_probs, labels, policy, exit_layers, full_depth)
+
+
+def sweep_policies(
+    head_logits: torch.Tensor,
+    labels: torch.Tensor,
+    policies: Sequence[ExitPolicy],
+    exit_layers: Sequence[int],
+    full_depth: int,
+    temperatures: Optional[Union[Sequence[float], torch.Tensor]] = None,
+    progress: bool = False,
+) -> List[SweepRow]:
+    """
+    One `SweepRow` per exit policy, in the order given: the policies of any types, each evaluated
+    exactly as the model decides under it.
+
+    # Parameters
+
+    head_logits : `torch.Tensor`
+        Every head's raw logits, shape `(num_instances, num_heads, num_labels)`, e.g.
+        `collect_head_outputs(...).logits`.
+    labels : `torch.Tensor`
+        Gold label indices, shape `(num_instances,)`.
+    policies : `Sequence[ExitPolicy]`
+    exit_layers : `Sequence[int]`
+    full_depth : `int`
+    temperatures : `Sequence[float]` or `torch.Tensor`, optional
+        The model's per-head temperatures (`model.temperatures`); all 1.0 when not given.
+    progress : `bool`, optional (default = `False`)
+        Show a progress bar.
+    """
+    head_logits = head_logits.float()  # (num_instances, num_heads, num_labels)
+    head_probs = head_probabilities(head_logits, temperatures)
+    labels = None if labels is None else labels.long()
+    iterator = Tqdm.tqdm(policies, desc="sweeping exit policies") if progress else policies
+    return [
+        evaluate_policy(head_logits, head_probs, labels, policy, exit_layers, full_depth)
+        for policy in iterator
+    ]
 
 
 def sweep_table(
@@ -167,28 +240,10 @@ def sweep_table(
     progress: bool = False,
 ) -> List[SweepRow]:
     """
-    One `SweepRow` per threshold, in the order given.
-
-    # Parameters
-
-    head_logits : `torch.Tensor`
-        Every head's raw logits, shape `(num_instances, num_heads, num_labels)`, e.g.
-        `collect_head_outputs(...).logits`.
-    labels : `torch.Tensor`
-        Gold label indices, shape `(num_instances,)`.
-    thresholds : `Sequence[float]`
-    exit_layers : `Sequence[int]`
-    full_depth : `int`
-    temperatures : `Sequence[float]` or `torch.Tensor`, optional
-        The model's per-head temperatures (`model.temperatures`); all 1.0 when not given.
-    progress : `bool`, optional (default = `False`)
-        Show a progress bar.
+    One `SweepRow` per confidence threshold (the `max_probability` policy), in the order given;
+    see `sweep_policies`.
     """
-    head_logits = head_logits.float()  # (num_instances, num_heads, num_labels)
-    head_probs = head_probabilities(head_logits, temperatures)
-    labels = None if labels is None else labels.long()
-    iterator = Tqdm.tqdm(thresholds, desc="sweeping thresholds") if progress else thresholds
-    return [
-        evaluate_threshold(head_logits, head_probs, labels, threshold, exit_layers, full_depth)
-        for threshold in iterator
-    ]
+    policies = [MaxProbabilityPolicy(threshold) for threshold in thresholds]
+    return sweep_policies(
+        head_logits, labels, policies, exit_layers, full_depth, temperatures, progress
+    )

@@ -1,13 +1,35 @@
 """
-Threshold grids for sweeps: the default grid, user-given lists and their validation.
+Grids for sweeps: the default threshold grid, user-given thresholds and their validation, and the
+grid of exit policies of each type a sweep evaluates.
 """
 
-from typing import Iterable, List, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 from allennlp.common.checks import ConfigurationError
 
-# Extra grid points near 1.0, where confident models make most of their decisions.
-NEAR_ONE_THRESHOLDS = (0.995, 0.998, 0.999, 0.9995, 0.9999)
+from early_exit.modules.exit_policies.exit_policy import fraction_grid
+from early_exit.modules.exit_policies import (
+    ConfidentPatiencePolicy,
+    EntropyPolicy,
+    ExitPolicy,
+    MaxProbabilityPolicy,
+    PatiencePolicy,
+)
+from early_exit.modules.exit_policies.entropy import NEAR_ZERO_THRESHOLDS
+from early_exit.modules.exit_policies.max_probability import NEAR_ONE_THRESHOLDS
+
+# One policy of each type a sweep knows, by name, in the order `--policy all` sweeps them; its
+# `sweep_grid` gives the type's grid.
+SWEPT_POLICIES: Dict[str, ExitPolicy] = {
+    "max_probability": MaxProbabilityPolicy(),
+    "entropy": EntropyPolicy(),
+    "patience": PatiencePolicy(1),
+    "confident_patience": ConfidentPatiencePolicy(1.0, 1),
+}
+ALL_POLICIES = "all"
+
+# The extra points of the threshold grids of a `--grid-step`, where each policy decides most.
+_NEAR_POINTS = {"max_probability": NEAR_ONE_THRESHOLDS, "entropy": NEAR_ZERO_THRESHOLDS}
 
 # Thresholds are rounded to this many decimals, so that 0.1 * 3 is 0.3 and grids have no duplicates.
 _DECIMALS = 10
@@ -77,6 +99,85 @@ def default_threshold_grid(
         raise ConfigurationError(f"grid step must be a number in (0, 1], got {grid_step!r}")
     if not 0.0 < grid_step <= 1.0:
         raise ConfigurationError(f"grid step must be in (0, 1], got {grid_step}")
-    num_steps = int(1.0 / grid_step + 1e-9)
-    grid = [index * grid_step for index in range(num_steps + 1)]
-    return check_thresholds(grid + list(near_one) + [1.0])
+    return check_thresholds(fraction_grid(grid_step, near_one))
+
+
+def policy_names(policy: str) -> List[str]:
+    """
+    The policy types a sweep's `--policy` names: one of `SWEPT_POLICIES`, or all of them for
+    `"all"`.
+
+    # Raises
+
+    `ConfigurationError` for another name.
+    """
+    if policy == ALL_POLICIES:
+        return list(SWEPT_POLICIES)
+    if policy not in SWEPT_POLICIES:
+        raise ConfigurationError(
+            f"unknown exit policy {policy!r}; choose one of "
+            f"{', '.join(list(SWEPT_POLICIES) + [ALL_POLICIES])}"
+        )
+    return [policy]
+
+
+def policy_grid(
+    name: str,
+    num_heads: int,
+    thresholds: Optional[Sequence[float]] = None,
+    grid_step: Optional[float] = None,
+) -> List[ExitPolicy]:
+    """
+    The policies of type `name` a sweep evaluates, from the most aggressive (the cheapest) to the
+    most conservative, as the sweep table lists them.
+
+    By default the type's own `sweep_grid`. `thresholds` (checked, see `check_thresholds`) replace
+    the thresholds of a policy that has one (for `confident_patience`, combined with every
+    patience of its grid); `grid_step` makes the grid `0, grid_step, ..., 1.0` plus the points
+    where the policy decides most (see `default_threshold_grid`) for `max_probability` and
+    `entropy`. These grids always have the threshold that never exits early (1.0 for
+    `max_probability`, 0 for `entropy`), so that the curve ends at the full model. A type that
+    takes neither ignores them.
+    """
+    default = SWEPT_POLICIES[name].sweep_grid(num_heads)[::-1]  # the most aggressive first
+    if grid_step is not None and thresholds is None and name in _NEAR_POINTS:
+        thresholds = default_threshold_grid(grid_step, _NEAR_POINTS[name])
+    if thresholds is None or "threshold" not in default[0].parameters():
+        return default
+    values = check_thresholds(thresholds)  # ascending
+    if name == "confident_patience":
+        patiences = sorted({policy.patience for policy in default})
+        return [ConfidentPatiencePolicy(value, p) for p in patiences for value in values]
+    policy_type = type(SWEPT_POLICIES[name])
+    ends = [end for end in (0.0, 1.0) if policy_type(end).never_exits_early(num_heads)]
+    values = check_thresholds(values + ends)
+    if default[0].threshold > default[-1].threshold:  # a higher threshold exits earlier
+        values.reverse()
+    return [policy_type(value) for value in values]
+
+
+def sweep_grid(
+    policy: str,
+    num_heads: int,
+    thresholds: Optional[Sequence[float]] = None,
+    grid_step: Optional[float] = None,
+) -> List[ExitPolicy]:
+    """
+    Every policy a sweep of `policy` (a name or `"all"`, see `policy_names`) evaluates: type after
+    type, each from the most aggressive to the most conservative (see `policy_grid`).
+
+    # Raises
+
+    `ConfigurationError` for an unknown policy or thresholds out of [0, 1], and for thresholds or a
+    grid step given to a sweep none of whose policies takes them.
+    """
+    names = policy_names(policy)
+    if thresholds is not None and not any(
+        "threshold" in SWEPT_POLICIES[name].parameters() for name in names
+    ):
+        raise ConfigurationError(f"thresholds do not apply to {policy}, which has none")
+    if grid_step is not None and not any(name in _NEAR_POINTS for name in names):
+        raise ConfigurationError(
+            f"a grid step applies to max_probability and entropy, not to {policy}"
+        )
+    return [each for name in names for each in policy_grid(name, num_heads, thresholds, grid_step)]

@@ -1,12 +1,12 @@
 """
-Wall-clock timing of real early-exit inference at a few thresholds, with the full model (threshold
-1.0) as the reference measured in the same run.
+Wall-clock timing of real early-exit inference under a few exit policies (by default confidence
+thresholds), with the full model (no early exit) as the reference measured in the same run.
 """
 
 import statistics
 import time
-from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 from allennlp.common.checks import ConfigurationError
@@ -15,20 +15,24 @@ from allennlp.data import Batch, Instance
 from allennlp.nn import util
 
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
+from early_exit.modules.exit_policies import ExitPolicy, MaxProbabilityPolicy
 from early_exit.sweep.sweep_table import SweepRow
 from early_exit.sweep.thresholds import check_thresholds
 
 FULL_MODEL_THRESHOLD = 1.0
+# The reference of every timing and of a sweep's accuracy drop: no early exit.
+FULL_MODEL = MaxProbabilityPolicy(FULL_MODEL_THRESHOLD)
 
 
 @dataclass
 class TimingResult:
     """
-    Measured inference time at one threshold and batch size.
+    Measured inference time under one exit policy at one batch size.
 
     # Attributes
 
-    threshold : `float`
+    threshold : `Optional[float]`
+        The policy's threshold (`None` for a policy without one).
     batch_size : `int`
     num_instances : `int`
         How many instances were timed.
@@ -37,15 +41,17 @@ class TimingResult:
     seconds_per_instance : `float`
         `seconds / num_instances`.
     speedup : `float`
-        Median over the repeats of (full model's time / this threshold's time) within the same
+        Median over the repeats of (full model's time / this policy's time) within the same
         repeat; 1.0 for the full model.
     relative_compute : `float`
         Mean fraction of the encoder's layers the model computed on the timed instances.
     repeat_seconds : `List[float]`
         The time of each repeat.
+    policy : `ExitPolicy`, optional
+        The policy timed; `max_probability` at `threshold` when not given.
     """
 
-    threshold: float
+    threshold: Optional[float]
     batch_size: int
     num_instances: int
     seconds: float
@@ -53,6 +59,15 @@ class TimingResult:
     speedup: float
     relative_compute: float
     repeat_seconds: List[float]
+    policy: Optional[ExitPolicy] = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.policy is None:
+            self.policy = MaxProbabilityPolicy(self.threshold)
+
+    def to_json(self) -> Dict[str, Any]:
+        """The fields, with `policy` as `ExitPolicy.to_json()` gives it."""
+        return {**self.__dict__, "policy": self.policy.to_json()}
 
 
 def prepare_batches(
@@ -93,10 +108,26 @@ def _run_once(model: EarlyExitClassifier, batches: List[Dict[str, Any]], carry: 
     return time.perf_counter() - start
 
 
+def timed_policies(policies: Sequence[Union[float, ExitPolicy]]) -> List[ExitPolicy]:
+    """
+    The policies a timing runs: `policies` (a float is the `max_probability` threshold) and the full
+    model, without duplicates. Thresholds alone are sorted (the full model last); policies keep
+    their order, the full model after them.
+    """
+    if all(not isinstance(policy, ExitPolicy) for policy in policies):
+        thresholds = check_thresholds(list(policies) + [FULL_MODEL_THRESHOLD], "timing thresholds")
+        return [MaxProbabilityPolicy(threshold) for threshold in thresholds]
+    policies = [
+        policy if isinstance(policy, ExitPolicy) else MaxProbabilityPolicy(policy)
+        for policy in policies
+    ]
+    return list(dict.fromkeys(policies + [FULL_MODEL]))
+
+
 def measure_inference_time(
     model: EarlyExitClassifier,
     instances: Sequence[Instance],
-    thresholds: Sequence[float],
+    thresholds: Sequence[Union[float, ExitPolicy]],
     batch_size: int = 1,
     repeats: int = 3,
     warmup: bool = True,
@@ -105,69 +136,73 @@ def measure_inference_time(
 ) -> List[TimingResult]:
     """
     Times the model's real early-exit forward pass (evaluation mode, `torch.inference_mode`, the
-    model's threshold set to each value in turn) on `instances` pre-batched with `batch_size`.
+    model's `exit_policy` set to each of `thresholds` in turn: exit policies, or floats for
+    confidence thresholds of the `max_probability` policy) on `instances` pre-batched with
+    `batch_size`.
 
     The full model (threshold 1.0) is always timed too, as the reference. Within every repeat each
-    threshold runs once over all batches, in an order rotated from repeat to repeat, so that drifts
-    in machine load hit all thresholds alike; `speedup` is the median over repeats of the
-    full model's time divided by the threshold's time in the same repeat. One untimed warm-up pass
-    per threshold comes first when `warmup` is set.
+    policy runs once over all batches, in an order rotated from repeat to repeat, so that drifts
+    in machine load hit all policies alike; `speedup` is the median over repeats of the
+    full model's time divided by the policy's time in the same repeat. One untimed warm-up pass
+    per policy comes first when `warmup` is set.
 
     At batch sizes above 1 with `carry_rows` the batches go through the model as one stream
     (`EarlyExitClassifier.forward_stream`), as `allennlp predict` runs them: the rows that go on
     past a head wait for later batches' rows at their next layer. Otherwise each batch is one
     forward pass.
 
-    The model's threshold, mode, `run_all_heads` and metrics are left as found.
+    The model's exit policy, mode, `run_all_heads` and metrics are left as found.
 
     # Returns
 
-    One `TimingResult` per threshold (the given ones and 1.0), sorted by threshold.
+    One `TimingResult` per policy (the given ones and the full model), in the order of
+    `timed_policies`.
     """
     if repeats < 1:
         raise ConfigurationError(f"repeats must be at least 1, got {repeats}")
     if not instances:
         raise ConfigurationError("no instances to time")
-    thresholds = check_thresholds(list(thresholds) + [FULL_MODEL_THRESHOLD], "timing thresholds")
+    policies = timed_policies(thresholds)
     batches = prepare_batches(model, instances, batch_size)
     carry = carry_rows and batch_size > 1
 
     was_training, was_all_heads = model.training, model.run_all_heads
-    old_threshold = model.confidence_threshold
-    times: Dict[float, List[float]] = {threshold: [] for threshold in thresholds}
-    compute: Dict[float, float] = {}
+    old_policy = model.exit_policy
+    times: Dict[ExitPolicy, List[float]] = {policy: [] for policy in policies}
+    compute: Dict[ExitPolicy, float] = {}
     model.eval()
     model.run_all_heads = False
     model.get_metrics(reset=True)
-    passes = len(thresholds) * (repeats + (1 if warmup else 0))
+    passes = len(policies) * (repeats + (1 if warmup else 0))
     bar = Tqdm.tqdm(total=passes, desc=f"timing (batch size {batch_size})", disable=not progress)
     try:
         with torch.inference_mode():
             if warmup:
-                for threshold in thresholds:
-                    model.confidence_threshold = threshold
+                for policy in policies:
+                    model.exit_policy = policy
                     _run_once(model, batches, carry)
                     bar.update(1)
             for repeat in range(repeats):
-                shift = repeat % len(thresholds)
-                for threshold in thresholds[shift:] + thresholds[:shift]:
-                    model.confidence_threshold = threshold
+                shift = repeat % len(policies)
+                for policy in policies[shift:] + policies[:shift]:
+                    model.exit_policy = policy
                     model.get_metrics(reset=True)
-                    times[threshold].append(_run_once(model, batches, carry))
-                    compute[threshold] = model.get_metrics(reset=True)["relative_compute"]
+                    times[policy].append(_run_once(model, batches, carry))
+                    compute[policy] = model.get_metrics(reset=True)["relative_compute"]
                     bar.update(1)
     finally:
         bar.close()
-        model.confidence_threshold = old_threshold
+        model.exit_policy = old_policy
         model.run_all_heads = was_all_heads
         model.train(was_training)
         model.get_metrics(reset=True)
 
-    reference = times[FULL_MODEL_THRESHOLD]
+    reference = times[FULL_MODEL]
     results = []
-    for threshold in thresholds:
-        seconds = statistics.median(times[threshold])
-        ratios = [full / max(own, 1e-12) for full, own in zip(reference, times[threshold])]
+    for policy in policies:
+        seconds = statistics.median(times[policy])
+        ratios = [full / max(own, 1e-12) for full, own in zip(reference, times[policy])]
+        threshold = policy.parameters().get("threshold")
         results.append(
             TimingResult(
                 threshold=threshold,
@@ -176,31 +211,56 @@ def measure_inference_time(
                 seconds=seconds,
                 seconds_per_instance=seconds / len(instances),
                 speedup=statistics.median(ratios),
-                relative_compute=compute[threshold],
-                repeat_seconds=list(times[threshold]),
+                relative_compute=compute[policy],
+                repeat_seconds=list(times[policy]),
+                policy=policy,
             )
         )
     return results
+
+
+def pick_timing_policies(
+    rows: Sequence[SweepRow], count: int = 5, include: Sequence[ExitPolicy] = ()
+) -> List[ExitPolicy]:
+    """
+    About `count` policies of each type in a sweep table whose relative compute spreads evenly
+    from the type's cheapest to its most expensive early-exit row (one that can exit early), plus
+    `include` (e.g. the recommended ones) and the full model. In the table's order (`include`
+    where not in it before the full model, which comes last); among rows equally near a target,
+    the one listed last (the most conservative).
+    """
+    chosen = set(include) | {FULL_MODEL}
+    for policy_type in dict.fromkeys(type(row.policy) for row in rows):
+        candidates = [
+            row
+            for row in rows
+            if type(row.policy) is policy_type
+            and not row.policy.never_exits_early(len(row.exit_fractions))
+        ]
+        if not candidates or count < 1:
+            continue
+        low = min(row.relative_compute for row in candidates)
+        high = max(row.relative_compute for row in candidates)
+        position = {id(row): index for index, row in enumerate(candidates)}
+        for index in range(count):
+            target = low + (high - low) * index / max(count - 1, 1)
+            best = min(
+                candidates,
+                key=lambda row: (abs(row.relative_compute - target), -position[id(row)]),
+            )
+            chosen.add(best.policy)
+    in_table = [row.policy for row in rows if row.policy in chosen and row.policy != FULL_MODEL]
+    rest = [policy for policy in include if policy not in in_table and policy != FULL_MODEL]
+    return list(dict.fromkeys(in_table + rest + [FULL_MODEL]))
 
 
 def pick_timing_thresholds(
     rows: Sequence[SweepRow], count: int = 5, include: Optional[Sequence[float]] = None
 ) -> List[float]:
     """
-    About `count` thresholds from a sweep table whose relative compute spreads evenly from the
-    table's cheapest to its most expensive early-exit point (below 1.0), plus `include` (e.g. a
-    recommended threshold) and 1.0 (the full model). Sorted, without duplicates.
+    `pick_timing_policies` of a table of confidence thresholds: about `count` thresholds whose
+    relative compute spreads evenly over the curve, plus `include` and 1.0, sorted.
     """
-    candidates = [row for row in rows if row.threshold < FULL_MODEL_THRESHOLD]
-    chosen = set(check_thresholds(list(include or []) + [FULL_MODEL_THRESHOLD]))
-    if candidates and count > 0:
-        low = min(row.relative_compute for row in candidates)
-        high = max(row.relative_compute for row in candidates)
-        for index in range(count):
-            target = low + (high - low) * index / max(count - 1, 1)
-            best = min(
-                candidates,
-                key=lambda row: (abs(row.relative_compute - target), -row.threshold),
-            )
-            chosen.add(best.threshold)
-    return sorted(chosen)
+    include_policies = [MaxProbabilityPolicy(threshold) for threshold in include or []]
+    policies = pick_timing_policies(rows, count, include_policies)
+    return check_thresholds([policy.threshold for policy in policies])

@@ -73,24 +73,67 @@ def test_writes_csv_markdown_png_json_and_prints_the_table(archive, tmp_path, ca
     assert "sweep.png" in printed
 
 
+def _run_command(archive, output_dir, *argv):
+    """Runs `allennlp sweep-thresholds` in a subprocess, without timing."""
+    return run_allennlp(
+        "sweep-thresholds", archive, TEXT_DATA, "--output-dir", output_dir, *argv, "--no-timing"
+    )
+
+
 def test_command_line_with_explicit_thresholds_and_no_timing(archive, tmp_path):
     output_dir = tmp_path / "cli"
-    result = run_allennlp(
-        "sweep-thresholds",
-        archive,
-        TEXT_DATA,
-        "--output-dir",
-        output_dir,
-        "--thresholds",
-        "0.5,0.9",
-        "--no-timing",
-    )
+    result = _run_command(archive, output_dir, "--thresholds", "0.5,0.9")
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((output_dir / "sweep.json").read_text())
     assert [row["threshold"] for row in summary["rows"]] == [0.5, 0.9, 1.0]
     assert summary["timings"] == []
     assert "Recommended threshold" in result.stdout  # the default goal: at most 0.01 lower
     assert "| 0.9 |" in result.stdout
+
+
+def test_all_policies_in_one_table_and_plot(archive, tmp_path, capsys):
+    output_dir = tmp_path / "all"
+    result = _sweep(
+        archive, TEXT_DATA, "--output-dir", output_dir, "--policy", "all", "--no-timing"
+    )
+    printed = capsys.readouterr().out
+    names = ["max_probability", "entropy", "patience", "confident_patience"]
+
+    with open(output_dir / "sweep.csv") as csv_file:
+        records = list(csv.DictReader(csv_file))
+    assert list(dict.fromkeys(record["policy"] for record in records)) == names
+    assert {"threshold", "patience"} <= set(records[0])
+    assert [int(r["patience"]) for r in records if r["policy"] == "patience"] == [1, 2, 3]
+
+    summary = json.loads((output_dir / "sweep.json").read_text())
+    assert summary["policy"] == "all" and summary["policies"] == names
+    assert len(summary["rows"]) == len(records)
+    assert all(row["policy"]["type"] in names for row in summary["rows"])
+    (recommendation,) = summary["recommendations"]
+    chosen = result.recommendations[0].policy
+    assert recommendation["policy"] == chosen.to_json()
+    assert recommendation["description"] == chosen.describe()
+
+    assert (output_dir / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    markdown = (output_dir / "sweep.md").read_text()
+    assert "# Exit policy sweep" in markdown and "## All rows" in markdown
+    assert f"Recommended {chosen.describe()}: the cheapest" in printed
+    assert "| policy | threshold | patience | accuracy |" in printed
+    assert "oracle, unsolved at first head" in printed
+
+
+def test_one_policy_with_its_own_thresholds(archive, tmp_path):
+    output_dir = tmp_path / "entropy"
+    result = _run_command(archive, output_dir, "--policy", "entropy", "--thresholds", "0.5,0.9")
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((output_dir / "sweep.json").read_text())
+    assert summary["policy"] == "entropy"
+    assert [row["policy"] for row in summary["rows"]] == [
+        {"type": "entropy", "threshold": threshold} for threshold in (0.9, 0.5, 0.0)
+    ]
+    assert summary["full_model"]["policy"] == {"type": "max_probability", "threshold": 1.0}
+    assert "Recommended entropy(threshold=" in result.stdout
+    assert "Exit policy: entropy" in result.stdout
 
 
 def test_command_line_error_has_no_traceback(tmp_path):
@@ -141,6 +184,10 @@ def bad_inputs(archive, tmp_path_factory):
         (["{archive}", "{data}", "--compute-budget", "1.5"], "compute budget"),
         (["{archive}", "{data}", "--max-accuracy-drop", "-0.1"], "accuracy drop"),
         (["{archive}", "{data}", "--repeats", "0"], "repeats"),
+        (["{archive}", "{data}", "--policy", "fastest"], "unknown exit policy 'fastest'"),
+        (["{missing}.tar.gz", "{data}", "--policy", "fastest"], "unknown exit policy"),
+        (["{archive}", "{data}", "--policy", "patience", "--thresholds", "0.5"], "do not apply"),
+        (["{archive}", "{data}", "--policy", "all", "--timing-thresholds", "0.5"], "apply to a"),
     ],
 )
 def test_bad_inputs_are_one_error_line(bad_inputs, tmp_path, capsys, argv, message):
@@ -152,6 +199,7 @@ def test_bad_inputs_are_one_error_line(bad_inputs, tmp_path, capsys, argv, messa
     stderr = capsys.readouterr().err
     last_line = stderr.strip().splitlines()[-1]  # progress bars may come before it
     assert last_line.startswith("error: ")
+    assert sum(line.startswith("error: ") for line in stderr.splitlines()) == 1
     assert re.search(message, last_line), stderr
     assert "Traceback" not in stderr
     assert not (tmp_path / "out").exists()

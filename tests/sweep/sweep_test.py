@@ -5,17 +5,28 @@ import torch
 from allennlp.common.checks import ConfigurationError
 
 from early_exit.models.archive_loading import load_early_exit_archive
+from early_exit.modules.exit_policies import (
+    ConfidentPatiencePolicy,
+    EntropyPolicy,
+    MaxProbabilityPolicy,
+    PatiencePolicy,
+)
 from early_exit.sweep import (
+    FULL_MODEL,
     SweepRow,
     check_thresholds,
     default_threshold_grid,
     measure_inference_time,
     oracle_point,
     parse_thresholds,
+    pick_timing_policies,
     pick_timing_thresholds,
+    policy_grid,
     recommend_threshold,
     single_head_points,
+    sweep_grid,
     sweep_model,
+    sweep_policies,
     sweep_table,
 )
 from tests.sweep.trained_models import TEXT_DATA, trained_archive
@@ -106,6 +117,80 @@ class TestSweepTable:
             sweep_table(logits, None, [0.5], EXIT_LAYERS, FULL_DEPTH)
 
 
+class TestPolicySweep:
+    def test_patience_rows_on_constructed_probabilities(self, constructed):
+        logits, labels = constructed
+        (row,) = sweep_policies(logits, labels, [PatiencePolicy(2)], EXIT_LAYERS, FULL_DEPTH)
+        # predicted labels per head: 0 0 0 | 0 1 1 | 0 0 1 | 0 0 0: the same label at heads 0 and
+        # 1 exits instances 0, 2 and 3 at head 1 (layer 1); instance 1 answers at the last head
+        assert row.policy == PatiencePolicy(2) and row.threshold is None
+        assert row.exit_fractions == {0: 0.0, 1: 0.75, 3: 0.25}
+        assert row.accuracy == 0.5  # instances 0 (label 0 at head 1) and 1 (label 1 at head 2)
+        assert row.relative_compute == pytest.approx((2 + 4 + 2 + 2) / 16)
+        assert row.to_json()["policy"] == {"type": "patience", "patience": 2}
+
+    def test_max_probability_rows_equal_the_threshold_table(self, constructed):
+        logits, labels = constructed
+        policies = [MaxProbabilityPolicy(threshold) for threshold in (0.0, 0.75, 1.0)]
+        by_policy = sweep_policies(logits, labels, policies, EXIT_LAYERS, FULL_DEPTH)
+        by_threshold = sweep_table(logits, labels, [0.0, 0.75, 1.0], EXIT_LAYERS, FULL_DEPTH)
+        assert by_policy == by_threshold
+
+    @pytest.mark.parametrize("name", ["max_probability", "entropy", "patience"])
+    def test_each_grid_goes_from_the_first_head_to_the_full_model(self, constructed, name):
+        logits, labels = constructed
+        grid = policy_grid(name, len(EXIT_LAYERS))
+        rows = sweep_policies(logits, labels, grid, EXIT_LAYERS, FULL_DEPTH)
+        computes = [row.relative_compute for row in rows]
+        assert computes == sorted(computes)  # from the most aggressive to the most conservative
+        assert computes[0] == 0.25 and computes[-1] == 1.0
+        assert grid[-1].never_exits_early(len(EXIT_LAYERS))
+
+    def test_user_thresholds_per_policy(self):
+        assert policy_grid("max_probability", 3, [0.9, 0.5]) == [
+            MaxProbabilityPolicy(0.5),
+            MaxProbabilityPolicy(0.9),
+            MaxProbabilityPolicy(1.0),
+        ]
+        assert policy_grid("entropy", 3, [0.5, 0.1]) == [
+            EntropyPolicy(0.5),
+            EntropyPolicy(0.1),
+            EntropyPolicy(0.0),
+        ]
+        assert policy_grid("confident_patience", 3, [0.9]) == [
+            ConfidentPatiencePolicy(0.9, 1),
+            ConfidentPatiencePolicy(0.9, 2),
+        ]
+        assert policy_grid("patience", 3, [0.9]) == policy_grid("patience", 3)
+        assert [p.threshold for p in policy_grid("entropy", 3, grid_step=0.5)][:3] == [
+            1,
+            0.5,
+            0.005,
+        ]
+
+    def test_all_sweeps_every_policy_type_in_order(self):
+        names = [policy.registered_name() for policy in sweep_grid("all", 3)]
+        assert list(dict.fromkeys(names)) == [
+            "max_probability",
+            "entropy",
+            "patience",
+            "confident_patience",
+        ]
+
+    @pytest.mark.parametrize(
+        "policy, kwargs, message",
+        [
+            ("fastest", {}, "unknown exit policy 'fastest'; choose one of max_probability"),
+            ("patience", {"thresholds": [0.5]}, "thresholds do not apply to patience"),
+            ("confident_patience", {"grid_step": 0.1}, "grid step applies to"),
+            ("entropy", {"thresholds": [1.5]}, r"\[0, 1\]"),
+        ],
+    )
+    def test_bad_sweeps_are_configuration_errors(self, policy, kwargs, message):
+        with pytest.raises(ConfigurationError, match=message):
+            sweep_grid(policy, 3, **kwargs)
+
+
 class TestReferencePoints:
     def test_oracle_on_constructed_probabilities(self, constructed):
         logits, labels = constructed
@@ -180,6 +265,50 @@ class TestRecommendation:
         assert pick_timing_thresholds(rows, count=0) == [1.0]
 
 
+THREE_HEADS = {0: 0.0, 1: 0.0, 3: 1.0}  # exit fractions: what matters is the number of heads
+
+
+class TestRecommendationAcrossPolicies:
+    @pytest.fixture
+    def rows(self):
+        return [
+            SweepRow(0.5, 0.85, 0.0, 0.40, 0.0, THREE_HEADS),
+            SweepRow(0.8, 0.90, 0.0, 0.55, 0.0, THREE_HEADS),
+            SweepRow(1.0, 0.90, 0.0, 1.00, 0.0, THREE_HEADS),
+            SweepRow(0.3, 0.90, 0.0, 0.55, 0.0, THREE_HEADS, EntropyPolicy(0.3)),
+            SweepRow(None, 0.89, 0.0, 0.45, 0.0, THREE_HEADS, PatiencePolicy(2)),
+            SweepRow(None, 0.91, 0.0, 0.70, 0.0, THREE_HEADS, PatiencePolicy(3)),
+        ]
+
+    def test_the_cheapest_of_every_policy_is_named(self, rows):
+        recommendation = recommend_threshold(rows, 0.90, max_accuracy_drop=0.01)
+        assert recommendation.policy == PatiencePolicy(2) and recommendation.threshold is None
+        assert recommendation.message.startswith("patience(patience=2): the cheapest")
+
+    def test_ties_go_to_the_policy_listed_first(self, rows):
+        # max_probability 0.8 and entropy 0.3 are equally accurate and cheap
+        recommendation = recommend_threshold(rows, 0.90, max_accuracy_drop=0.0)
+        assert recommendation.policy == MaxProbabilityPolicy(0.8)
+        assert "max_probability(threshold=0.8)" in recommendation.message
+        recommendation = recommend_threshold(rows[3:], 0.90, max_accuracy_drop=0.0)
+        assert recommendation.policy == EntropyPolicy(0.3)
+
+    def test_most_accurate_within_budget(self, rows):
+        recommendation = recommend_threshold(rows, 0.90, compute_budget=0.75)
+        assert recommendation.policy == PatiencePolicy(3)
+        assert "patience(patience=3): the most accurate" in recommendation.message
+
+    def test_timing_policies_spread_over_each_policy(self, rows):
+        picked = pick_timing_policies(rows, count=2)
+        assert picked == [
+            MaxProbabilityPolicy(0.5),
+            MaxProbabilityPolicy(0.8),
+            EntropyPolicy(0.3),
+            PatiencePolicy(2),
+            FULL_MODEL,
+        ]  # patience 3 of 3 heads and threshold 1.0 never exit early: the full model stands for them
+
+
 class TestOnTrainedModel:
     @pytest.fixture(scope="class")
     def loaded(self, tmp_path_factory):
@@ -202,6 +331,36 @@ class TestOnTrainedModel:
         assert model.training and model.confidence_threshold == 0.3 and not model.run_all_heads
         model.eval()
         model.confidence_threshold = 1.0
+
+    def test_timing_sets_each_policy_and_restores_the_models(self, loaded):
+        model, instances = loaded
+        model.exit_policy = EntropyPolicy(0.2)
+        results = measure_inference_time(
+            model, instances[:6], [PatiencePolicy(1)], batch_size=4, repeats=1, progress=False
+        )
+        assert [result.policy for result in results] == [PatiencePolicy(1), FULL_MODEL]
+        assert results[0].relative_compute == 0.25  # patience 1: every instance at the first head
+        assert results[0].threshold is None and results[0].to_json()["policy"]["patience"] == 1
+        assert model.exit_policy == EntropyPolicy(0.2)
+        model.confidence_threshold = 1.0
+
+    def test_sweep_of_all_policies(self, loaded):
+        model, instances = loaded
+        result = sweep_model(model, instances, policy="all", timing=False, compute_budget=0.6)
+        assert result.policies == ["max_probability", "entropy", "patience", "confident_patience"]
+        expected = recommend_threshold(result.rows, result.full_model.accuracy, compute_budget=0.6)
+        assert result.recommendations[0].policy == expected.policy
+        summary = json.loads(json.dumps(result.to_json()))
+        assert summary["policy"] == "all"
+        assert {row["policy"]["type"] for row in summary["rows"]} == set(result.policies)
+        assert summary["recommendations"][0]["description"] == expected.policy.describe()
+
+    def test_sweep_of_another_policy_keeps_the_full_model_as_reference(self, loaded):
+        model, instances = loaded
+        result = sweep_model(model, instances, policy="patience", timing=False)
+        assert [row.policy for row in result.rows] == [PatiencePolicy(p) for p in (1, 2, 3)]
+        assert result.full_model.policy == FULL_MODEL and result.full_model.relative_compute == 1
+        assert result.rows[-1].accuracy == result.full_model.accuracy  # patience 3: no early exit
 
     @pytest.mark.parametrize("carry_rows", [True, False])
     def test_timing_streams_batches_as_allennlp_predict_does(self, loaded, carry_rows):

@@ -87,20 +87,31 @@ def other_model_archive(directory: Path) -> Path:
     return directory / "model.tar.gz"
 
 
-def mixed_thresholds(head_probs: torch.Tensor, count: int = 3, margin: float = 1e-4) -> list:
+def mixed_thresholds(
+    head_probs: torch.Tensor, count: int = 3, margin: float = 1e-4, policy_type=None
+) -> list:
     """
-    Up to `count` thresholds at which instances exit at different heads, each at least `margin`
-    away from every instance's confidence at every head that can exit early, so float noise between
-    batch layouts cannot move an exit (midpoints of the widest gaps between confidences).
+    Up to `count` thresholds of `policy_type` (`MaxProbabilityPolicy` by default, or
+    `EntropyPolicy`) at which instances exit at different heads, each at least `margin` away from
+    every instance's score (maximum probability, or normalised entropy) at every head that can exit
+    early, so float noise between batch layouts cannot move an exit (midpoints of the widest gaps
+    between scores).
     """
-    from early_exit.modules.exit_policies import MaxProbabilityPolicy
+    from early_exit.modules.exit_policies import EntropyPolicy, MaxProbabilityPolicy
+    from early_exit.modules.exit_policies.entropy import normalised_entropy
 
-    confidences = head_probs[:, :-1].max(dim=-1).values.flatten().double().unique().sort().values
+    policy_type = policy_type or MaxProbabilityPolicy
+    early = head_probs[:, :-1]  # (num_instances, num_heads - 1, num_labels)
+    if policy_type is EntropyPolicy:
+        scores = normalised_entropy(early.reshape(-1, early.shape[-1]))
+    else:
+        scores = early.max(dim=-1).values.flatten()
+    scores = scores.double().unique().sort().values
     candidates = []
-    for low, high in zip(confidences.tolist(), confidences[1:].tolist()):
+    for low, high in zip(scores.tolist(), scores[1:].tolist()):
         threshold = (low + high) / 2
-        if high - low < 2 * margin or threshold >= 1.0:
+        if high - low < 2 * margin or not 0.0 < threshold < 1.0:
             continue
-        if len(set(MaxProbabilityPolicy(threshold).exit_heads(head_probs).tolist())) > 1:
+        if len(set(policy_type(threshold).exit_heads(head_probs).tolist())) > 1:
             candidates.append((high - low, threshold))
     return sorted(threshold for _, threshold in sorted(candidates, reverse=True)[:count])
