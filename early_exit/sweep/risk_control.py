@@ -40,14 +40,22 @@ P_VALUE_METHODS = (BINOMIAL, HOEFFDING_BENTKUS)
 DEFAULT_DELTA = 0.05
 
 
-def check_risk_settings(epsilon: float, delta: float) -> None:
+def check_risk_settings(
+    epsilon: Optional[float],
+    delta: float,
+    epsilon_name: str = "epsilon",
+    delta_name: str = "delta",
+) -> None:
     """
     # Raises
 
-    `ConfigurationError` unless both `epsilon` (the allowed risk) and `delta` (the allowed
-    probability of breaking the promise) are numbers strictly between 0 and 1.
+    `ConfigurationError` unless `epsilon` (the allowed risk; not checked when `None`) and `delta`
+    (the allowed probability of breaking the promise) are numbers strictly between 0 and 1. The
+    names say which setting the message names (a command-line option, say).
     """
-    for name, value, example in (("epsilon", epsilon, "0.01"), ("delta", delta, "0.05")):
+    for name, value, example in ((epsilon_name, epsilon, "0.01"), (delta_name, delta, "0.05")):
+        if value is None and name == epsilon_name:
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigurationError(f"{name} must be a number in (0, 1), got {value!r}")
         if not 0.0 < value < 1.0:  # also false for NaN
@@ -305,7 +313,7 @@ class RiskControlResult:
                 f"{policy_name(test.policy)}: with probability {1 - self.delta:g}, {self.promise} "
                 f"(bound from {self.data_description})"
             )
-        return f"the full model (no early exit): {self._why_nothing()}"
+        return f"{policy_name(self.policy)} (the full model, no early exit): {self._why_nothing()}"
 
     def _why_nothing(self) -> str:
         needed = minimum_instances(self.epsilon, self.delta)
@@ -339,6 +347,33 @@ class RiskControlResult:
             "message": self.message,
             "tests": [candidate.to_json() for candidate in self.tests],
         }
+
+
+def risk_phrase(risk: str) -> str:
+    """What the risk measures, in words."""
+    if risk == CONSISTENCY:
+        return "the fraction of predictions that differ from the full model's"
+    return "the fraction of inputs the full model gets right and the early exit wrong"
+
+
+def unguaranteed_note(
+    head_probs: torch.Tensor,
+    labels: Optional[torch.Tensor],
+    policy: ExitPolicy,
+    risk: str,
+    delta: float = DEFAULT_DELTA,
+    method: str = BINOMIAL,
+) -> str:
+    """
+    What a policy chosen by looking at the same data carries: no guarantee, only the bound it would
+    have had if it had been fixed in advance (a lower figure than the truth can be, after a choice).
+    """
+    losses = instance_losses(head_probs, labels, policy, risk)
+    bound = upper_bound(losses, delta, method)
+    return (
+        f"not guaranteed on new data (chosen on this data); fixed in advance, {risk_phrase(risk)} "
+        f"would be at most {bound:.2%} with probability {1 - delta:g}"
+    )
 
 
 def policy_name(policy: ExitPolicy) -> str:

@@ -7,7 +7,7 @@ import pytest
 
 from early_exit.commands.sweep_thresholds import SweepThresholds
 from early_exit.sweep import default_threshold_grid
-from tests import run_allennlp
+from tests import FIXTURES_ROOT, run_allennlp
 from tests.sweep.trained_models import TEXT_DATA, other_model_archive, trained_archive
 
 FAST_TIMING = ["--repeats", "1", "--timing-instances", "6", "--timing-batch-size", "4"]
@@ -121,7 +121,12 @@ def bad_inputs(archive, tmp_path_factory):
         (["{missing}.tar.gz", "{data}"], "archive not found"),
         (["{archive}", "{missing}.tsv"], "data file not found"),
         (["{other}", "{data}"], "not an early_exit_classifier"),
-        (["{archive}", "{unlabelled}"], 'missing key "label"'),
+        (["{archive}", "{unlabelled}", "--risk", "none"], 'missing key "label"'),
+        (["{archive}", "{unlabelled}", "--risk", "accuracy"], "accuracy risk needs labelled"),
+        (["{archive}", "{unlabelled}", "--compute-budget", "0.5"], "compute budget .* labels"),
+        (["{archive}", "{data}", "--delta", "0"], r"--delta must be in \(0, 1\)"),
+        (["{archive}", "{data}", "--delta", "1.5"], r"--delta must be in \(0, 1\)"),
+        (["{archive}", "{data}", "--max-accuracy-drop", "0"], r"--max-accuracy-drop must be in"),
         (["{archive}", "{data}", "--thresholds", "0.5,1.2"], r"\[0, 1\]"),
         (["{archive}", "{data}", "--thresholds", "0.5,high"], "comma-separated numbers"),
         (["{archive}", "{data}", "--grid-step", "0"], "grid step"),
@@ -143,3 +148,40 @@ def test_bad_inputs_are_one_error_line(bad_inputs, tmp_path, capsys, argv, messa
     assert re.search(message, last_line), stderr
     assert "Traceback" not in stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_labelled_data_gets_the_guaranteed_threshold_first_and_the_plain_pick_with_its_bound(
+    archive, tmp_path, capsys
+):
+    result = _sweep(archive, TEXT_DATA, "--output-dir", tmp_path, "--no-timing")
+    printed = capsys.readouterr().out
+    guaranteed, plain = result.recommendations
+    assert guaranteed.guarantee.risk == "accuracy" and plain.guarantee is None
+    assert guaranteed.guarantee.num_instances == 16
+    # 16 instances cannot certify 1 point at probability 0.95: the full model, and why.
+    assert guaranteed.threshold == 1.0
+    assert "16 inputs cannot certify any early exit" in guaranteed.message
+    assert "not guaranteed on new data" in plain.message
+    summary = json.loads((tmp_path / "sweep.json").read_text())
+    assert summary["recommendations"][0]["guarantee"]["delta"] == 0.05
+    assert summary["recommendations"][1]["guarantee"] is None
+    assert "Recommended threshold 1 (the full model" in printed
+    assert "Plain pick (no guarantee): threshold" in printed
+
+
+def test_data_without_labels_gets_the_consistency_guarantee(archive, tmp_path, capsys):
+    sentences = FIXTURES_ROOT / "predictors" / "sentences.jsonl"  # the predictor's input lines
+    argv = ["--output-dir", tmp_path, "--max-accuracy-drop", "0.3", "--delta", "0.2"]
+    result = _sweep(archive, sentences, *argv, "--thresholds", "0.4,0.6,0.9")
+    printed = capsys.readouterr().out
+    guarantee = result.guarantee
+    assert guarantee.risk == "consistency" and guarantee.num_instances == 5
+    assert [test.policy.threshold for test in guarantee.tests][:2] == [1.0, 0.9]
+    summary = json.loads((tmp_path / "sweep.json").read_text())
+    assert summary["labels"] is False
+    assert [row["policy"]["threshold"] for row in summary["rows"]] == [1.0, 0.9, 0.6, 0.4]
+    assert all("accuracy" not in row for row in summary["rows"])
+    assert summary["guarantee"]["message"] == guarantee.message
+    assert "labels not used" in printed and guarantee.message in printed
+    with open(tmp_path / "sweep.csv") as csv_file:
+        assert "accuracy" not in csv_file.readline()

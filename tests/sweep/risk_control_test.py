@@ -23,6 +23,7 @@ from early_exit.sweep.risk_control import (
     instance_losses,
     minimum_instances,
     p_value,
+    unguaranteed_note,
     upper_bound,
 )
 
@@ -147,7 +148,10 @@ def test_all_disagree_keeps_the_full_model_and_says_why():
     assert result.certified == 0  # the full model, with risk 0 by construction
     assert len(result.tests) == 2  # the walk stopped at the first early exit
     assert result.tests[1].empirical_risk == 1.0 and result.tests[1].p_value == 1.0
-    assert result.message.startswith("the full model (no early exit): the most conservative")
+    assert result.message.startswith(
+        "threshold 1 (the full model, no early exit): the most conservative early exit, threshold "
+        "0.99, could not be certified"
+    )
     assert "100.00%" in result.message
 
 
@@ -203,6 +207,15 @@ def test_accuracy_loss_bounds_the_accuracy_drop_and_consistency_bounds_it():
         accuracy = instance_losses(probs, labels, policy, ACCURACY).float().mean()
         consistency = instance_losses(probs, labels, policy, CONSISTENCY).float().mean()
         assert drop <= accuracy + 1e-7 <= consistency + 2e-7
+
+
+def test_a_choice_made_on_the_data_is_told_it_has_no_guarantee():
+    n = 1000
+    probs = two_heads([0.95] * n, [0] * 10 + [1] * (n - 10), [1] * n)  # 1% disagree at 0.9
+    note = unguaranteed_note(probs, None, MaxProbabilityPolicy(0.9), CONSISTENCY)
+    assert note.startswith("not guaranteed on new data")
+    bound = upper_bound(losses_with(10, n), 0.05)
+    assert f"at most {bound:.2%} with probability 0.95" in note
 
 
 def test_accuracy_risk_message_and_label_check():

@@ -1,0 +1,209 @@
+"""
+Guaranteed recommendations in a sweep: the risk-control walk (see `risk_control`) over the sweep's
+own grid, next to the plain pick, and the sweep of data without labels, where only the consistency
+risk applies.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+from allennlp.common.checks import ConfigurationError
+from allennlp.data import Instance
+
+from early_exit.common.head_outputs import collect_head_outputs
+from early_exit.models.early_exit_classifier import EarlyExitClassifier
+from early_exit.modules.exit_policies import ExitPolicy, MaxProbabilityPolicy
+from early_exit.sweep.recommendation import MAX_ACCURACY_DROP, Recommendation
+from early_exit.sweep.risk_control import (
+    ACCURACY,
+    CONSISTENCY,
+    DEFAULT_DELTA,
+    RISKS,
+    RiskControlResult,
+    certify,
+    check_risk,
+    check_risk_settings,
+    instance_losses,
+    unguaranteed_note,
+)
+from early_exit.sweep.sweep_table import SweepRow, head_probabilities
+from early_exit.training.metrics.exit_statistics import ExitStatistics
+
+AUTO = "auto"
+NO_GUARANTEE = "none"
+RISK_CHOICES = (AUTO,) + RISKS + (NO_GUARANTEE,)
+
+
+def resolve_risk(risk: Optional[str], num_unlabelled: int, num_instances: int) -> Optional[str]:
+    """
+    The risk to control for a sweep: `None` for no guarantee (`none`, or `None` as the Python
+    default), `auto` is `accuracy` on labelled data and `consistency` on data without labels.
+
+    # Raises
+
+    `ConfigurationError` for an unknown risk, or data without (all) labels for a risk that needs
+    them.
+    """
+    if risk is None or risk == NO_GUARANTEE:
+        risk = None
+    elif risk == AUTO:
+        risk = CONSISTENCY if num_unlabelled == num_instances else ACCURACY
+    elif risk not in RISKS:
+        raise ConfigurationError(f"unknown risk {risk!r}; choose from {', '.join(RISK_CHOICES)}")
+    if num_unlabelled and risk != CONSISTENCY:
+        raise ConfigurationError(
+            f"{num_unlabelled} of {num_instances} instances have no gold label; "
+            f"{'a sweep without a guarantee' if risk is None else f'the {risk} risk'} needs "
+            "labelled data, the consistency risk (--risk consistency) does not"
+        )
+    return risk
+
+
+def check_guarantee_settings(risk: Optional[str], epsilon: Optional[float], delta: float) -> None:
+    """`ConfigurationError` for a risk without an accuracy goal or an epsilon or delta outside (0, 1)."""
+    if risk in (None, NO_GUARANTEE):
+        return
+    if risk not in RISK_CHOICES:
+        raise ConfigurationError(f"unknown risk {risk!r}; choose from {', '.join(RISK_CHOICES)}")
+    check_risk_settings(epsilon, delta, "--max-accuracy-drop", "--delta")
+
+
+def threshold_candidates(thresholds: Sequence[float]) -> List[ExitPolicy]:
+    """The max-probability policies of a threshold grid, from 1.0 (conservative) downwards."""
+    return [MaxProbabilityPolicy(threshold) for threshold in sorted(thresholds, reverse=True)]
+
+
+def guaranteed_recommendation(
+    head_probs: torch.Tensor,
+    labels: Optional[torch.Tensor],
+    rows: Sequence[SweepRow],
+    reference_accuracy: float,
+    risk: str,
+    epsilon: float,
+    delta: float = DEFAULT_DELTA,
+) -> Recommendation:
+    """
+    The threshold of `rows` that the fixed-sequence test certifies, as a `Recommendation` carrying
+    its `guarantee`.
+    """
+    guarantee = certify(
+        head_probs,
+        labels,
+        threshold_candidates([row.threshold for row in rows]),
+        risk,
+        epsilon,
+        delta,
+    )
+    threshold = guarantee.policy.threshold  # max_probability: the candidates' type
+    row = next(row for row in rows if row.threshold == threshold)
+    return Recommendation(
+        MAX_ACCURACY_DROP,
+        epsilon,
+        reference_accuracy,
+        row,
+        guarantee.message,
+        guarantee=guarantee,
+    )
+
+
+def note_no_guarantee(
+    recommendation: Recommendation,
+    head_probs: torch.Tensor,
+    labels: Optional[torch.Tensor],
+    risk: str,
+    delta: float,
+) -> Recommendation:
+    """Appends to the plain pick's message that it carries no guarantee, and its pointwise bound."""
+    if recommendation.threshold is not None:
+        policy = MaxProbabilityPolicy(recommendation.threshold)
+        note = unguaranteed_note(head_probs, labels, policy, risk, delta)
+        recommendation.message = f"{recommendation.message}; {note}"
+    return recommendation
+
+
+@dataclass
+class LabelFreeSweep:
+    """
+    A sweep of data without labels: relative compute and disagreement with the full model per
+    candidate, and the consistency guarantee.
+
+    # Attributes
+
+    exit_layers : `List[int]`
+    full_depth : `int`
+    temperatures : `List[float]`
+    num_instances : `int`
+    records : `List[Dict[str, Any]]`
+        One per candidate, in walking order: `policy`, `relative_compute`, `mean_exit_layer`,
+        `disagreement` (the fraction of predictions that differ from the full model's) and
+        `certified` (whether the walk certified it).
+    guarantee : `RiskControlResult`
+    sources : `Dict[str, Any]`
+    """
+
+    exit_layers: List[int]
+    full_depth: int
+    temperatures: List[float]
+    num_instances: int
+    records: List[Dict[str, Any]]
+    guarantee: RiskControlResult
+    sources: Dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> Dict[str, Any]:
+        return {
+            **self.sources,
+            "labels": False,
+            "num_instances": self.num_instances,
+            "exit_layers": self.exit_layers,
+            "full_depth": self.full_depth,
+            "temperatures": self.temperatures,
+            "guarantee": self.guarantee.to_json(),
+            "rows": self.records,
+        }
+
+
+def sweep_unlabelled(
+    model: EarlyExitClassifier,
+    instances: Sequence[Instance],
+    thresholds: Sequence[float],
+    epsilon: float,
+    delta: float = DEFAULT_DELTA,
+    batch_size: int = 32,
+) -> LabelFreeSweep:
+    """
+    Runs every head once on `instances` (labels, if any, are not used) and certifies the threshold
+    whose predictions differ from the full model's on at most `epsilon` of new inputs, with
+    probability `1 - delta`.
+    """
+    check_risk(CONSISTENCY, has_labels=False)
+    check_risk_settings(epsilon, delta, "--max-accuracy-drop", "--delta")
+    outputs = collect_head_outputs(model, instances, batch_size)
+    temperatures = [float(value) for value in model.temperatures.tolist()]
+    head_probs = head_probabilities(outputs.logits.float(), temperatures)
+    candidates = threshold_candidates(thresholds)
+    records = []
+    for policy in candidates:
+        statistics = ExitStatistics(list(model.exit_layers), model.full_depth)
+        statistics(policy.exit_heads(head_probs))
+        metrics = statistics.get_metric()
+        disagreement = instance_losses(head_probs, None, policy, CONSISTENCY).float().mean()
+        records.append(
+            {
+                "policy": policy.to_json(),
+                "relative_compute": metrics["relative_compute"],
+                "mean_exit_layer": metrics["mean_exit_layer"],
+                "disagreement": float(disagreement),
+            }
+        )
+    guarantee = certify(head_probs, None, candidates, CONSISTENCY, epsilon, delta)
+    for index, record in enumerate(records):
+        record["certified"] = guarantee.certified is not None and index <= guarantee.certified
+    return LabelFreeSweep(
+        exit_layers=list(model.exit_layers),
+        full_depth=model.full_depth,
+        temperatures=temperatures,
+        num_instances=len(outputs),
+        records=records,
+        guarantee=guarantee,
+    )
