@@ -5,7 +5,7 @@ risk applies.
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from allennlp.common.checks import ConfigurationError
@@ -67,6 +67,18 @@ def check_guarantee_settings(risk: Optional[str], epsilon: Optional[float], delt
     if risk not in RISK_CHOICES:
         raise ConfigurationError(f"unknown risk {risk!r}; choose from {', '.join(RISK_CHOICES)}")
     check_risk_settings(epsilon, delta, "--max-accuracy-drop", "--delta")
+
+
+def split_in_two(num_instances: int, seed: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """
+    A seeded random split of `range(num_instances)` into two halves (the first one larger by one
+    for an odd count), e.g. one to fit temperatures on and one to certify a threshold on: a
+    threshold certified on the instances that fitted the temperatures would not carry the
+    guarantee, since the candidates would then depend on the data they are tested on.
+    """
+    order = torch.randperm(num_instances, generator=torch.Generator().manual_seed(seed))
+    first = (num_instances + 1) // 2
+    return order[:first].sort().values, order[first:].sort().values
 
 
 def threshold_candidates(thresholds: Sequence[float]) -> List[ExitPolicy]:
