@@ -31,18 +31,7 @@ from early_exit.calibration.temperature_scaling import (
 from early_exit.common.archives import load_early_exit_archive
 from early_exit.common.cli_errors import exit_with_user_error
 from early_exit.common.head_outputs import HeadOutputs, collect_head_outputs
-from early_exit.models.early_exit_classifier import EarlyExitClassifier
-from early_exit.sweep.guaranteed import split_in_two
-from early_exit.sweep.risk_control import (
-    ACCURACY,
-    DEFAULT_DELTA,
-    RISKS,
-    RiskControlResult,
-    certify,
-    check_risk,
-    check_risk_settings,
-)
-from early_exit.sweep.sweep_table import head_probabilities
+from early_exit.sweep import guaranteed, risk_control
 
 logger = logging.getLogger(__name__)
 
@@ -126,15 +115,15 @@ class Calibrate(Subcommand):
         )
         subparser.add_argument(
             "--risk",
-            choices=RISKS,
-            default=ACCURACY,
+            choices=risk_control.RISKS,
+            default=risk_control.ACCURACY,
             help="with --max-accuracy-drop: 'accuracy' (inputs the full model gets right and the "
             "early exit wrong) or 'consistency' (predictions that differ from the full model's)",
         )
         subparser.add_argument(
             "--delta",
             type=float,
-            default=DEFAULT_DELTA,
+            default=risk_control.DEFAULT_DELTA,
             help="with --max-accuracy-drop: the allowed probability of breaking the promise",
         )
         subparser.set_defaults(func=calibrate_from_args)
@@ -197,8 +186,8 @@ def calibrate_archive(
     min_temperature: float = DEFAULT_MIN_TEMPERATURE,
     max_temperature: float = DEFAULT_MAX_TEMPERATURE,
     max_accuracy_drop: Optional[float] = None,
-    risk: str = ACCURACY,
-    delta: float = DEFAULT_DELTA,
+    risk: str = risk_control.ACCURACY,
+    delta: float = risk_control.DEFAULT_DELTA,
 ) -> Dict[str, Any]:
     """
     Calibrates the heads of the `early_exit_classifier` in `archive_file` on the labelled data in
@@ -220,8 +209,8 @@ def calibrate_archive(
     report_file = os.fspath(report_file) if report_file else default_report_file(output_file)
     check_temperature_range(min_temperature, max_temperature)
     if max_accuracy_drop is not None:
-        check_risk_settings(max_accuracy_drop, delta, "--max-accuracy-drop", "--delta")
-        check_risk(risk, has_labels=True)
+        risk_control.check_risk_settings(max_accuracy_drop, delta, "--max-accuracy-drop", "--delta")
+        risk_control.check_risk(risk, has_labels=True)
     if batch_size < 1:
         raise ConfigurationError(f"--batch-size must be at least 1, got {batch_size}")
     if _is_local(archive_file) and not os.path.isfile(archive_file):
@@ -252,7 +241,7 @@ def calibrate_archive(
         )
     fit_on, certify_on = head_outputs, None
     if max_accuracy_drop is not None:
-        fit_indices, certify_indices = split_in_two(len(head_outputs))
+        fit_indices, certify_indices = guaranteed.split_in_two(len(head_outputs))
         fit_on, certify_on = _subset(head_outputs, fit_indices), _subset(
             head_outputs, certify_indices
         )
@@ -266,7 +255,9 @@ def calibrate_archive(
     model.set_temperatures(temperatures)
     guarantee, policy_record = None, None
     if certify_on is not None:
-        guarantee = _certify_exit_policy(model, certify_on, risk, max_accuracy_drop, delta)
+        guarantee = guaranteed.certify_exit_policy(
+            model, certify_on, risk, max_accuracy_drop, delta
+        )
         policy_record = _policy_record(guarantee, input_file, len(fit_on))
 
     write_calibrated_archive(
@@ -300,16 +291,9 @@ def _subset(outputs: HeadOutputs, indices) -> HeadOutputs:
     return HeadOutputs(logits=outputs.logits[indices], labels=outputs.labels[indices])
 
 
-def _certify_exit_policy(
-    model: EarlyExitClassifier, outputs: HeadOutputs, risk: str, epsilon: float, delta: float
-) -> RiskControlResult:
-    """Walks the grid of the model's policy type on `outputs` at the model's temperatures."""
-    head_probs = head_probabilities(outputs.logits.float(), model.temperatures.tolist())
-    candidates = model.exit_policy.sweep_grid(len(model.exit_layers))
-    return certify(head_probs, outputs.labels, candidates, risk, epsilon, delta)
-
-
-def _policy_record(guarantee: RiskControlResult, data: str, num_fit: int) -> Dict[str, Any]:
+def _policy_record(
+    guarantee: risk_control.RiskControlResult, data: str, num_fit: int
+) -> Dict[str, Any]:
     """The stored policy with its promise and what the promise assumes."""
     return {
         "policy": guarantee.policy.to_json(),

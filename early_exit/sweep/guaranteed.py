@@ -11,7 +11,7 @@ import torch
 from allennlp.common.checks import ConfigurationError
 from allennlp.data import Instance
 
-from early_exit.common.head_outputs import collect_head_outputs
+from early_exit.common.head_outputs import HeadOutputs, collect_head_outputs
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
 from early_exit.modules.exit_policies import ExitPolicy, MaxProbabilityPolicy
 from early_exit.sweep.recommendation import MAX_ACCURACY_DROP, Recommendation
@@ -79,6 +79,18 @@ def split_in_two(num_instances: int, seed: int = 0) -> Tuple[torch.Tensor, torch
     order = torch.randperm(num_instances, generator=torch.Generator().manual_seed(seed))
     first = (num_instances + 1) // 2
     return order[:first].sort().values, order[first:].sort().values
+
+
+def certify_exit_policy(
+    model: EarlyExitClassifier, outputs: HeadOutputs, risk: str, epsilon: float, delta: float
+) -> RiskControlResult:
+    """
+    Walks the `sweep_grid` of the model's exit policy type on cached head outputs, at the model's
+    temperatures (fitted on other instances than `outputs`).
+    """
+    head_probs = head_probabilities(outputs.logits.float(), model.temperatures.tolist())
+    candidates = model.exit_policy.sweep_grid(len(model.exit_layers))
+    return certify(head_probs, outputs.labels, candidates, risk, epsilon, delta)
 
 
 def threshold_candidates(thresholds: Sequence[float]) -> List[ExitPolicy]:
