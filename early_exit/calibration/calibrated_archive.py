@@ -6,7 +6,7 @@ import json
 import os
 import tarfile
 import tempfile
-from typing import List, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
 from allennlp.common.checks import ConfigurationError
@@ -16,6 +16,9 @@ from allennlp.models.archival import CONFIG_NAME, _WEIGHTS_NAME
 from early_exit.common.files import atomic_write
 
 TEMPERATURES_KEY = "temperatures"
+EXIT_POLICY_KEY = "exit_policy"
+# The promise that comes with an archive's default exit policy, when calibrate certified it.
+GUARANTEE_NAME = "exit_policy_guarantee.json"
 
 
 def store_temperatures_in_weights(
@@ -47,12 +50,18 @@ def write_calibrated_archive(
     archive_file: Union[str, os.PathLike],
     output_file: Union[str, os.PathLike],
     temperatures: List[float],
+    exit_policy: Optional[Dict[str, Any]] = None,
+    guarantee: Optional[Dict[str, Any]] = None,
 ) -> None:
     """
     Writes a copy of the model archive `archive_file` to `output_file` with new temperatures: in the
     weights (`weights.th`) and, for the record, under `model.temperatures` in `config.json`. Every
     other file of the archive (vocabulary, meta data, files added with `include_in_archive`) is
     copied unchanged. `archive_file` itself is only read.
+
+    `exit_policy` (a policy's `to_json()`), when given, becomes the model's `exit_policy` in
+    `config.json` (replacing a `confidence_threshold`), so that the archive predicts with it by
+    default; `guarantee`, when given, is stored next to it as `exit_policy_guarantee.json`.
     """
     resolved = cached_path(str(archive_file))
     if os.path.isdir(resolved):
@@ -79,6 +88,12 @@ def write_calibrated_archive(
         with open(config_file) as config_in:
             config = json.load(config_in)
         config["model"][TEMPERATURES_KEY] = list(temperatures)
+        if exit_policy is not None:
+            config["model"].pop("confidence_threshold", None)
+            config["model"][EXIT_POLICY_KEY] = exit_policy
+        if guarantee is not None:
+            with open(os.path.join(content, GUARANTEE_NAME), "w") as guarantee_out:
+                json.dump(guarantee, guarantee_out, indent=2)
         with open(config_file, "w") as config_out:
             json.dump(config, config_out, indent=4)
 

@@ -16,12 +16,14 @@ def calibration_report(
     exit_layers: Sequence[int],
     data: Optional[str] = None,
     temperature_range: Optional[Sequence[float]] = None,
+    exit_policy: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """
     The content of `calibration.json`: `temperatures` (one per head, exactly the values the model
     holds), `num_instances`, optionally `data` (where the calibration data came from) and
     `temperature_range`, and `heads`: per head its `head` index, `exit_layer`, `temperature`,
-    `nll_before`, `nll_after`, `ece_before`, `ece_after`, `num_instances` and `warning`.
+    `nll_before`, `nll_after`, `ece_before`, `ece_after`, `num_instances` and `warning`; and
+    `exit_policy` when one was chosen too (the policy stored and its guarantee).
     """
     if len(fits) != len(exit_layers):
         raise ValueError(f"{len(fits)} fitted temperatures for {len(exit_layers)} exit layers")
@@ -37,6 +39,8 @@ def calibration_report(
     if temperature_range is not None:
         report["temperature_range"] = [float(bound) for bound in temperature_range]
     report["heads"] = heads
+    if exit_policy is not None:
+        report["exit_policy"] = exit_policy
     return report
 
 
@@ -68,9 +72,10 @@ def write_calibration_report(
     exit_layers: Sequence[int],
     data: Optional[str] = None,
     temperature_range: Optional[Sequence[float]] = None,
+    exit_policy: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """Writes `calibration_report(...)` as JSON to `path` and returns it."""
-    report = calibration_report(fits, exit_layers, data, temperature_range)
+    report = calibration_report(fits, exit_layers, data, temperature_range, exit_policy)
     with open(path, "w") as report_file:
         json.dump(report, report_file, indent=2)
         report_file.write("\n")

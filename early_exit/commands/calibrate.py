@@ -34,9 +34,10 @@ from early_exit.calibration.temperature_scaling import (
 from early_exit.models.archive_loading import load_early_exit_archive
 from early_exit.common.cli_errors import exit_with_user_error
 from early_exit.common.files import atomic_path, check_output_paths, is_local
-from early_exit.models.head_outputs import collect_head_outputs
 from early_exit.dataset_readers.errors import NoInstancesError
 from early_exit.dataset_readers.label_check import check_known_labels
+from early_exit.models.head_outputs import HeadOutputs, collect_head_outputs
+from early_exit.sweep import guaranteed, risk_control
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +110,28 @@ class Calibrate(Subcommand):
             default=DEFAULT_MAX_TEMPERATURE,
             help="upper bound of the temperature search",
         )
+        subparser.add_argument(
+            "--max-accuracy-drop",
+            type=float,
+            default=None,
+            help="also choose the exit policy's parameter (of the archive's policy type) and "
+            "store it as the archive's default: the most aggressive one that keeps the --risk "
+            "within this (0.01 = one point) on new data with probability 1 - delta; the data is "
+            "then split in two seeded halves, one for the temperatures and one for the parameter",
+        )
+        subparser.add_argument(
+            "--risk",
+            choices=risk_control.RISKS,
+            default=risk_control.ACCURACY,
+            help="with --max-accuracy-drop: 'accuracy' (inputs the full model gets right and the "
+            "early exit wrong) or 'consistency' (predictions that differ from the full model's)",
+        )
+        subparser.add_argument(
+            "--delta",
+            type=float,
+            default=risk_control.DEFAULT_DELTA,
+            help="with --max-accuracy-drop: the allowed probability of breaking the promise",
+        )
         subparser.set_defaults(func=calibrate_from_args)
         return subparser
 
@@ -130,6 +153,9 @@ def calibrate_from_args(args: argparse.Namespace) -> Dict[str, Any]:
             overrides=args.overrides,
             min_temperature=args.min_temperature,
             max_temperature=args.max_temperature,
+            max_accuracy_drop=args.max_accuracy_drop,
+            risk=args.risk,
+            delta=args.delta,
         )
     except (ConfigurationError, OSError, ValueError) as error:
         exit_with_user_error(error, logger)
@@ -155,6 +181,9 @@ def calibrate_archive(
     overrides: Union[str, Dict[str, Any]] = "",
     min_temperature: float = DEFAULT_MIN_TEMPERATURE,
     max_temperature: float = DEFAULT_MAX_TEMPERATURE,
+    max_accuracy_drop: Optional[float] = None,
+    risk: str = risk_control.ACCURACY,
+    delta: float = risk_control.DEFAULT_DELTA,
 ) -> Dict[str, Any]:
     """
     Calibrates the heads of the `early_exit_classifier` in `archive_file` on the labelled data in
@@ -178,6 +207,9 @@ def calibrate_archive(
     output_file = os.fspath(output_file)
     report_file = os.fspath(report_file) if report_file else default_report_file(output_file)
     check_temperature_range(min_temperature, max_temperature)
+    if max_accuracy_drop is not None:
+        risk_control.check_risk_settings(max_accuracy_drop, delta, "--max-accuracy-drop", "--delta")
+        risk_control.check_risk(risk, has_labels=True)
     if batch_size < 1:
         raise ConfigurationError(f"--batch-size must be at least 1, got {batch_size}")
     if is_local(archive_file) and not os.path.isfile(archive_file):
@@ -206,14 +238,26 @@ def calibrate_archive(
         raise ConfigurationError(
             f"{input_file} has instances without a gold label; calibration needs labelled data"
         )
+    fit_on, certify_on = head_outputs, None
+    if max_accuracy_drop is not None:
+        fit_indices, certify_indices = guaranteed.split_in_two(len(head_outputs))
+        fit_on, certify_on = _subset(head_outputs, fit_indices), _subset(
+            head_outputs, certify_indices
+        )
     fits = fit_head_temperatures(
-        head_outputs,
+        fit_on,
         model.exit_layers,
         min_temperature=min_temperature,
         max_temperature=max_temperature,
     )
     temperatures = [fit.temperature for fit in fits]
     model.set_temperatures(temperatures)
+    guarantee, policy_record = None, None
+    if certify_on is not None:
+        guarantee = guaranteed.certify_exit_policy(
+            model, certify_on, risk, max_accuracy_drop, delta
+        )
+        policy_record = _policy_record(guarantee, input_file, len(fit_on))
 
     # Both outputs or neither: the report is moved into place only once the archive is.
     with atomic_path(report_file) as report_temporary:
@@ -223,10 +267,40 @@ def calibrate_archive(
             model.exit_layers,
             data=input_file,
             temperature_range=[min_temperature, max_temperature],
+            exit_policy=policy_record,
         )
-        write_calibrated_archive(archive_file, output_file, temperatures)
+        write_calibrated_archive(
+            archive_file,
+            output_file,
+            temperatures,
+            exit_policy=None if guarantee is None else guarantee.policy.to_json(),
+            guarantee=policy_record,
+        )
     print(format_calibration_table(fits, model.exit_layers))
     print(f"temperatures: {temperatures}")
+    if policy_record is not None:
+        print(f"exit policy: {guarantee.message}")
+        print(policy_record["assumes"])
     print(f"calibrated archive: {output_file}")
     print(f"report: {report_file}")
     return report
+
+
+def _subset(outputs: HeadOutputs, indices) -> HeadOutputs:
+    return HeadOutputs(logits=outputs.logits[indices], labels=outputs.labels[indices])
+
+
+def _policy_record(
+    guarantee: risk_control.RiskControlResult, data: str, num_fit: int
+) -> Dict[str, Any]:
+    """The stored policy with its promise and what the promise assumes."""
+    return {
+        "policy": guarantee.policy.to_json(),
+        "guarantee": guarantee.to_json(),
+        "assumes": (
+            f"The guarantee holds for new inputs from the distribution of {data}, if it was not "
+            f"used to train the model: the temperatures were fitted on {num_fit} of its instances "
+            f"and the exit policy certified on the other {guarantee.num_instances} (a seeded "
+            "random split)."
+        ),
+    }

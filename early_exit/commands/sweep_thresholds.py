@@ -8,7 +8,7 @@ run, for the confidence threshold or any exit policy (or all of them).
 import argparse
 import logging
 import tarfile
-from typing import List, Optional
+from typing import List, Optional, Union
 
 from allennlp.commands.subcommand import Subcommand
 from allennlp.common import logging as common_logging
@@ -18,6 +18,9 @@ from overrides import overrides
 from early_exit.common.cli_errors import exit_with_user_error
 from early_exit.common.files import check_output_paths
 from early_exit.sweep.report import format_summary, sweep_output_files, write_sweep_outputs
+from early_exit.sweep.guaranteed import AUTO, RISK_CHOICES, LabelFreeSweep
+from early_exit.sweep.label_free_report import format_label_free_summary, write_label_free_outputs
+from early_exit.sweep.risk_control import DEFAULT_DELTA
 from early_exit.sweep.run import SweepResult, run_sweep
 from early_exit.sweep.thresholds import ALL_POLICIES, SWEPT_POLICIES, parse_thresholds
 
@@ -56,7 +59,10 @@ class SweepThresholds(Subcommand):
         )
         subparser.add_argument("archive_file", type=str, help="an early_exit_classifier archive")
         subparser.add_argument(
-            "data_file", type=str, help="labelled data, in the format of the archive's reader"
+            "data_file",
+            type=str,
+            help="data in the format of the archive's reader; without labels (or the predictor's "
+            "JSON lines) only the consistency guarantee is computed",
         )
         subparser.add_argument(
             "--output-dir", type=str, required=True, help="directory for the result files"
@@ -94,6 +100,22 @@ class SweepThresholds(Subcommand):
             default=None,
             help="recommend the cheapest threshold whose accuracy is at most this much (absolute, "
             "0.01 = one point) below the full model's; the default goal, with 0.01",
+        )
+        subparser.add_argument(
+            "--risk",
+            choices=RISK_CHOICES,
+            default=AUTO,
+            help="with --max-accuracy-drop, recommend first the threshold that keeps this risk "
+            "within the drop on new data with probability 1 - delta: 'accuracy' (labels needed), "
+            "'consistency' (predictions that differ from the full model's; no labels needed), "
+            "'auto' (accuracy on labelled data, consistency without labels) or 'none' (only the "
+            "cheapest threshold within the drop on this data, without a guarantee)",
+        )
+        subparser.add_argument(
+            "--delta",
+            type=float,
+            default=DEFAULT_DELTA,
+            help="the allowed probability that the guaranteed threshold breaks its promise",
         )
         subparser.add_argument(
             "--compute-budget",
@@ -161,7 +183,9 @@ def _timing_thresholds(args: argparse.Namespace) -> Optional[List[float]]:
     return parse_thresholds(args.timing_thresholds, "timing thresholds")
 
 
-def sweep_thresholds_from_args(args: argparse.Namespace) -> Optional[SweepResult]:
+def sweep_thresholds_from_args(
+    args: argparse.Namespace,
+) -> Optional[Union[SweepResult, LabelFreeSweep]]:
     """
     Runs the sweep for parsed command-line arguments, prints the report and writes the files. A
     user error (missing file, another model type, an unknown policy, a threshold outside [0, 1],
@@ -194,10 +218,18 @@ def sweep_thresholds_from_args(args: argparse.Namespace) -> Optional[SweepResult
             timing_batch_sizes=timing_batch_sizes,
             repeats=args.repeats,
             timing_instances=args.timing_instances,
+            risk=args.risk,
+            delta=args.delta,
         )
-        files = write_sweep_outputs(result, args.output_dir)
+        if isinstance(result, LabelFreeSweep):
+            files = write_label_free_outputs(result, args.output_dir)
+        else:
+            files = write_sweep_outputs(result, args.output_dir)
     except USER_ERRORS as error:
         exit_with_user_error(error, logger)
-    print(format_summary(result, full_table=args.full_table))
-    print("Wrote " + ", ".join(files[kind] for kind in ("csv", "markdown", "plot", "json")))
+    if isinstance(result, LabelFreeSweep):
+        print(format_label_free_summary(result, max_rows=10**9 if args.full_table else 25))
+    else:
+        print(format_summary(result, full_table=args.full_table))
+    print("Wrote " + ", ".join(files.values()))
     return result

@@ -105,6 +105,11 @@ class EarlyExitLineReader(DatasetReader):
     tokenizer_kwargs : `Dict[str, Any]`, optional (default = `None`)
         Extra arguments for `AutoTokenizer.from_pretrained`, passed to both the tokenizer and
         the token indexer.
+    require_labels : `bool`, optional (default = `True`)
+        If `False`, lines without a label are read too (instances without a `label` field): a
+        JSON object without `"label"` (the predictor's input lines), or a tab-separated line with
+        only the text fields. Settable after construction (`reader.require_labels = False`), as
+        the label-free threshold sweep does.
     **kwargs
         Passed on to `DatasetReader` (e.g. `max_instances`).
     """
@@ -123,6 +128,7 @@ class EarlyExitLineReader(DatasetReader):
         skip_invalid_lines: bool = False,
         skip_header: bool = False,
         tokenizer_kwargs: Optional[Dict[str, Any]] = None,
+        require_labels: bool = True,
         **kwargs,
     ) -> None:
         super().__init__(
@@ -135,6 +141,7 @@ class EarlyExitLineReader(DatasetReader):
         self._encoding = self._check_encoding(encoding)
         self._skip_invalid_lines = skip_invalid_lines
         self._skip_header = skip_header
+        self.require_labels = require_labels
         self._tokenizer = PretrainedTransformerTokenizer(
             self._transformer_model, add_special_tokens=False, tokenizer_kwargs=tokenizer_kwargs
         )
@@ -346,6 +353,8 @@ class EarlyExitLineReader(DatasetReader):
     def _parse_tsv_line(self, line: str) -> Dict[str, str]:
         field_names = ("label",) + self.text_fields
         values = line.split("\t")
+        if not self.require_labels and len(values) == len(self.text_fields):
+            field_names = self.text_fields
         if len(values) < len(field_names):
             missing = field_names[len(values)]
             previous = field_names[len(values) - 1]
@@ -389,14 +398,15 @@ class EarlyExitLineReader(DatasetReader):
             raise _InvalidLine(f"expected a JSON object, got {type(obj).__name__}")
 
         record: Dict[str, str] = {}
-        if "label" not in obj:
+        if "label" in obj:
+            label = obj["label"]
+            if isinstance(label, bool) or not isinstance(label, (str, int)):
+                raise _InvalidLine(f'"label" must be a string or an integer, got {label!r}')
+            record["label"] = str(label).strip()
+            if not record["label"]:
+                raise _InvalidLine("empty label")
+        elif self.require_labels:
             raise _InvalidLine('missing key "label"')
-        label = obj["label"]
-        if isinstance(label, bool) or not isinstance(label, (str, int)):
-            raise _InvalidLine(f'"label" must be a string or an integer, got {label!r}')
-        record["label"] = str(label).strip()
-        if not record["label"]:
-            raise _InvalidLine("empty label")
 
         for name in self.text_fields:
             keys = (name,) + self.json_aliases.get(name, ())

@@ -8,6 +8,7 @@ from typing import Callable, Iterable, Optional, Sequence, Tuple
 from allennlp.common.checks import ConfigurationError
 
 from early_exit.modules.exit_policies import ExitPolicy, MaxProbabilityPolicy
+from early_exit.sweep.risk_control import RiskControlResult
 from early_exit.sweep.sweep_table import SweepRow
 
 # Accuracies are fractions of a finite data set; this absorbs float noise in comparisons.
@@ -35,6 +36,8 @@ class Recommendation:
         The recommended row; `None` when no row in the table meets the goal.
     message : `str`
         One sentence saying what was chosen and why (or why nothing was).
+    guarantee : `RiskControlResult`, optional
+        For a threshold certified on new data (see `risk_control`): the test and its promise.
     """
 
     goal: str
@@ -42,6 +45,7 @@ class Recommendation:
     reference_accuracy: float
     row: Optional[SweepRow]
     message: str
+    guarantee: Optional[RiskControlResult] = None
 
     @property
     def threshold(self) -> Optional[float]:

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from early_exit.common.files import atomic_path
 from early_exit.modules.exit_policies import ExitPolicy
 from early_exit.sweep.recommendation import thresholds_only
+from early_exit.sweep.recommendation import MAX_ACCURACY_DROP, Recommendation
 from early_exit.sweep.run import SweepResult
 from early_exit.sweep.sweep_table import SweepRow
 
@@ -165,7 +166,17 @@ def _header_lines(result: SweepResult) -> List[str]:
 
 
 def _recommendation_lines(result: SweepResult) -> List[str]:
-    return [f"Recommended {recommendation.message}" for recommendation in result.recommendations]
+    guaranteed = any(recommendation.guarantee for recommendation in result.recommendations)
+    return [
+        f"{_recommendation_prefix(recommendation, guaranteed)} {recommendation.message}"
+        for recommendation in result.recommendations
+    ]
+
+
+def _recommendation_prefix(recommendation: Recommendation, guaranteed: bool) -> str:
+    if guaranteed and recommendation.guarantee is None and recommendation.goal == MAX_ACCURACY_DROP:
+        return "Plain pick (no guarantee):"
+    return "Recommended"
 
 
 def _reference_table(result: SweepResult) -> str:
@@ -413,7 +424,8 @@ def plot_sweep(result: SweepResult, path: str) -> None:
                 markersize=12,
                 markerfacecolor="none",
                 markeredgewidth=2,
-                label=f"recommended: {_label(row.policy, thresholds)} ({recommendation.goal})",
+                label=f"recommended: {_label(row.policy, thresholds)} ({recommendation.goal}"
+                + (", guaranteed)" if recommendation.guarantee else ")"),
             )
     compute_axes.set_xlabel("relative compute (fraction of the encoder's layers)")
     compute_axes.set_ylabel("accuracy")

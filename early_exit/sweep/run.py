@@ -21,6 +21,15 @@ from early_exit.models.head_outputs import collect_head_outputs
 from early_exit.dataset_readers.errors import NoInstancesError
 from early_exit.dataset_readers.label_check import check_known_labels
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
+from early_exit.sweep.guaranteed import (
+    NO_GUARANTEE,
+    LabelFreeSweep,
+    check_guarantee_settings,
+    guaranteed_recommendation,
+    note_no_guarantee,
+    resolve_risk,
+    sweep_unlabelled,
+)
 from early_exit.sweep.recommendation import Recommendation, check_goals, recommend_threshold
 from early_exit.sweep.reference_points import (
     HeadPoint,
@@ -41,6 +50,7 @@ from early_exit.sweep.thresholds import (
     policy_names,
     sweep_grid,
 )
+from early_exit.sweep.risk_control import DEFAULT_DELTA
 from early_exit.sweep.timing import (
     FULL_MODEL,
     TimingResult,
@@ -129,6 +139,9 @@ class SweepResult:
                     ),
                     "threshold": recommendation.threshold,
                     "message": recommendation.message,
+                    "guarantee": (
+                        recommendation.guarantee.to_json() if recommendation.guarantee else None
+                    ),
                     "row": row_json(recommendation.row),
                 }
                 for recommendation in self.recommendations
@@ -167,6 +180,8 @@ def sweep_model(
     data_name: str = "the data",
     policy: str = "max_probability",
     grid_step: Optional[float] = None,
+    risk: Optional[str] = None,
+    delta: float = DEFAULT_DELTA,
 ) -> SweepResult:
     """
     Sweeps an exit policy's parameters (by default the confidence threshold) of a loaded model on
@@ -205,6 +220,12 @@ def sweep_model(
         or `"all"` for every one of them in one table.
     grid_step : `float`, optional
         The step of the threshold grids of `max_probability` and `entropy` (see `policy_grid`).
+    risk : `str`, optional
+        With `max_accuracy_drop`, also recommend the threshold certified on new data (see
+        `early_exit.sweep.risk_control`), first: `accuracy`, `consistency`, or `auto` (here
+        `accuracy`). `None` or `none`: only the plain pick, as before.
+    delta : `float`, optional (default = `0.05`)
+        The allowed probability that the certified threshold breaks its promise.
     """
     if not isinstance(model, EarlyExitClassifier):
         raise ConfigurationError(
@@ -224,8 +245,10 @@ def sweep_model(
     check_goals(max_accuracy_drop, compute_budget)
     if max_accuracy_drop is None and compute_budget is None:
         max_accuracy_drop = DEFAULT_MAX_ACCURACY_DROP
+    check_guarantee_settings(risk, max_accuracy_drop, delta)
     instances = list(instances)
     _check_labelled(model, instances, data_name)
+    risk = resolve_risk(risk, 0, len(instances))
 
     outputs = collect_head_outputs(model, instances, batch_size)
     if outputs.labels is None:
@@ -250,9 +273,23 @@ def sweep_model(
         )
     recommendations = []
     if max_accuracy_drop is not None:
-        recommendations.append(
-            recommend_threshold(rows, full_model.accuracy, max_accuracy_drop=max_accuracy_drop)
-        )
+        plain = recommend_threshold(rows, full_model.accuracy, max_accuracy_drop=max_accuracy_drop)
+        if risk is not None:
+            head_probs = head_probabilities(outputs.logits.float(), temperatures)
+            recommendations.append(
+                guaranteed_recommendation(
+                    head_probs,
+                    outputs.labels,
+                    rows,
+                    full_model.accuracy,
+                    risk,
+                    max_accuracy_drop,
+                    delta,
+                    full_model,
+                )
+            )
+            plain = note_no_guarantee(plain, head_probs, outputs.labels, risk, delta)
+        recommendations.append(plain)
     if compute_budget is not None:
         recommendations.append(
             recommend_threshold(rows, full_model.accuracy, compute_budget=compute_budget)
@@ -333,10 +370,12 @@ def run_sweep(
     cuda_device: int = -1,
     overrides: str = "",
     **kwargs: Any,
-) -> SweepResult:
+) -> Union[SweepResult, LabelFreeSweep]:
     """
     Loads an early-exit archive and its validation dataset reader, reads `data_file` and runs
-    `sweep_model` on it (keyword arguments are passed on).
+    `sweep_model` on it (keyword arguments are passed on). With a guarantee asked for (`risk` not
+    `None` or `none`), lines without labels are read too; data without labels then gets the
+    consistency guarantee only, from `sweep_unlabelled` (a `LabelFreeSweep`, without timing).
 
     # Raises
 
@@ -348,14 +387,48 @@ def run_sweep(
     archive_file, data_file = str(archive_file), str(data_file)
     check_goals(kwargs.get("max_accuracy_drop"), kwargs.get("compute_budget"))
     policy_names(kwargs.get("policy", "max_probability"))  # before the archive loads
+    risk = kwargs.get("risk")
+    check_guarantee_settings(
+        risk, kwargs.get("max_accuracy_drop"), kwargs.get("delta", DEFAULT_DELTA)
+    )
     if not _is_url(archive_file) and not os.path.exists(archive_file):
         raise FileNotFoundError(f"archive not found: {archive_file}")
     if not _is_url(data_file) and not os.path.isfile(data_file):
         raise FileNotFoundError(f"data file not found: {data_file}")
     archive = load_early_exit_archive(archive_file, cuda_device=cuda_device, overrides=overrides)
     reader = archive.validation_dataset_reader
+    if risk not in (None, NO_GUARANTEE) and hasattr(reader, "require_labels"):
+        reader.require_labels = False
     instances = list(reader.read(data_file))
     check_known_labels(instances, archive.model.vocab, data_file, reader)  # with line numbers
-    result = sweep_model(archive.model, instances, data_name=data_file, **kwargs)
+    unlabelled = sum(1 for instance in instances if "label" not in instance.fields)
+    if instances and unlabelled and risk not in (None, NO_GUARANTEE):
+        result = _sweep_unlabelled(archive.model, instances, unlabelled, **kwargs)
+    else:
+        result = sweep_model(archive.model, instances, data_name=data_file, **kwargs)
     result.sources = {"archive_file": archive_file, "data_file": data_file, **result.sources}
     return result
+
+
+def _sweep_unlabelled(
+    model: EarlyExitClassifier, instances: List[Instance], unlabelled: int, **kwargs: Any
+) -> LabelFreeSweep:
+    resolve_risk(kwargs.get("risk"), unlabelled, len(instances))  # only consistency goes on
+    if kwargs.get("compute_budget") is not None:
+        raise ConfigurationError(
+            "a compute budget picks the most accurate threshold: it needs labels"
+        )
+    grid = sweep_grid(
+        kwargs.get("policy", "max_probability"),
+        len(model.exit_layers),
+        kwargs.get("thresholds"),
+        kwargs.get("grid_step"),
+    )
+    return sweep_unlabelled(
+        model,
+        instances,
+        grid,
+        epsilon=kwargs.get("max_accuracy_drop") or DEFAULT_MAX_ACCURACY_DROP,
+        delta=kwargs.get("delta", DEFAULT_DELTA),
+        batch_size=kwargs.get("batch_size", 32),
+    )

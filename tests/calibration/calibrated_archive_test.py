@@ -1,10 +1,16 @@
+import json
 import os
+import tarfile
 
 import pytest
 import torch
 from allennlp.common.checks import ConfigurationError
 
-from early_exit.calibration.calibrated_archive import store_temperatures_in_weights
+from early_exit.calibration.calibrated_archive import (
+    GUARANTEE_NAME,
+    store_temperatures_in_weights,
+    write_calibrated_archive,
+)
 
 
 def _state():
@@ -40,3 +46,25 @@ def test_store_temperatures_rejects_other_states(tmp_path, state):
     torch.save(state, weights)
     with pytest.raises(ConfigurationError, match="early_exit_classifier"):
         store_temperatures_in_weights(weights, [0.5, 2.0, 1.25])
+
+
+def test_calibrated_archive_gets_the_exit_policy_in_place_of_the_shorthand(tmp_path):
+    content = tmp_path / "content"
+    content.mkdir()
+    torch.save(_state(), content / "weights.th")
+    config = {"model": {"type": "early_exit_classifier", "confidence_threshold": 0.9}}
+    (content / "config.json").write_text(json.dumps(config))
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in ("weights.th", "config.json"):
+            tar.add(content / name, arcname=name)
+    output = tmp_path / "out.tar.gz"
+    policy = {"type": "entropy", "threshold": 0.2}
+    guarantee = {"epsilon": 0.01, "delta": 0.05}
+    write_calibrated_archive(archive, output, [1.0, 2.0, 3.0], policy, guarantee)
+    with tarfile.open(output) as tar:
+        model = json.load(tar.extractfile("config.json"))["model"]
+        stored = json.load(tar.extractfile(GUARANTEE_NAME))
+    assert model["exit_policy"] == policy and "confidence_threshold" not in model
+    assert model["temperatures"] == [1.0, 2.0, 3.0]
+    assert stored == guarantee

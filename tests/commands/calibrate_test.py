@@ -2,6 +2,7 @@ import argparse
 import hashlib
 import json
 import logging
+import re
 import subprocess
 import sys
 import tarfile
@@ -306,3 +307,56 @@ def test_command_line_refuses_the_data_file_as_output(archive, tmp_path):
     assert len(errors) == 1 and "is the data file" in errors[0], result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert data.read_bytes() == DATA.read_bytes()
+
+
+def test_a_certified_exit_policy_is_stored_and_predict_runs_at_it(archive, tmp_path, capsys):
+    output = tmp_path / "guaranteed.tar.gz"
+    settings = ["--max-accuracy-drop", "0.3", "--risk", "consistency", "--delta", "0.2"]
+    report = _run_in_process([str(archive), str(DATA), "--output-file", str(output), *settings])
+    printed = capsys.readouterr().out
+    record = report["exit_policy"]
+    guarantee = record["guarantee"]
+    # 16 instances: temperatures on one seeded half, the threshold certified on the other.
+    assert report["num_instances"] == 8 and guarantee["num_instances"] == 8
+    assert (guarantee["risk"], guarantee["epsilon"], guarantee["delta"]) == (
+        "consistency",
+        0.3,
+        0.2,
+    )
+    assert record["policy"] == guarantee["policy"]
+    threshold = record["policy"]["threshold"]
+    assert threshold < 1.0  # 0.7 ** 8 <= 0.2: a threshold that exits early can be certified
+    assert f"exit policy: threshold {threshold:g}: with probability 0.8" in printed
+    with tarfile.open(output) as tar:
+        assert json.load(tar.extractfile("exit_policy_guarantee.json")) == record
+    assert load_archive(str(output)).model.exit_policy.to_json() == record["policy"]
+
+    predictions = tmp_path / "predictions.jsonl"
+    sentences = FIXTURES_ROOT / "predictors" / "sentences.jsonl"
+    result = run_allennlp(
+        "predict", output, sentences, "--silent", "--output-file", predictions, "--batch-size", 1
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [json.loads(line) for line in predictions.read_text().splitlines()]
+    early = [line for line in lines if line["exit_layer"] < 3]
+    assert all(line["confidence"] >= threshold for line in early)
+    assert early  # the stored threshold, not the default 1.0, decided
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (["--max-accuracy-drop", "0"], r"--max-accuracy-drop must be in \(0, 1\)"),
+        (["--max-accuracy-drop", "1.5"], r"--max-accuracy-drop must be in \(0, 1\)"),
+        (["--max-accuracy-drop", "0.01", "--delta", "1"], r"--delta must be in \(0, 1\)"),
+    ],
+)
+def test_bad_guarantee_settings_are_one_error_line(archive, tmp_path, capsys, settings, message):
+    output = tmp_path / "out.tar.gz"
+    with pytest.raises(SystemExit) as exit_info:
+        _run_in_process([str(archive), str(DATA), "--output-file", str(output), *settings])
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "\n" not in error
+    assert re.search(message, error), error
+    assert not output.exists()

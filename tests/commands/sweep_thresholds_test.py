@@ -7,7 +7,7 @@ import pytest
 
 from early_exit.commands.sweep_thresholds import SweepThresholds
 from early_exit.sweep import default_threshold_grid
-from tests import run_allennlp
+from tests import FIXTURES_ROOT, run_allennlp
 from tests.sweep.trained_models import TEXT_DATA, other_model_archive, trained_archive
 
 FAST_TIMING = ["--repeats", "1", "--timing-instances", "6", "--timing-batch-size", "4"]
@@ -94,7 +94,9 @@ def test_command_line_with_explicit_thresholds_and_no_timing(archive, tmp_path):
 def test_all_policies_in_one_table_and_plot(archive, tmp_path, capsys):
     output_dir = tmp_path / "all"
     result = _sweep(
-        archive, TEXT_DATA, "--output-dir", output_dir, "--policy", "all", "--no-timing"
+        archive,
+        TEXT_DATA,
+        *("--output-dir", output_dir, "--policy", "all", "--no-timing", "--risk", "none"),
     )
     printed = capsys.readouterr().out
     names = ["max_probability", "entropy", "patience", "confident_patience"]
@@ -120,6 +122,15 @@ def test_all_policies_in_one_table_and_plot(archive, tmp_path, capsys):
     assert f"Recommended {chosen.describe()}: the cheapest" in printed
     assert "| policy | threshold | patience | accuracy |" in printed
     assert "oracle, unsolved at first head" in printed
+
+
+def test_the_guarantee_walks_every_policy_type_of_an_all_sweep(archive, tmp_path):
+    result = _sweep(archive, TEXT_DATA, "--output-dir", tmp_path, "--policy", "all", "--no-timing")
+    guaranteed, plain = result.recommendations
+    assert guaranteed.guarantee is not None and plain.guarantee is None
+    # 16 instances certify no early exit at any policy: the full model, and the message says why
+    assert guaranteed.row.relative_compute == 1.0
+    assert "cannot certify" in guaranteed.message
 
 
 def test_one_policy_with_its_own_thresholds(archive, tmp_path):
@@ -173,10 +184,15 @@ def bad_inputs(archive, tmp_path_factory):
         (["{missing}.tar.gz", "{data}"], "archive not found"),
         (["{archive}", "{missing}.tsv"], "data file not found"),
         (["{other}", "{data}"], "not an early_exit_classifier"),
-        (["{archive}", "{unlabelled}"], 'missing key "label"'),
         (["{archive}", "{unknown}"], r"does not know: neutral \(first on line 3\); it knows"),
         (["{archive}", "{blank}"], r"blank.tsv holds no instances"),
         (["{truncated}", "{data}"], "truncated.tar.gz: not a readable model archive"),
+        (["{archive}", "{unlabelled}", "--risk", "none"], 'missing key "label"'),
+        (["{archive}", "{unlabelled}", "--risk", "accuracy"], "accuracy risk needs labelled"),
+        (["{archive}", "{unlabelled}", "--compute-budget", "0.5"], "compute budget .* labels"),
+        (["{archive}", "{data}", "--delta", "0"], r"--delta must be in \(0, 1\)"),
+        (["{archive}", "{data}", "--delta", "1.5"], r"--delta must be in \(0, 1\)"),
+        (["{archive}", "{data}", "--max-accuracy-drop", "0"], r"--max-accuracy-drop must be in"),
         (["{archive}", "{data}", "--thresholds", "0.5,1.2"], r"\[0, 1\]"),
         (["{archive}", "{data}", "--thresholds", "0.5,high"], "comma-separated numbers"),
         (["{archive}", "{data}", "--grid-step", "0"], "grid step"),
@@ -255,3 +271,40 @@ def test_a_failure_while_writing_leaves_the_earlier_files(archive, tmp_path, mon
     assert sorted(path.name for path in output_dir.iterdir()) == sorted(
         ["sweep.csv", "sweep.md", "sweep.png", "sweep.json"]
     )
+
+
+def test_labelled_data_gets_the_guaranteed_threshold_first_and_the_plain_pick_with_its_bound(
+    archive, tmp_path, capsys
+):
+    result = _sweep(archive, TEXT_DATA, "--output-dir", tmp_path, "--no-timing")
+    printed = capsys.readouterr().out
+    guaranteed, plain = result.recommendations
+    assert guaranteed.guarantee.risk == "accuracy" and plain.guarantee is None
+    assert guaranteed.guarantee.num_instances == 16
+    # 16 instances cannot certify 1 point at probability 0.95: the full model, and why.
+    assert guaranteed.threshold == 1.0
+    assert "16 inputs cannot certify any early exit" in guaranteed.message
+    assert "not guaranteed on new data" in plain.message
+    summary = json.loads((tmp_path / "sweep.json").read_text())
+    assert summary["recommendations"][0]["guarantee"]["delta"] == 0.05
+    assert summary["recommendations"][1]["guarantee"] is None
+    assert "Recommended threshold 1 (the full model" in printed
+    assert "Plain pick (no guarantee): threshold" in printed
+
+
+def test_data_without_labels_gets_the_consistency_guarantee(archive, tmp_path, capsys):
+    sentences = FIXTURES_ROOT / "predictors" / "sentences.jsonl"  # the predictor's input lines
+    argv = ["--output-dir", tmp_path, "--max-accuracy-drop", "0.3", "--delta", "0.2"]
+    result = _sweep(archive, sentences, *argv, "--thresholds", "0.4,0.6,0.9")
+    printed = capsys.readouterr().out
+    guarantee = result.guarantee
+    assert guarantee.risk == "consistency" and guarantee.num_instances == 5
+    assert [test.policy.threshold for test in guarantee.tests][:2] == [1.0, 0.9]
+    summary = json.loads((tmp_path / "sweep.json").read_text())
+    assert summary["labels"] is False
+    assert [row["policy"]["threshold"] for row in summary["rows"]] == [1.0, 0.9, 0.6, 0.4]
+    assert all("accuracy" not in row for row in summary["rows"])
+    assert summary["guarantee"]["message"] == guarantee.message
+    assert "labels not used" in printed and guarantee.message in printed
+    with open(tmp_path / "sweep.csv") as csv_file:
+        assert "accuracy" not in csv_file.readline()

@@ -356,3 +356,19 @@ def test_data_format_error_survives_pickling():
         17,
         "no tab between label and text",
     )
+
+
+def test_lines_without_labels_are_read_only_when_labels_are_not_required(tmp_path):
+    jsonl = write(
+        tmp_path / "data.jsonl", '{"sentence": "good film"}\n{"text": "bad", "label": 0}\n'
+    )
+    tsv = write(tmp_path / "data.tsv", "good film\nnegative\tbad\n")
+    reader = EarlyExitTextClassificationReader(TINY_BERT)
+    for path in (jsonl, tsv):
+        with pytest.raises(DataFormatError, match="line 1"):
+            list(reader.read(path))
+    reader.require_labels = False
+    for path, label in ((jsonl, "0"), (tsv, "negative")):
+        unlabelled, labelled = reader.read(path)
+        assert "label" not in unlabelled.fields and wordpieces(unlabelled)[1:3] == ["good", "film"]
+        assert labelled["label"].label == label

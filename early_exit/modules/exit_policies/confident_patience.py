@@ -60,6 +60,10 @@ class ConfidentPatiencePolicy(ExitPolicy):
         return {"threshold": self.threshold, "patience": self.patience}
 
     @overrides
+    def conservativeness(self) -> tuple:
+        return (self.patience, self.threshold)
+
+    @overrides
     def sweep_grid(self, num_heads: int) -> List[ExitPolicy]:
         return [
             ConfidentPatiencePolicy(threshold, patience)

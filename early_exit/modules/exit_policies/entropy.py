@@ -61,5 +61,9 @@ class EntropyPolicy(ExitPolicy):
         return {"threshold": self.threshold}
 
     @overrides
+    def conservativeness(self) -> tuple:
+        return (-self.threshold,)
+
+    @overrides
     def sweep_grid(self, num_heads: int) -> List[ExitPolicy]:
         return [EntropyPolicy(value) for value in fraction_grid(0.01, NEAR_ZERO_THRESHOLDS)]

@@ -92,6 +92,13 @@ class ExitPolicy(Registrable):
         """The policy's parameters by name, as a config gives them."""
         raise NotImplementedError
 
+    def conservativeness(self) -> tuple:
+        """
+        A sort key among policies of this type, fixed whatever the data: larger exits later (or
+        as late). Risk control walks candidates from the largest down.
+        """
+        raise NotImplementedError
+
     def sweep_grid(self, num_heads: int) -> List["ExitPolicy"]:
         """Policies of this type to sweep, from the most conservative to the most aggressive."""
         raise NotImplementedError

@@ -55,6 +55,10 @@ class MaxProbabilityPolicy(ExitPolicy):
         return {"threshold": self.threshold}
 
     @overrides
+    def conservativeness(self) -> tuple:
+        return (self.threshold,)
+
+    @overrides
     def sweep_grid(self, num_heads: int) -> List[ExitPolicy]:
         thresholds = fraction_grid(0.01, NEAR_ONE_THRESHOLDS)
         return [MaxProbabilityPolicy(threshold) for threshold in reversed(thresholds)]

@@ -54,5 +54,9 @@ class PatiencePolicy(ExitPolicy):
         return {"patience": self.patience}
 
     @overrides
+    def conservativeness(self) -> tuple:
+        return (self.patience,)
+
+    @overrides
     def sweep_grid(self, num_heads: int) -> List[ExitPolicy]:
         return [PatiencePolicy(patience) for patience in range(num_heads, 0, -1)]
