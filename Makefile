@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 PYTEST_ARGS ?= -n 2
 
-.PHONY: install test demo fixtures clean-venv
+.PHONY: install test demo docs fixtures clean-venv
 
 install: $(STAMP)
 
@@ -18,8 +18,13 @@ $(STAMP): requirements.txt scripts/install.sh pyproject.toml
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS) tests
 
+# The main job: writes only under demo_output/ (the clone stays clean).
 demo: install
 	bash scripts/demo.sh
+
+# A maintainer's step: the demo, then its results copied into the README's demo section and docs/demo/.
+docs: install
+	DEMO_UPDATE_DOCS=1 bash scripts/demo.sh
 
 # Regenerates the tiny random BERT under test_fixtures/ (committed; tests never need a network).
 fixtures: install
