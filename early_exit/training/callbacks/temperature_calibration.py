@@ -12,6 +12,7 @@ from allennlp.training.callbacks.callback import TrainerCallback
 from overrides import overrides
 
 from early_exit.calibration.calibrated_archive import store_temperatures_in_weights
+from early_exit.common.files import atomic_path
 from early_exit.calibration.calibration_report import (
     CALIBRATION_REPORT_NAME,
     format_calibration_table,
@@ -263,13 +264,14 @@ class TemperatureCalibrationCallback(TrainerCallback):
                 weights_file,
             )
         report_file = os.path.join(self.serialization_dir, CALIBRATION_REPORT_NAME)
-        write_calibration_report(
-            report_file,
-            fits,
-            model.exit_layers,
-            data=source,
-            temperature_range=[self.min_temperature, self.max_temperature],
-        )
+        with atomic_path(report_file) as temporary:  # never half a report
+            write_calibration_report(
+                temporary,
+                fits,
+                model.exit_layers,
+                data=source,
+                temperature_range=[self.min_temperature, self.max_temperature],
+            )
         logger.info(
             "Calibrated the exit heads on %d instances (%s); temperatures %s, report in %s:\n%s",
             fits[0].num_instances,
