@@ -107,8 +107,8 @@ class EarlyExitClassifierPredictor(Predictor):
         How `allennlp predict --batch-size N` (N > 1) predicts a file: `True` streams its batches
         through the model's `BatchStream` (`predict_json_stream`), where the rows that go on past
         a head wait for the rows of the next batches until a layer has 2,048 tokens to run,
-        instead of running on what is left of one batch (on a CPU a layer call costs about half a
-        millisecond however few rows it runs, and small products are slower per token). The output
+        instead of running on what is left of one batch (a layer call has a fixed cost however few
+        rows it runs, and small products are slower per token). The output
         lines are the same, in the same order; a batch's lines are written once all of its rows
         have exited, so they can come some batches later.
         `False` predicts each batch on its own (`predict_batch_json`), as allennlp does.
@@ -266,8 +266,8 @@ class EarlyExitClassifierPredictor(Predictor):
     def _forward_on_instances(self, instances: List[Instance]) -> List[Dict[str, numpy.ndarray]]:
         """
         `Model.forward_on_instances`, with the same outputs, minus its per-call cost: that finds
-        the model's device by visiting every parameter (0.65 ms per call for MiniLM, 15% of an
-        SST-2 sentence that exits early at batch size 1); here the first parameter says it. Runs
+        the model's device by visiting every parameter, which weighs on a sentence that exits early
+        at batch size 1; here the first parameter says it. Runs
         under `torch.inference_mode` rather than `torch.no_grad`.
         """
         with torch.inference_mode():
