@@ -10,7 +10,6 @@ which the command line prints as one `error: ...` line.
 """
 
 import functools
-import importlib
 import os
 import tarfile
 import zlib

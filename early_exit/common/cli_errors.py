@@ -21,7 +21,6 @@ import sys
 from types import TracebackType
 from typing import NoReturn, Optional, Tuple, Type, Union
 
-from allennlp.common import logging as allennlp_logging
 from allennlp.common.checks import ConfigurationError
 
 

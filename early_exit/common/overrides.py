@@ -13,9 +13,7 @@ keeps allennlp's behaviour: a nested override with its own `type` still replaces
 blocks of other packages are never touched.
 """
 
-from typing import Any, Callable, Dict
-
-from allennlp.common import params as allennlp_params
+from typing import Any, Dict
 
 PACKAGE_TYPE_PREFIX = "early_exit_"
 

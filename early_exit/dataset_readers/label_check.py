@@ -15,7 +15,6 @@ from os import PathLike
 from typing import Any, Iterable, List, Optional
 
 from allennlp.data import DatasetReader, Instance, Vocabulary
-from allennlp.data.data_loaders import MultiProcessDataLoader
 from allennlp.data.fields import LabelField
 
 from early_exit.dataset_readers.errors import UnknownLabelError

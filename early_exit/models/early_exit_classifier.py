@@ -1,6 +1,6 @@
 import logging
 import os
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Union
 
 import torch
 from allennlp.common.checks import ConfigurationError

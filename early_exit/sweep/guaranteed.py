@@ -13,7 +13,7 @@ from allennlp.data import Instance
 
 from early_exit.models.head_outputs import HeadOutputs, collect_head_outputs
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
-from early_exit.modules.exit_policies import ExitPolicy, MaxProbabilityPolicy
+from early_exit.modules.exit_policies import ExitPolicy
 from early_exit.sweep.recommendation import MAX_ACCURACY_DROP, Recommendation
 from early_exit.sweep.risk_control import (
     ACCURACY,
