@@ -144,16 +144,15 @@ def policy_grid(
         thresholds = default_threshold_grid(grid_step, _NEAR_POINTS[name])
     if thresholds is None or "threshold" not in default[0].parameters():
         return default
-    values = check_thresholds(thresholds)  # ascending
+    values = check_thresholds(thresholds)
     if name == "confident_patience":
-        patiences = sorted({policy.patience for policy in default})
-        return [ConfidentPatiencePolicy(value, p) for p in patiences for value in values]
-    policy_type = type(SWEPT_POLICIES[name])
-    ends = [end for end in (0.0, 1.0) if policy_type(end).never_exits_early(num_heads)]
-    values = check_thresholds(values + ends)
-    if default[0].threshold > default[-1].threshold:  # a higher threshold exits earlier
-        values.reverse()
-    return [policy_type(value) for value in values]
+        patiences = {policy.patience for policy in default}
+        grid = [ConfidentPatiencePolicy(value, p) for p in patiences for value in values]
+    else:
+        policy_type = type(SWEPT_POLICIES[name])
+        ends = [end for end in (0.0, 1.0) if policy_type(end).never_exits_early(num_heads)]
+        grid = [policy_type(value) for value in check_thresholds(values + ends)]
+    return sorted(grid, key=lambda policy: policy.conservativeness())  # the most aggressive first
 
 
 def sweep_grid(
