@@ -27,7 +27,8 @@ Usage (from the repo root, after `make install`; about 2 hours on 2 CPU cores):
 
     .venv/bin/python scripts/reproduce_results.py --shared-data ../shared/data --work-dir build/results
 
-`--datasets sst2,ag_news` limits the datasets, `--report-only` re-reports already trained models.
+`--datasets sst2,ag_news` limits the datasets, `--variants early_exit,baseline` the models trained,
+`--report-only` re-reports already trained models.
 """
 
 import argparse
@@ -184,10 +185,15 @@ def dataset_variants(dataset: str) -> Dict[str, Dict]:
     return dict(VARIANTS, **(SST2_EXTRA_VARIANTS if dataset == "sst2" else {}))
 
 
-def training_jobs(dataset: str, paths: Dict[str, Path], work: Path) -> List[Dict]:
+def training_jobs(
+    dataset: str, paths: Dict[str, Path], work: Path, only: Optional[List[str]] = None
+) -> List[Dict]:
+    """The training jobs for `dataset`, limited to the variant names in `only` when given."""
     variants = dataset_variants(dataset)
     jobs = []
     for name, extra in variants.items():
+        if only and name not in only:
+            continue
         overrides = {
             "train_data_path": str(paths["train"]),
             "validation_data_path": str(paths["dev"]),
@@ -548,7 +554,19 @@ def main() -> None:
     parser.add_argument("--timing-instances", type=int, default=200)
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--train-only", action="store_true")
+    parser.add_argument(
+        "--variants",
+        default="",
+        help="comma-separated model variants to train (e.g. early_exit,baseline); default all",
+    )
     args = parser.parse_args()
+    only = [name.strip() for name in args.variants.split(",") if name.strip()]
+    known = set(VARIANTS) | set(SST2_EXTRA_VARIANTS)
+    for name in only:
+        if name not in known:
+            raise SystemExit(
+                f"error: unknown variant {name!r}; choose from {', '.join(sorted(known))}"
+            )
     datasets = [name.strip() for name in args.datasets.split(",") if name.strip()]
     for name in datasets:
         if name not in DATASETS:
@@ -560,7 +578,7 @@ def main() -> None:
     (work / "models").mkdir(parents=True, exist_ok=True)
     paths = {name: prepare_data(name, args.shared_data.resolve(), work) for name in datasets}
     if not args.report_only:
-        jobs = [job for name in datasets for job in training_jobs(name, paths[name], work)]
+        jobs = [job for name in datasets for job in training_jobs(name, paths[name], work, only)]
         train_all(jobs, args.parallel)
     if args.train_only:
         return
