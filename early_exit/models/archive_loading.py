@@ -1,33 +1,12 @@
-import contextlib
 from os import PathLike
-from typing import Any, Dict, Iterator, Union
+from typing import Union
 
 from allennlp.common.checks import ConfigurationError
 from allennlp.models import archival
 from allennlp.models.archival import Archive
 
+from early_exit.common.archive_errors import overridden_values_checked
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
-
-
-@contextlib.contextmanager
-def overridden_values_checked(
-    archive_file: Union[str, PathLike], overrides: Union[str, Dict[str, Any]]
-) -> Iterator[None]:
-    """
-    Around loading an archive with `overrides`: a value of the wrong type in the overrides (e.g.
-    `-o '{"model.confidence_threshold": "abc"}'`), which allennlp's `from_params` reports as a
-    `TypeError` ("Expected confidence_threshold to be numeric."), becomes a `ConfigurationError`
-    naming the archive and the overrides. Without overrides a `TypeError` is left as it is (the
-    archive's own configuration was loadable when it was trained).
-    """
-    try:
-        yield
-    except TypeError as error:
-        if not overrides:
-            raise
-        raise ConfigurationError(
-            f"{archive_file} with the overrides {overrides}: {error}"
-        ) from error
 
 
 def load_early_exit_archive(

@@ -32,7 +32,8 @@ from allennlp.models.archival import Archive
 from allennlp.predictors import Predictor
 from overrides import overrides
 
-from early_exit.models.archive_loading import check_early_exit_model, overridden_values_checked
+from early_exit.common.archive_errors import overridden_values_checked
+from early_exit.models.archive_loading import check_early_exit_model
 from early_exit.common.files import atomic_open, check_output_paths, is_local
 from early_exit.dataset_readers import DataFormatError
 from early_exit.models.early_exit_classifier import EarlyExitClassifier

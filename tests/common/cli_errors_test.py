@@ -158,6 +158,13 @@ def test_evaluate_truncated_archive_is_one_error_line(archive, tmp_path):
     assert error.startswith(f"error: {truncated}: not a readable model archive, truncated or")
 
 
+def test_evaluate_override_of_the_wrong_type_is_one_error_line(archive):
+    overrides = json.dumps({"model.confidence_threshold": "abc"})
+    error = _error_line(run_allennlp("evaluate", archive, TEXT_DATA, "-o", overrides))
+    assert error.startswith(f"error: {archive} with the overrides {overrides}: ")
+    assert "confidence_threshold" in error and "numeric" in error
+
+
 def test_train_refuses_a_file_without_instances(tmp_path, monkeypatch):
     """Not an untrained model archived after 0 batches."""
     from allennlp.commands.train import train_model_from_file
