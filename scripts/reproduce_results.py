@@ -46,6 +46,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 SEED = 13
 
+from early_exit.common.machine import machine_description, subprocess_env  # noqa: E402
+
 # name -> (config, extra overrides). Every dataset trains "early_exit" and "baseline"; SST-2 also
 # the comparisons the report discusses (head pooling, self-distillation).
 VARIANTS = {
@@ -70,18 +72,6 @@ DATASETS = {
     "ag_news": {"task": "text_cat", "title": "AG News", "eval_name": "2,000-row evaluation split"},
     "snli": {"task": "nli", "title": "SNLI", "eval_name": "SNLI test (9,824)"},
 }
-
-
-def subprocess_env(threads: int = 1) -> Dict[str, str]:
-    """Offline, and `threads` torch threads per process (two 1-thread jobs share 2 cores best)."""
-    return dict(
-        os.environ,
-        HF_HUB_OFFLINE="1",
-        TRANSFORMERS_OFFLINE="1",
-        TOKENIZERS_PARALLELISM="false",
-        OMP_NUM_THREADS=str(threads),
-        MKL_NUM_THREADS=str(threads),
-    )
 
 
 def run(command: List[str], log: Optional[Path] = None, threads: int = 1) -> None:
@@ -529,19 +519,6 @@ def update_readme(summary: str) -> None:
         return
     before, rest = text.split(start, 1)
     readme.write_text(before + start + "\n" + summary + "\n" + end + rest.split(end, 1)[1])
-
-
-def machine_description() -> str:
-    from early_exit.common.machine import cpu_name
-
-    cpu = cpu_name()
-    import torch
-    import transformers
-
-    return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), transformers {transformers.__version__}"
-    )
 
 
 def main() -> None:
