@@ -1,0 +1,271 @@
+"""
+The report's sections on exit policies and guarantees: the policy comparison at equal accuracy with
+its findings in words, the plain and guaranteed thresholds, and the repeated-split experiment.
+"""
+
+from typing import Dict, List
+
+from early_exit.sweep.risk_control import minimum_instances
+from scripts.results.formatting import named, parameters, pct, points, speedups, title
+from scripts.results.guarantees import PLAIN, RULES
+from scripts.results.settings import DELTA, DROPS, EPSILONS, MAIN, drop_key
+
+RULE_NAMES = {
+    PLAIN: "plain (`--risk none`)",
+    "accuracy": "guaranteed, accuracy risk",
+    "consistency": "guaranteed, consistency risk",
+}
+
+
+def _within(drop: str) -> str:
+    return f"{100 * float(drop):g} point" + ("" if float(drop) == 0.01 else "s")
+
+
+def _ranked(main: Dict, drop: str, split: str = "eval") -> List[Dict]:
+    """The policies chosen within `drop`, cheapest first on `split` (ties: more accurate first)."""
+    chosen = [choice for choice in main["policy_choices"] if choice["drop"] == drop]
+    return sorted(chosen, key=lambda c: (c[split]["relative_compute"], -c[split]["accuracy"]))
+
+
+def _chosen(main: Dict, drop: str) -> List[Dict]:
+    return [choice["policy"] for choice in main["policy_choices"] if choice["drop"] == drop]
+
+
+def cheapest_policy(main: Dict, drop: str) -> str:
+    """The policy chosen within `drop` on dev that is cheapest on the evaluation split, in words."""
+    if "policy_choices" not in main:
+        return "-"
+    winner = _ranked(main, drop)[0]
+    return f"{named(winner['policy'])}: {winner['eval']['relative_compute']:.2f}"
+
+
+def policy_table(main: Dict) -> List[str]:
+    full = main["eval_full"]["accuracy"]
+    oracle = main["oracle"]["relative_compute_unsolved_at_first"]
+    lines = [
+        "| within, on dev | policy | setting | accuracy | vs full | relative compute | measured "
+        "speedup, batch 1 | batch 32 | minus oracle | of the oracle's saving |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for drop in map(drop_key, DROPS):
+        for choice in main["policy_choices"]:
+            if choice["drop"] != drop:
+                continue
+            row = choice["eval"]
+            b1, b32 = speedups(main, choice["policy"])
+            saving = (1 - row["relative_compute"]) / (1 - oracle)
+            lines.append(
+                f"| {_within(drop)} | {choice['policy_type']} | {parameters(choice['policy'])} | "
+                f"{pct(row['accuracy'])} | {points(row['accuracy'] - full)} | "
+                f"{row['relative_compute']:.2f} | {b1} | {b32} | "
+                f"{row['relative_compute'] - oracle:+.2f} | {saving:.0%} |"
+            )
+    return lines
+
+
+def ranking_sentences(main: Dict, drop: str) -> List[str]:
+    """Which policy is cheapest within `drop` on the evaluation split, and which kept the promise."""
+    full = main["eval_full"]["accuracy"]
+    ranked = _ranked(main, drop)
+    winner = ranked[0]
+    row = winner["eval"]
+    b1, b32 = speedups(main, winner["policy"])
+    others = ", ".join(
+        f"{c['policy_type']} {c['eval']['relative_compute']:.2f}" for c in ranked[1:]
+    )
+    sentences = [
+        f"Cheapest within {_within(drop)} on dev: {named(winner['policy'])}, at relative compute "
+        f"{row['relative_compute']:.2f} on the evaluation split ({pct(row['accuracy'])} accuracy, "
+        f"{points(row['accuracy'] - full)} against full depth; measured {b1} at batch 1, {b32} at "
+        f"batch 32), then {others}."
+    ]
+    on_dev = _ranked(main, drop, "dev")[0]
+    if on_dev["policy_type"] != winner["policy_type"]:
+        sentences.append(
+            f"On dev the cheapest was {on_dev['policy_type']} "
+            f"({on_dev['dev']['relative_compute']:.2f})."
+        )
+    broken = [c for c in ranked if full - c["eval"]["accuracy"] > float(drop) + 1e-9]
+    if broken:
+        sentences.append(
+            "Lost more than the allowed "
+            f"{_within(drop)} on the evaluation split: "
+            + ", ".join(
+                f"{c['policy_type']} ({points(c['eval']['accuracy'] - full)})" for c in broken
+            )
+            + "."
+        )
+    else:
+        sentences.append(f"Every policy stayed within {_within(drop)} on the evaluation split.")
+    return sentences
+
+
+def _first_exits(choice: Dict, first_layer: int) -> str:
+    return f"{choice['eval']['exit_fractions'][str(first_layer)]:.0%}"
+
+
+def reason_sentences(main: Dict) -> List[str]:
+    """Why the policies rank as they do, from the numbers (the choices within 1 point)."""
+    layers, full = main["exit_layers"], main["eval_full"]["accuracy"]
+    depth = len(layers)
+    by_type = {c["policy_type"]: c for c in main["policy_choices"] if c["drop"] == "0.01"}
+    first = main["single_heads"][0]
+    shares = ", ".join(f"{name} {_first_exits(c, layers[0])}" for name, c in by_type.items())
+    sentences = [
+        f"The first head alone scores {pct(first['accuracy'])} ({points(first['accuracy'] - full)}"
+        f" against full depth); the share of instances leaving there: {shares}."
+    ]
+    if main.get("num_labels") == 2:
+        sentences.append(
+            "With two labels the normalised entropy is a decreasing function of the top "
+            "probability, so entropy and max_probability make the same decisions at matching "
+            "thresholds: any difference between them is the grids' granularity."
+        )
+    for name in ("patience", "confident_patience"):
+        patience = by_type.get(name, {}).get("policy", {}).get("patience")
+        if patience and patience > 1 and patience <= depth:
+            floor = (layers[patience - 1] + 1) / (layers[-1] + 1)
+            sentences.append(
+                f"{named(by_type[name]['policy'])} lets no instance leave before its "
+                f"head {patience} (layer {layers[patience - 1]}), so it needs at least "
+                f"{floor:.2f} of the compute."
+            )
+    winner = _ranked(main, "0.01")[0]
+    oracle = main["oracle"]
+    gap = winner["eval"]["relative_compute"] - oracle["relative_compute_unsolved_at_first"]
+    sentences.append(
+        f"The oracle (each instance at its earliest correct head) needs "
+        f"{oracle['relative_compute_unsolved_at_first']:.2f} at {pct(oracle['accuracy'])} accuracy;"
+        f" {winner['policy_type']} is {gap:.2f} above it: no policy sees which head is right."
+    )
+    return sentences
+
+
+def policy_comparison(dataset: str, main: Dict) -> List[str]:
+    if "policy_choices" not in main:
+        return []
+    oracle = main["oracle"]
+    lines = [
+        "### Exit policies at equal accuracy",
+        "",
+        "Each policy's setting is the cheapest within 0.5 / 1 point of full depth on dev (its own "
+        "grid, `sweep-thresholds --policy all`); the rows are the evaluation split. 'Minus "
+        "oracle' is the policy's relative compute minus the oracle's (the library's oracle: every "
+        "instance exits at its earliest correct head, those no head gets right at the first head; "
+        f"{oracle['relative_compute_unsolved_at_first']:.2f} at {pct(oracle['accuracy'])} "
+        "accuracy, above any policy's); 'of the oracle's saving' is (1 - compute) / (1 - the "
+        "oracle's compute).",
+        "",
+    ]
+    lines += policy_table(main)
+    findings = ranking_sentences(main, "0.01")
+    if _chosen(main, "0.005") == _chosen(main, "0.01"):
+        findings.append("Within 0.5 points on dev every policy chose the same setting.")
+    else:
+        findings += ranking_sentences(main, "0.005")
+    lines += ["", " ".join(findings), "", " ".join(reason_sentences(main)), ""]
+    lines += [f"![{title(dataset)}: every exit policy](results/{dataset}_policies.png)", ""]
+    return lines
+
+
+def guarantee_table(main: Dict) -> List[str]:
+    if "guarantees" not in main:
+        return []
+    guarantees = main["guarantees"]
+    needed = " / ".join(f"{minimum_instances(e, guarantees['delta']):,}" for e in EPSILONS)
+    lines = [
+        "### Plain and guaranteed thresholds",
+        "",
+        f"Confidence thresholds chosen on dev ({guarantees['dev_size']:,} instances) for a promise "
+        "of at most epsilon accuracy points lost. The plain rule (`--risk none`: the cheapest "
+        "threshold within epsilon on dev) promises nothing beyond dev. The guaranteed rules (Learn "
+        f"then Test, `--risk accuracy` / `--risk consistency`, delta {guarantees['delta']:g}) "
+        f"certify with probability {1 - guarantees['delta']:g} that on new data from the same "
+        "distribution the fraction of inputs the full model gets right and the early exit wrong "
+        "(accuracy risk, needs labels), or of predictions that differ from the full model's "
+        "(consistency risk, needs none), is at most epsilon; either bounds the accuracy drop. Even "
+        f"with no loss at all, {needed} instances are needed to certify anything at epsilon "
+        "0.5 / 1 / 2 points; with fewer the guaranteed rules keep the full model (threshold 1). "
+        "The guarantee assumes the candidates were fixed in advance (the sweep's grid, walked from "
+        "threshold 1 down) and the instances were not used to fit the model: here the temperatures "
+        "were fitted on this same dev split by the training callback, so on dev it is not exact "
+        "(the repeated splits below use evaluation data only).",
+        "",
+        "| epsilon | rule | threshold | dev: points lost, compute | evaluation: points lost, "
+        "compute | "
+        "within epsilon on evaluation |",
+        "| ---: | --- | ---: | --- | --- | --- |",
+    ]
+    for record in guarantees["records"]:
+        dev, evaluation = record["dev"], record["eval"]
+        kept = evaluation["drop"] <= record["epsilon"] + 1e-9
+        lines.append(
+            f"| {100 * record['epsilon']:g} pt | {RULE_NAMES[record['rule']]} | "
+            f"{record['policy']['threshold']:g} | {pct(dev['drop'])}, "
+            f"{dev['relative_compute']:.2f} | {pct(evaluation['drop'])}, "
+            f"{evaluation['relative_compute']:.2f} | {'yes' if kept else '**no**'} |"
+        )
+    return lines + [""]
+
+
+def split_rows(result: Dict) -> List[str]:
+    splits = result["models"][MAIN]["splits"]
+    halves = " / ".join(f"{size:,}" for size in splits["sizes"])
+    lines = []
+    for entry in splits["summary"]:
+        claimed = "-" if entry["rule"] == PLAIN else f"<= {splits['delta'] * entry['splits']:g}"
+        lines.append(
+            f"| {title(result['dataset'])} | {halves} | {100 * entry['epsilon']:g} pt | "
+            f"{RULE_NAMES[entry['rule']]} | {entry['broken']} | {entry['risk_broken']} | {claimed} "
+            f"| {entry['full_model']} | {pct(entry['mean_drop'])} | "
+            f"{entry['mean_compute']:.2f} |"
+        )
+    return lines
+
+
+def split_verdict(results: List[Dict]) -> str:
+    """The largest counts per rule, and whether a guaranteed rule broke its promise too often."""
+    worst: Dict[str, int] = {rule: 0 for rule in RULES}
+    allowed = 0.0
+    for result in results:
+        splits = result["models"][MAIN]["splits"]
+        allowed = splits["delta"] * splits["num_splits"]
+        for entry in splits["summary"]:
+            worst[entry["rule"]] = max(worst[entry["rule"]], entry["broken"])
+    guaranteed = [rule for rule in RULES if rule != PLAIN]
+    over = [rule for rule in guaranteed if worst[rule] > allowed]
+    text = (
+        f"At most: plain {worst[PLAIN]}, guaranteed accuracy {worst['accuracy']}, guaranteed "
+        f"consistency {worst['consistency']} broken promises in a cell of 100 splits "
+        f"(the guaranteed rules claim at most {allowed:g})."
+    )
+    if over:
+        text += " **A guaranteed rule broke its promise more often than its delta claims.**"
+    return text
+
+
+def split_experiment(results: List[Dict]) -> List[str]:
+    results = [r for r in results if "splits" in r["models"].get(MAIN, {})]
+    if not results:
+        return []
+    lines = [
+        "## Repeated splits: how often each threshold rule broke its promise",
+        "",
+        "For each dataset the evaluation split (data neither the model nor its temperatures saw) "
+        "is cut 100 times into seeded random halves (the library's `split_in_two`, seeds 13 to "
+        "112); on each, every rule chooses a confidence threshold on the first half and is "
+        "measured on the second. 'Broke' counts the splits where the second half's accuracy drop "
+        "exceeded epsilon; 'own risk over' those where the rule's own risk did (the drop for the "
+        "plain rule, the fraction of lost predictions for the accuracy risk, of disagreements "
+        "with the full model for the consistency risk). The guaranteed rules claim that their true "
+        f"risk (on unlimited new data) exceeds epsilon with probability at most {DELTA:g}; a "
+        "measured half is finite, so a rule whose true risk sits just below epsilon would still "
+        "show over it on many splits. The plain rule claims nothing.",
+        "",
+        "| data | halves | epsilon | rule | broke (drop > epsilon) | own risk over epsilon | "
+        "claimed | full model chosen | mean points lost | mean compute |",
+        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for result in results:
+        lines += split_rows(result)
+    return lines + ["", split_verdict(results), ""]
