@@ -16,6 +16,12 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=results.__doc__.strip().split("\n\n")[0])
     parser.add_argument("--shared-data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "build" / "results")
+    parser.add_argument(
+        "--json-dir",
+        type=Path,
+        default=None,
+        help="where <dataset>_results.json go (default: the work directory)",
+    )
     parser.add_argument("--datasets", default="sst2,ag_news,snli")
     parser.add_argument("--parallel", type=int, default=2, help="models trained at once")
     parser.add_argument("--repeats", type=int, default=5)
@@ -67,10 +73,12 @@ def main(argv: List[str] = None) -> None:
     from scripts.results.evaluation import evaluate_dataset
     from scripts.results.report import readme_summary, update_readme, write_report
 
+    json_dir = args.json_dir or work
+    json_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for name in args.datasets:
         result = evaluate_dataset(name, paths[name], work, args.repeats, args.timing_instances)
-        (work / f"{name}_results.json").write_text(json.dumps(result, indent=2))
+        (json_dir / f"{name}_results.json").write_text(json.dumps(result, indent=2))
         results.append(result)
     elapsed = time.time() - start
     report = write_report(results, machine_description(), elapsed, trained=not args.report_only)

@@ -8,7 +8,7 @@ from typing import Dict, List
 from early_exit.sweep.risk_control import minimum_instances
 from scripts.results.formatting import named, parameters, pct, points, speedups, title
 from scripts.results.guarantees import PLAIN, RULES
-from scripts.results.settings import DELTA, DROPS, EPSILONS, MAIN, drop_key
+from scripts.results.settings import DELTA, DROPS, EPSILONS, MAIN, NUM_SPLITS, SEED, drop_key
 
 RULE_NAMES = {
     PLAIN: "plain (`--risk none`)",
@@ -104,10 +104,30 @@ def _first_exits(choice: Dict, first_layer: int) -> str:
     return f"{choice['eval']['exit_fractions'][str(first_layer)]:.0%}"
 
 
+def _patience_sentence(policy: Dict, layers: List[int]) -> List[str]:
+    """What a patience of the chosen setting costs at least, or that it is another rule."""
+    patience = policy["patience"]
+    if patience >= len(layers):
+        return [
+            f"{named(policy)} never exits early ({len(layers)} heads): no setting of "
+            f"{policy['type']} that exits early stayed within 1 point on dev."
+        ]
+    if patience == 1:
+        return (
+            ["confident_patience at patience 1 is max_probability itself."]
+            if policy["type"] == "confident_patience"
+            else []
+        )
+    floor = (layers[patience - 1] + 1) / (layers[-1] + 1)
+    return [
+        f"{named(policy)} lets no instance leave before its head {patience} (layer "
+        f"{layers[patience - 1]}), so it needs at least {floor:.2f} of the compute."
+    ]
+
+
 def reason_sentences(main: Dict) -> List[str]:
     """Why the policies rank as they do, from the numbers (the choices within 1 point)."""
     layers, full = main["exit_layers"], main["eval_full"]["accuracy"]
-    depth = len(layers)
     by_type = {c["policy_type"]: c for c in main["policy_choices"] if c["drop"] == "0.01"}
     first = main["single_heads"][0]
     shares = ", ".join(f"{name} {_first_exits(c, layers[0])}" for name, c in by_type.items())
@@ -122,14 +142,8 @@ def reason_sentences(main: Dict) -> List[str]:
             "thresholds: any difference between them is the grids' granularity."
         )
     for name in ("patience", "confident_patience"):
-        patience = by_type.get(name, {}).get("policy", {}).get("patience")
-        if patience and patience > 1 and patience <= depth:
-            floor = (layers[patience - 1] + 1) / (layers[-1] + 1)
-            sentences.append(
-                f"{named(by_type[name]['policy'])} lets no instance leave before its "
-                f"head {patience} (layer {layers[patience - 1]}), so it needs at least "
-                f"{floor:.2f} of the compute."
-            )
+        if name in by_type:
+            sentences += _patience_sentence(by_type[name]["policy"], layers)
     winner = _ranked(main, "0.01")[0]
     oracle = main["oracle"]
     gap = winner["eval"]["relative_compute"] - oracle["relative_compute_unsolved_at_first"]
@@ -236,7 +250,7 @@ def split_verdict(results: List[Dict]) -> str:
     over = [rule for rule in guaranteed if worst[rule] > allowed]
     text = (
         f"At most: plain {worst[PLAIN]}, guaranteed accuracy {worst['accuracy']}, guaranteed "
-        f"consistency {worst['consistency']} broken promises in a cell of 100 splits "
+        f"consistency {worst['consistency']} broken promises in a cell of {NUM_SPLITS} splits "
         f"(the guaranteed rules claim at most {allowed:g})."
     )
     if over:
@@ -252,8 +266,9 @@ def split_experiment(results: List[Dict]) -> List[str]:
         "## Repeated splits: how often each threshold rule broke its promise",
         "",
         "For each dataset the evaluation split (data neither the model nor its temperatures saw) "
-        "is cut 100 times into seeded random halves (the library's `split_in_two`, seeds 13 to "
-        "112); on each, every rule chooses a confidence threshold on the first half and is "
+        f"is cut {NUM_SPLITS} times into seeded random halves (the library's `split_in_two`, "
+        f"seeds {SEED} to {SEED + NUM_SPLITS - 1}); on each, every rule chooses a confidence "
+        "threshold on the first half and is "
         "measured on the second. 'Broke' counts the splits where the second half's accuracy drop "
         "exceeded epsilon; 'own risk over' those where the rule's own risk did (the drop for the "
         "plain rule, the fraction of lost predictions for the accuracy risk, of disagreements "

@@ -190,6 +190,15 @@ class TestReport:
         assert "Lost more than the allowed 1 point on the evaluation split: patience (-2.0)" in text
         assert "results/sst2_policies.png" in text and "machine: a test machine" in text.lower()
 
+    def test_a_patience_that_never_exits_early_is_named_so(self, results):
+        main = results[0]["models"][MAIN]
+        for choice in main["policy_choices"]:
+            if choice["policy_type"] == "patience":
+                choice["policy"] = {"type": "patience", "patience": 6}
+        text = " ".join(report_sections.reason_sentences(main))
+        assert "patience 6 never exits early (6 heads)" in text
+        assert "lets no instance leave" not in text
+
     def test_guarantees_and_splits(self, results):
         text = report.write_report(results, "m", 60.0)
         assert text.count("| plain (`--risk none`) | 0.8 |") == 3
