@@ -1,6 +1,6 @@
 """Small formatting helpers shared by the report's sections."""
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from scripts.results.settings import DATASETS
 
@@ -39,16 +39,18 @@ def named(policy: Dict[str, Any]) -> str:
     )
 
 
+def speedup(entry: Dict, policy: Dict[str, Any], batch_size: int) -> Optional[float]:
+    """The measured speedup of `policy` at `batch_size`; `None` where it was not timed."""
+    for timing in entry.get("timings", []):
+        if timing["policy"] == policy and timing["batch_size"] == batch_size:
+            return timing["speedup"]
+    return None
+
+
 def speedups(entry: Dict, policy: Dict[str, Any]) -> Tuple[str, str]:
     """The measured speedups of `policy` at batch size 1 and 32 (`-` where not timed)."""
-    cells = []
-    for batch_size in (1, 32):
-        match = [
-            timing
-            for timing in entry.get("timings", [])
-            if timing["policy"] == policy and timing["batch_size"] == batch_size
-        ]
-        cells.append(f"{match[0]['speedup']:.2f}x" if match else "-")
+    values = [speedup(entry, policy, batch_size) for batch_size in (1, 32)]
+    cells = ["-" if value is None else f"{value:.2f}x" for value in values]
     return cells[0], cells[1]
 
 

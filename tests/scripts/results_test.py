@@ -199,6 +199,21 @@ class TestReport:
         assert "patience 6 never exits early (6 heads)" in text
         assert "lets no instance leave" not in text
 
+    def test_policies_with_the_same_exits_tie_and_show_the_timing_noise(self, results):
+        main = results[0]["models"][MAIN]
+        threshold = main["policy_choices"][0]
+        for choice in main["policy_choices"]:
+            if choice["policy_type"] == "patience":
+                choice["eval"] = threshold["eval"]  # the same exits as the threshold's
+        main["timings"] += [
+            {"policy": {"type": "patience", "patience": 2}, "batch_size": 1, "speedup": 3.0},
+            {"policy": {"type": "patience", "patience": 2}, "batch_size": 32, "speedup": 2.0},
+        ]
+        findings = " ".join(report_sections.ranking_sentences(main, "0.01"))
+        assert "; patience ties with it." in findings
+        noise = " ".join(report_sections.noise_sentence(main))
+        assert "measured at 2.50x to 3.00x at batch 1 and 2.00x to 2.25x at batch 32" in noise
+
     def test_guarantees_and_splits(self, results):
         text = report.write_report(results, "m", 60.0)
         assert text.count("| plain (`--risk none`) | 0.8 |") == 3
