@@ -142,6 +142,9 @@ def evaluate_main(
     with one_thread():
         records = guarantees.guarantee_records(dev_heads, eval_heads, EPSILONS, DELTA)
         split_records = guarantees.repeated_splits(eval_heads, EPSILONS, DELTA, NUM_SPLITS, SEED)
+        bootstrap_records = guarantees.repeated_splits(
+            eval_heads, EPSILONS, DELTA, NUM_SPLITS, SEED, guarantees.bootstrap
+        )
     entry["guarantees"] = {"delta": DELTA, "dev_size": len(dev_heads), "records": records}
     first, second = (len(eval_heads) + 1) // 2, len(eval_heads) // 2
     entry["splits"] = {
@@ -150,6 +153,7 @@ def evaluate_main(
         "sizes": [first, second],
         "delta": DELTA,
         "summary": guarantees.summarize_splits(split_records),
+        "bootstrap": guarantees.summarize_splits(bootstrap_records),
     }
     return entry
 

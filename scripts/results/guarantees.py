@@ -3,12 +3,13 @@ Plain and guaranteed confidence thresholds (#21), on the head outputs of one mod
 the plain rule (the cheapest threshold within epsilon on the data it is given, `--risk none`) and
 the Learn-then-Test rules of the library (`guaranteed_recommendation`, accuracy and consistency
 risks), chosen on one part and measured on another; once on dev and evaluation, then on many
-seeded halvings of the evaluation split.
+seeded halvings of the evaluation split, and on many bootstrap draws from it (where the true risk
+is known: the whole split is the population).
 """
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 import torch
 
@@ -125,23 +126,44 @@ def guarantee_records(
     return records
 
 
+def halves(num_instances: int, seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A seeded random halving (the library's `split_in_two`): choose on one, measure on the other."""
+    return split_in_two(num_instances, seed)
+
+
+def bootstrap(num_instances: int, seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """
+    Half as many seeded draws with replacement to choose on, and every instance to measure on: the
+    data set is then the population the draws are i.i.d. from, and a rule's risk on all of it is
+    its true risk, not an estimate from a finite half.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    draws = torch.randint(num_instances, ((num_instances + 1) // 2,), generator=generator)
+    return draws, torch.arange(num_instances)
+
+
 def repeated_splits(
-    heads: Heads, epsilons: Sequence[float], delta: float, num_splits: int, seed: int
+    heads: Heads,
+    epsilons: Sequence[float],
+    delta: float,
+    num_splits: int,
+    seed: int,
+    split: Callable[[int, int], Tuple[torch.Tensor, torch.Tensor]] = halves,
 ) -> List[Dict[str, Any]]:
     """
-    On `num_splits` seeded halvings of `heads` (the library's `split_in_two`, seeds `seed`,
-    `seed + 1`, ...): each rule chosen on the first half, measured on the second. One record per
-    split, epsilon and rule.
+    On `num_splits` seeded splits of `heads` (`split(num_instances, seed)`, seeds `seed`,
+    `seed + 1`, ...; by default `halves`): each rule chosen on the first part, measured on the
+    second. One record per split, epsilon and rule.
     """
     records = []
-    for split in range(num_splits):
-        first, second = split_in_two(len(heads), seed + split)
+    for index in range(num_splits):
+        first, second = split(len(heads), seed + index)
         choosing, measuring = heads.subset(first), heads.subset(second)
         for (epsilon, rule), recommendation in choose(choosing, epsilons, delta).items():
             policy = recommendation.policy
             records.append(
                 {
-                    "split": split,
+                    "split": index,
                     "epsilon": epsilon,
                     "rule": rule,
                     "exits_early": not policy.never_exits_early(len(heads.exit_layers)),

@@ -60,6 +60,20 @@ class TestRules:
                 assert record["drop"] == 0 and record["relative_compute"] == 1
 
 
+def test_bootstrap_chooses_on_draws_and_measures_on_the_whole_population():
+    draws, everything = guarantees.bootstrap(101, seed=3)
+    assert draws.shape == (51,) and 0 <= int(draws.min()) and int(draws.max()) < 101
+    assert torch.equal(everything, torch.arange(101))
+    assert torch.equal(draws, guarantees.bootstrap(101, seed=3)[0])
+    heads = constructed_heads(400)
+    # 200 draws cannot certify 1 point (299 needed): the guaranteed rules keep the full model,
+    # measured on every instance, so at the population's own full-model accuracy.
+    records = repeated_splits(heads, [0.01], 0.05, 2, 0, guarantees.bootstrap)
+    guaranteed = [record for record in records if record["rule"] != PLAIN]
+    assert len(guaranteed) == 4 and not any(record["exits_early"] for record in guaranteed)
+    assert {record["accuracy"] for record in guaranteed} == {heads.row(FULL_MODEL).accuracy}
+
+
 def _record(epsilon, rule, drop, risk=None, exits_early=True, compute=0.5):
     return {
         "epsilon": epsilon,
@@ -219,7 +233,7 @@ class TestReport:
         assert text.count("| plain (`--risk none`) | 0.8 |") == 3
         assert "| **no** |" in text  # the plain rule lost 3 points on evaluation
         assert "598 / 299 / 149 instances" in text
-        assert "| SST-2 | 200 / 200 | 1 pt | guaranteed, accuracy risk | 9 |" in text
+        assert "| SST-2 | 200 / 200 | 1 pt | guaranteed, accuracy risk | 9 | 9 | - | <= 5 |" in text
         assert "more often than its delta" in text  # 9 of 100 against at most 5
 
     def test_a_guaranteed_rule_within_delta_is_not_flagged(self, results):
