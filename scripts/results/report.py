@@ -44,7 +44,7 @@ def header(results: List[Dict], machine: str) -> List[str]:
         "layer), side by side in one run, median over repeats, at batch size 1 and 32 (the batches of",
         "32 streamed through the model as `allennlp predict` runs them: the rows that go on past a",
         "head wait for later batches' rows at their next layer). The plots show the evaluation",
-        "split; their circled points are the settings chosen on dev.",
+        "split; the threshold plots circle the thresholds chosen on dev.",
         f"Machine: {machine}.",
         "",
         "The paper (BERT-large, full data, GPU) reports up to 5x faster than BERT-large at the same",
