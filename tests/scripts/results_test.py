@@ -128,6 +128,16 @@ def _row(policy, accuracy, compute, first_exit):
     return row.to_json()
 
 
+def _timing(policy, batch_size, speedup, compute, seconds=(1.0, 1.0)):
+    return {
+        "policy": policy,
+        "batch_size": batch_size,
+        "speedup": speedup,
+        "relative_compute": compute,
+        "repeat_seconds": list(seconds),
+    }
+
+
 def synthetic_main():
     """A small results entry of an early-exit model, as `evaluation.evaluate_main` writes it."""
     threshold = {"type": "max_probability", "threshold": 0.8}
@@ -173,8 +183,9 @@ def synthetic_main():
         },
         "policy_choices": choices,
         "timings": [
-            {"policy": threshold, "batch_size": 1, "speedup": 2.5},
-            {"policy": threshold, "batch_size": 32, "speedup": 2.25},
+            _timing(threshold, 1, 2.5, 0.4),
+            _timing(threshold, 32, 2.25, 0.4),
+            _timing({"type": "max_probability", "threshold": 1.0}, 1, 1.0, 1.0, [3.0, 4.5]),
         ],
         "guarantees": guarantee,
         "splits": {
@@ -183,6 +194,7 @@ def synthetic_main():
             "sizes": [200, 200],
             "delta": 0.05,
             "summary": summary,
+            "bootstrap": summarize_splits([_record(0.01, "accuracy", 0.0)] * 100),
         },
     }
 
@@ -220,13 +232,18 @@ class TestReport:
             if choice["policy_type"] == "patience":
                 choice["eval"] = threshold["eval"]  # the same exits as the threshold's
         main["timings"] += [
-            {"policy": {"type": "patience", "patience": 2}, "batch_size": 1, "speedup": 3.0},
-            {"policy": {"type": "patience", "patience": 2}, "batch_size": 32, "speedup": 2.0},
+            _timing({"type": "patience", "patience": 2}, 1, 3.0, 0.4),
+            _timing({"type": "patience", "patience": 2}, 32, 2.0, 0.4),
         ]
         findings = " ".join(report_sections.ranking_sentences(main, "0.01"))
         assert "; patience ties with it." in findings
         noise = " ".join(report_sections.noise_sentence(main))
         assert "measured at 2.50x to 3.00x at batch 1 and 2.00x to 2.25x at batch 32" in noise
+        trust = " ".join(report_sections.beyond_ideal_sentence(main))
+        assert "The full model's timed repeats took 3.0 to 4.5 s at batch 1." in trust
+        # 3.0x at a relative compute of 0.4 is beyond the ideal 2.5x; 2.5x is not.
+        assert "patience 2 at batch 1, 3.00x against 2.5x" in trust
+        assert "threshold 0.8 at batch 1" not in trust
 
     def test_guarantees_and_splits(self, results):
         text = report.write_report(results, "m", 60.0)
@@ -235,6 +252,8 @@ class TestReport:
         assert "598 / 299 / 149 instances" in text
         assert "| SST-2 | 200 / 200 | 1 pt | guaranteed, accuracy risk | 9 | 9 | - | <= 5 |" in text
         assert "more often than its delta" in text  # 9 of 100 against at most 5
+        assert "SST-2's halves of 200 cannot certify 0.5 or 1 point(s)" in text
+        assert "SST-2, accuracy risk at 1 pt (9 on the half, 0 in the bootstrap)" in text
 
     def test_a_guaranteed_rule_within_delta_is_not_flagged(self, results):
         main = results[0]["models"][MAIN]
