@@ -250,7 +250,7 @@ class TestReport:
         assert text.count("| plain (`--risk none`) | 0.8 |") == 3
         assert "| **no** |" in text  # the plain rule lost 3 points on evaluation
         assert "598 / 299 / 149 instances" in text
-        assert "| SST-2 | 200 / 200 | 1 pt | guaranteed, accuracy risk | 9 | 9 | - | <= 5 |" in text
+        assert "| SST-2 | 200 / 200 | 1 pt | guaranteed, accuracy risk | 9 | 9 | 0 | <= 5 |" in text
         assert "more often than its delta" in text  # 9 of 100 against at most 5
         assert "SST-2's halves of 200 cannot certify 0.5 or 1 point(s)" in text
         assert "SST-2, accuracy risk at 1 pt (9 on the half, 0 in the bootstrap)" in text
