@@ -12,6 +12,7 @@ the patching is here.
 | carried encoder | `archive_model` | `model.tar.gz` carries the encoder's config and tokenizer files |
 | label check | `MultiProcessDataLoader.index_with` | a label training never saw is named with its file and line, not a `KeyError` |
 | nested overrides | `common.params.with_overrides` | `-o '{"model": {...}}'` merges into this package's blocks instead of replacing them |
+| checked evaluate | `commands.evaluate.evaluate_from_archive` | `evaluate --output-file` / `--predictions-output-file` never overwrite the data or the archive, and are written atomically |
 | carried predict | `commands.predict._get_predictor`, `_PredictManager` | `allennlp predict` streams batches through the model, checks paths first, writes atomically |
 """
 
@@ -20,6 +21,7 @@ import os
 from typing import Any, Callable, Dict
 
 import allennlp.models
+from allennlp.commands import evaluate as allennlp_evaluate
 from allennlp.commands import predict as allennlp_predict
 from allennlp.commands import train as allennlp_train
 from allennlp.common import logging as allennlp_logging
@@ -28,6 +30,7 @@ from allennlp.data import Vocabulary
 from allennlp.data.data_loaders import MultiProcessDataLoader
 from allennlp.models import archival
 
+from early_exit.commands.evaluate_outputs import checked_evaluation
 from early_exit.common.archive_errors import LOAD_ARCHIVE_MODULES, explain_archive_errors
 from early_exit.common.cli_errors import install_hook, running_allennlp_cli
 from early_exit.common.encoder_files import carrying
@@ -122,6 +125,13 @@ def install_carried_predict() -> None:
     allennlp_predict._PredictManager = EarlyExitPredictManager
 
 
+def install_checked_evaluate() -> None:
+    """`evaluate_from_args` looks `evaluate_from_archive` up in its module when it runs."""
+    current = allennlp_evaluate.evaluate_from_archive
+    if not _ours(current):
+        allennlp_evaluate.evaluate_from_archive = checked_evaluation(current)
+
+
 def install() -> None:
     """Applies every patch above (idempotent)."""
     install_cli_error_hook()
@@ -130,3 +140,4 @@ def install() -> None:
     install_label_check()
     install_nested_override_merge()
     install_carried_predict()
+    install_checked_evaluate()

@@ -165,6 +165,17 @@ def test_evaluate_override_of_the_wrong_type_is_one_error_line(archive):
     assert "confidence_threshold" in error and "numeric" in error
 
 
+def test_evaluate_output_file_that_is_the_data_is_refused(archive, tmp_path):
+    data = tmp_path / "data.tsv"
+    data.write_bytes(TEXT_DATA.read_bytes())
+    error = _error_line(run_allennlp("evaluate", archive, data, "--output-file", data))
+    assert (
+        error
+        == f"error: the metrics output file {data} is the data file {data}; refusing to overwrite an input"
+    )
+    assert data.read_bytes() == TEXT_DATA.read_bytes()
+
+
 def test_train_refuses_a_file_without_instances(tmp_path, monkeypatch):
     """Not an untrained model archived after 0 batches."""
     from allennlp.commands.train import train_model_from_file
