@@ -10,7 +10,7 @@ the patching is here.
 | one error line | `sys.excepthook`, `common.logging.prepare_global_logging` | user errors end in one `error: ...` line, also under `allennlp train`, whose logging replaces the hook |
 | archive errors | `load_archive` where the commands import it | a missing or truncated archive is named in one line, not an `EOFError` |
 | carried encoder | `archive_model` | `model.tar.gz` carries the encoder's config and tokenizer files |
-| label check | `MultiProcessDataLoader.index_with` | a label training never saw is named with its file and line, not a `KeyError` |
+| label check | `MultiProcessDataLoader.index_with`, `iter_instances` | a label training never saw is named with its file and line, not a `KeyError` |
 | nested overrides | `common.params.with_overrides` | `-o '{"model": {...}}'` merges into this package's blocks instead of replacing them |
 | checked evaluate | `commands.evaluate.evaluate_from_archive` | `evaluate --output-file` / `--predictions-output-file` never overwrite the data or the archive, and are written atomically |
 | carried predict | `commands.predict._get_predictor`, `_PredictManager` | `allennlp predict` streams batches through the model, checks paths first, writes atomically |
@@ -18,7 +18,7 @@ the patching is here.
 
 import importlib
 import os
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Iterator
 
 import allennlp.models
 from allennlp.commands import evaluate as allennlp_evaluate
@@ -26,7 +26,7 @@ from allennlp.commands import predict as allennlp_predict
 from allennlp.commands import train as allennlp_train
 from allennlp.common import logging as allennlp_logging
 from allennlp.common import params as allennlp_params
-from allennlp.data import Vocabulary
+from allennlp.data import Instance, Vocabulary
 from allennlp.data.data_loaders import MultiProcessDataLoader
 from allennlp.models import archival
 
@@ -103,6 +103,23 @@ def install_label_check() -> None:
         current(self, vocab)
 
     MultiProcessDataLoader.index_with = _marked(index_with, current)  # type: ignore[assignment]
+    iter_instances = MultiProcessDataLoader.iter_instances
+
+    def checked_iter_instances(self: MultiProcessDataLoader) -> Iterator[Instance]:
+        # A lazy loader (`max_instances_in_memory`) indexes each instance as it reads it, so the
+        # check runs after the fact: on a KeyError, the file is read again for the unknown label.
+        try:
+            yield from iter_instances(self)
+        except KeyError:
+            if self._vocab is not None and self.data_path is not None:
+                check_known_labels(
+                    self.reader.read(self.data_path), self._vocab, self.data_path, self.reader
+                )
+            raise
+
+    MultiProcessDataLoader.iter_instances = _marked(  # type: ignore[assignment]
+        checked_iter_instances, iter_instances
+    )
 
 
 def install_nested_override_merge() -> None:

@@ -208,6 +208,7 @@ class EarlyExitClassifierPredictor(Predictor):
                 f"input line is a JSON {type(inputs).__name__}, not an object; expected e.g. "
                 f"{self._expected_example()}; got: {_quote(line)}"
             )
+        self._texts(inputs)  # checked here too, where `allennlp predict` knows the line number
         return inputs
 
     @overrides
@@ -217,13 +218,13 @@ class EarlyExitClassifierPredictor(Predictor):
                 f"expected a JSON object such as {self._expected_example()}, "
                 f"got {type(json_dict).__name__}: {_quote(repr(json_dict))}"
             )
+        return self._dataset_reader.text_to_instance(*self._texts(json_dict))
+
+    def _texts(self, json_dict: JsonDict) -> List[str]:
+        """The text (or premise and hypothesis) of an input, or a `PredictorInputError`."""
         if self._pair_input:
-            premise = self._text_value(json_dict, ("premise",))
-            hypothesis = self._text_value(json_dict, ("hypothesis",))
-            return self._dataset_reader.text_to_instance(premise, hypothesis)
-        return self._dataset_reader.text_to_instance(
-            self._text_value(json_dict, ("sentence", "text"))
-        )
+            return [self._text_value(json_dict, (key,)) for key in ("premise", "hypothesis")]
+        return [self._text_value(json_dict, ("sentence", "text"))]
 
     def _text_value(self, json_dict: JsonDict, keys: tuple) -> str:
         present = [key for key in keys if key in json_dict]

@@ -28,14 +28,16 @@ from allennlp.commands import predict as allennlp_predict
 from allennlp.common.checks import ConfigurationError, check_for_gpu
 from allennlp.common.file_utils import cached_path, open_compressed
 from allennlp.common.util import JsonDict
+from allennlp.data import Instance
 from allennlp.models.archival import Archive
 from allennlp.predictors import Predictor
 from overrides import overrides
 
 from early_exit.common.archive_errors import overridden_values_checked
-from early_exit.models.archive_loading import check_early_exit_model
 from early_exit.common.files import atomic_open, check_output_paths, is_local
 from early_exit.dataset_readers import DataFormatError
+from early_exit.dataset_readers.label_check import check_known_labels
+from early_exit.models.archive_loading import check_early_exit_model
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
 from early_exit.predictors.early_exit_classifier import (
     EarlyExitClassifierPredictor,
@@ -238,6 +240,14 @@ class EarlyExitPredictManager(allennlp_predict._PredictManager):
             self._maybe_print_to_console_and_file(
                 index, predictor.dump_line(output), describe(model_input)
             )
+
+    @overrides
+    def _get_instance_data(self) -> Iterator[Instance]:
+        """allennlp's (`--use-dataset-reader`), with a label the model does not know named."""
+        vocab = self._predictor._model.vocab
+        for instance in super()._get_instance_data():
+            check_known_labels([instance], vocab, self._input_file, self._dataset_reader)
+            yield instance
 
     @overrides
     def _get_json_data(self) -> Iterator[JsonDict]:

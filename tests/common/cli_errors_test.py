@@ -151,6 +151,36 @@ def test_evaluate_unknown_label_is_one_error_line(archive, bad_data):
     )
 
 
+def test_evaluate_unknown_label_with_a_lazy_loader_is_one_error_line(archive, bad_data):
+    """A loader with `max_instances_in_memory` indexes as it reads: the label is named all the same."""
+    data = bad_data / "unknown.tsv"
+    overrides = json.dumps({"data_loader.max_instances_in_memory": 4, "data_loader.batch_size": 4})
+    error = _error_line(run_allennlp("evaluate", archive, data, "-o", overrides))
+    assert error.startswith(
+        f"error: {data} has label(s) the model does not know: neutral (first on"
+    )
+
+
+def test_predict_with_the_dataset_reader_names_an_unknown_label(archive, bad_data, tmp_path):
+    data, output = bad_data / "unknown.tsv", tmp_path / "out.jsonl"
+    for batch_size in ("1", "4"):
+        result = run_allennlp(
+            "predict",
+            archive,
+            data,
+            "--use-dataset-reader",
+            "--output-file",
+            output,
+            "--batch-size",
+            batch_size,
+            "--silent",
+        )
+        assert _error_line(result) == (
+            f"error: {data} has label(s) the model does not know: neutral (first on line 17); "
+            "it knows positive, negative"
+        )
+
+
 def test_evaluate_truncated_archive_is_one_error_line(archive, tmp_path):
     truncated = tmp_path / "model.tar.gz"
     truncated.write_bytes(archive.read_bytes()[:20000])

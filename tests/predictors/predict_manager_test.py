@@ -346,11 +346,15 @@ class TestUserErrors:
         """Each user error of `allennlp predict`: exit status 1 and one `error: ...` line."""
         bad_utf8 = tmp_path / "latin1.jsonl"
         bad_utf8.write_bytes(b'{"sentence": "fine"}\n{"sentence": "caf\xe9"}\n')
+        missing_key = tmp_path / "missing.jsonl"
+        missing_key.write_text('{"sentence": "fine"}\n{"txt": "no key"}\n')
         content = input_file.read_text()
         output = ["--silent", "--output-file", tmp_path / "out.jsonl"]
         cases = [
             ([text_archive, input_file, "--output-file", input_file], "is the input file"),
             ([text_archive, bad_utf8, *output], "latin1.jsonl line 2: not valid UTF-8"),
+            ([text_archive, missing_key, *output], 'missing.jsonl line 2: input line has no "sen'),
+            ([text_archive, missing_key, *output, "--batch-size", "4"], "missing.jsonl line 2: "),
             (
                 [text_archive, input_file, *output, "-o", '{"model.confidence_threshold": "abc"}'],
                 "Expected confidence_threshold to be numeric",
