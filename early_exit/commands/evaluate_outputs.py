@@ -4,7 +4,8 @@
 allennlp's `evaluate_from_archive` opens `--predictions-output-file` and writes `--output-file`
 with no check: `allennlp evaluate model.tar.gz data.tsv --output-file data.tsv` replaced the
 user's data with the metrics, and an interrupted run left half a file under the output's name. A
-mismatched number of output files for the data files ended in an `AssertionError` traceback.
+mismatched number of output files for the data files ended in an `AssertionError` traceback, and
+`--batch-size 0` silently used the configuration's batch size.
 `checked_evaluation` wraps it: the data files, the archive and the weights file are inputs, the
 metrics and predictions files (as allennlp names them, `--auto-names` included) outputs, checked
 with `check_output_paths`; each output is written into a temporary file beside it and moved over
@@ -63,6 +64,11 @@ def checked_evaluation(evaluate_from_archive: Callable[..., Any]) -> Callable[..
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         arguments = bound.arguments
+        if arguments["batch_size"] is not None and arguments["batch_size"] < 1:
+            # allennlp would use the configuration's batch size for 0, and fail later below it
+            raise ConfigurationError(
+                f"--batch-size must be at least 1, got {arguments['batch_size']}"
+            )
         data_paths = evaluation_data_paths(arguments["input_file"])
         auto_names = arguments["auto_names"]
         metrics = output_paths(

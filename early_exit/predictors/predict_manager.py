@@ -25,7 +25,7 @@ import sys
 from typing import Any, Dict, Iterable, Iterator, Optional
 
 from allennlp.commands import predict as allennlp_predict
-from allennlp.common.checks import ConfigurationError, check_for_gpu
+from allennlp.common.checks import ConfigurationError
 from allennlp.common.file_utils import cached_path, open_compressed
 from allennlp.common.util import JsonDict
 from allennlp.data import Instance
@@ -33,7 +33,6 @@ from allennlp.models.archival import Archive
 from allennlp.predictors import Predictor
 from overrides import overrides
 
-from early_exit.common.archive_errors import overridden_values_checked
 from early_exit.common.files import atomic_open, check_output_paths, is_local
 from early_exit.dataset_readers import DataFormatError
 from early_exit.dataset_readers.label_check import check_known_labels
@@ -128,15 +127,17 @@ def get_predictor(args: Any) -> Predictor:
         args.weights_file,
         input_is_a_file=not args.use_dataset_reader,
     )
+    if args.batch_size < 1:
+        raise ConfigurationError(f"--batch-size must be at least 1, got {args.batch_size}")
     predictor_args = _predictor_args(args.predictor_args)
-    check_for_gpu(args.cuda_device)
-    with overridden_values_checked(args.archive_file, args.overrides):
-        archive = allennlp_predict.load_archive(
-            args.archive_file,
-            weights_file=args.weights_file,
-            cuda_device=args.cuda_device,
-            overrides=args.overrides,
-        )
+    # allennlp's load_archive, as wrapped by `common/archive_errors.py`: it checks the overrides,
+    # the weights file and the GPU first, and names a value of the wrong type in the overrides.
+    archive = allennlp_predict.load_archive(
+        args.archive_file,
+        weights_file=args.weights_file,
+        cuda_device=args.cuda_device,
+        overrides=args.overrides,
+    )
     _check_model(args, archive, predictor_args)
     return Predictor.from_archive(
         archive,

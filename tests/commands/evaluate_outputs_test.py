@@ -104,3 +104,14 @@ def test_auto_names_are_checked_and_written_as_allennlp_names_them(tmp_path):
 def test_data_paths_are_split_as_allennlp_splits_them():
     assert evaluation_data_paths("a.tsv,b.tsv") == ["a.tsv", "b.tsv"]
     assert evaluation_data_paths('"a.tsv", {"x": 1}') == ["a.tsv", {"x": 1}]
+
+
+@pytest.mark.parametrize("batch_size", [0, -2])
+def test_a_batch_size_below_one_is_refused(batch_size):
+    """allennlp would take 0 as "the configuration's batch size" without a word."""
+    calls = []
+    with pytest.raises(
+        ConfigurationError, match=f"--batch-size must be at least 1, got {batch_size}"
+    ):
+        _evaluation(calls)("m.tar.gz", "data.tsv", batch_size=batch_size)
+    assert calls == []

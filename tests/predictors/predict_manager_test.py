@@ -336,6 +336,13 @@ class TestUserErrors:
         # Without them, another model's own predictor is left alone.
         assert type(get_predictor(_predict_args(archive, input_file))).__name__ != "Predictor"
 
+    def test_a_batch_size_below_one_is_refused_before_loading(
+        self, text_archive, input_file, no_loading
+    ):
+        args = _predict_args(text_archive, input_file, "--batch-size", "0")
+        with pytest.raises(ConfigurationError, match="--batch-size must be at least 1, got 0"):
+            get_predictor(args)
+
     @pytest.mark.parametrize("predictor_args", ["{", "[0.5]"])
     def test_predictor_args_must_be_a_json_object(self, text_archive, input_file, predictor_args):
         args = _predict_args(text_archive, input_file, "--predictor-args", predictor_args)
