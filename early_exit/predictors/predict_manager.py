@@ -269,5 +269,11 @@ class EarlyExitPredictManager(allennlp_predict._PredictManager):
             try:
                 inputs = self._predictor.load_line(_utf8_line(line))
             except PredictorInputError as error:
-                raise PredictorInputError(f"{source} line {number}: {error}") from None
+                hint = ""
+                if "\t" in line and not line.lstrip().startswith("{"):
+                    hint = (
+                        " (tab-separated, as the dataset reader reads: add --use-dataset-reader "
+                        "to predict from it)"
+                    )
+                raise PredictorInputError(f"{source} line {number}: {error}{hint}") from None
             yield inputs

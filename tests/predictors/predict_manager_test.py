@@ -361,6 +361,10 @@ class TestUserErrors:
             ([text_archive, input_file, "--output-file", input_file], "is the input file"),
             ([text_archive, bad_utf8, *output], "latin1.jsonl line 2: not valid UTF-8"),
             ([text_archive, missing_key, *output], 'missing.jsonl line 2: input line has no "sen'),
+            (
+                [text_archive, TEXT_DATA, *output],
+                "(tab-separated, as the dataset reader reads: add",
+            ),
             ([text_archive, missing_key, *output, "--batch-size", "4"], "missing.jsonl line 2: "),
             (
                 [text_archive, input_file, *output, "-o", '{"model.confidence_threshold": "abc"}'],
