@@ -18,7 +18,12 @@ from early_exit.modules.exit_policies import (
     PatiencePolicy,
 )
 from early_exit.modules.exit_policies.entropy import normalised_entropy
-from tests.models.batch_stream_test import assert_same_outputs, batches_of, build
+from tests.models.batch_stream_test import (
+    assert_same_outputs,
+    batches_of,
+    build,
+    threshold_in_a_gap,
+)
 
 
 def _every_head(model, batches) -> torch.Tensor:
@@ -51,27 +56,15 @@ def _vary_the_heads(model, batches) -> None:
             head.classifier.bias.sub_(logits[:, index].median(dim=0).values)
 
 
-def _between(values: torch.Tensor, quantile: float) -> float:
-    """
-    A threshold near `quantile` of `values` that sits in a gap between them, never on one: a row
-    exactly at the threshold would exit or not by rounding, which differs between batchings.
-    """
-    ordered = values.sort().values.tolist()
-    for index in range(int(quantile * (len(ordered) - 1)), len(ordered) - 1):
-        if ordered[index + 1] - ordered[index] > 1e-4:
-            return (ordered[index] + ordered[index + 1]) / 2
-    raise AssertionError("no gap between the values above the quantile")
-
-
 def _policies(head_probs: torch.Tensor) -> Dict[str, ExitPolicy]:
     """One policy of each type, with parameters that make the tiny model's exits mixed."""
     confidence = head_probs[:, 0].max(dim=-1).values
     entropy = normalised_entropy(head_probs[:, 0])
     return {
-        "max_probability": MaxProbabilityPolicy(_between(confidence, 0.5)),
-        "entropy": EntropyPolicy(_between(entropy, 0.5)),
+        "max_probability": MaxProbabilityPolicy(threshold_in_a_gap(confidence, 0.5)),
+        "entropy": EntropyPolicy(threshold_in_a_gap(entropy, 0.5)),
         "patience": PatiencePolicy(2),
-        "confident_patience": ConfidentPatiencePolicy(_between(confidence, 0.3), 2),
+        "confident_patience": ConfidentPatiencePolicy(threshold_in_a_gap(confidence, 0.3), 2),
     }
 
 
