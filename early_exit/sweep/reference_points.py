@@ -149,18 +149,8 @@ def oracle_compute_at_accuracy(
     The least relative compute any exit policy over these heads needs for `accuracy` on this data:
     the instances that are cheapest to get right exit at their earliest correct head, every other
     instance at the first head. `nan` when no head gets that many instances right. Set against a
-    policy's compute at its accuracy, it says how far the policy is from the best its heads allow.
-
-    # Parameters
-
-    head_logits : `torch.Tensor`
-        Raw logits (or probabilities), shape `(num_instances, num_heads, num_labels)`.
-    labels : `torch.Tensor`
-        Gold label indices, shape `(num_instances,)`.
-    exit_layers : `Sequence[int]`
-    full_depth : `int`
-    accuracy : `float`
-        A fraction of the instances, e.g. a policy's accuracy on them.
+    policy's compute at its accuracy (a fraction of the instances), it says how far the policy is
+    from the best its heads allow. The other parameters are `oracle_point`'s.
     """
     check_head_outputs(head_logits, head_logits, labels, exit_layers)
     solved, _, at_first = _earliest_correct(head_logits, labels, exit_layers)
