@@ -8,9 +8,8 @@ import torch
 from allennlp.common import Params
 from allennlp.common.checks import ConfigurationError
 from allennlp.common.util import JsonDict, sanitize
-from allennlp.data import Batch, DatasetReader, Instance
+from allennlp.data import DatasetReader, Instance
 from allennlp.models import Model
-from allennlp.nn import util
 from allennlp.predictors.predictor import Predictor
 from overrides import overrides
 
@@ -18,6 +17,7 @@ from early_exit.common.json_lines import InvalidJsonLine, decode_json_line
 from early_exit.common.cli_errors import UserError
 from early_exit.models.batch_stream import BatchStream
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
+from early_exit.models.model_inputs import batch_on_device
 from early_exit.modules.exit_policies import ExitPolicy
 
 _END = object()  # the end of a stream of inputs
@@ -276,11 +276,7 @@ class EarlyExitClassifierPredictor(Predictor):
 
     def _model_input(self, instances: List[Instance]) -> Dict[str, Any]:
         """The instances (token indexers applied) as one batch of model inputs on its device."""
-        model = self._model
-        dataset = Batch(instances)
-        dataset.index_instances(model.vocab)
-        device = util.get_device_of(next(model.parameters()))
-        return util.move_to_device(dataset.as_tensor_dict(), device)
+        return batch_on_device(self._model, instances)
 
     def _separated(
         self, outputs: Dict[str, Any], batch_size: int
