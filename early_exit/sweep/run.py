@@ -17,7 +17,7 @@ from allennlp.data import Instance
 
 from early_exit.models.archive_loading import load_early_exit_archive
 from early_exit.common.cli_errors import UserError
-from early_exit.models.head_outputs import collect_head_outputs
+from early_exit.models.head_outputs import HeadOutputs, collect_head_outputs
 from early_exit.dataset_readers.errors import NoInstancesError
 from early_exit.dataset_readers.label_check import check_known_labels
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
@@ -182,6 +182,7 @@ def sweep_model(
     grid_step: Optional[float] = None,
     risk: Optional[str] = None,
     delta: float = DEFAULT_DELTA,
+    head_outputs: Optional[HeadOutputs] = None,
 ) -> SweepResult:
     """
     Sweeps an exit policy's parameters (by default the confidence threshold) of a loaded model on
@@ -226,6 +227,10 @@ def sweep_model(
         `accuracy`). `None` or `none`: only the plain pick, as before.
     delta : `float`, optional (default = `0.05`)
         The allowed probability that the certified threshold breaks its promise.
+    head_outputs : `HeadOutputs`, optional
+        Every head's outputs on `instances`, in their order, from `collect_head_outputs` on this
+        model: the heads are then not run again (a report that sweeps the same data several ways
+        runs them once).
     """
     if not isinstance(model, EarlyExitClassifier):
         raise ConfigurationError(
@@ -250,7 +255,13 @@ def sweep_model(
     _check_labelled(model, instances, data_name)
     risk = resolve_risk(risk, 0, len(instances))
 
-    outputs = collect_head_outputs(model, instances, batch_size)
+    outputs = head_outputs
+    if outputs is None:
+        outputs = collect_head_outputs(model, instances, batch_size)
+    if len(outputs) != len(instances):
+        raise ConfigurationError(
+            f"head outputs of {len(outputs)} instances given for {len(instances)} instances"
+        )
     if outputs.labels is None:
         raise SweepInputError(f"{data_name} has no gold labels; a sweep needs labelled data")
     exit_layers = list(model.exit_layers)

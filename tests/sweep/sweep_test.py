@@ -6,6 +6,7 @@ import torch
 from allennlp.common.checks import ConfigurationError
 
 from early_exit.models.archive_loading import load_early_exit_archive
+from early_exit.models.head_outputs import collect_head_outputs
 from early_exit.modules.exit_policies import (
     ConfidentPatiencePolicy,
     EntropyPolicy,
@@ -390,6 +391,20 @@ class TestOnTrainedModel:
         assert summary["policy"] == "all"
         assert {row["policy"]["type"] for row in summary["rows"]} == set(result.policies)
         assert summary["recommendations"][0]["description"] == expected.policy.describe()
+
+    def test_sweep_of_given_head_outputs_runs_no_head(self, loaded, monkeypatch):
+        model, instances = loaded
+        outputs = collect_head_outputs(model, instances)
+        expected = sweep_model(model, instances, policy="all", timing=False).to_json()
+
+        def forbidden(*args, **kwargs):
+            raise AssertionError("the heads were run again")
+
+        monkeypatch.setattr(model, "forward", forbidden)
+        given = sweep_model(model, instances, policy="all", timing=False, head_outputs=outputs)
+        assert given.to_json() == expected
+        with pytest.raises(ConfigurationError, match="head outputs of"):
+            sweep_model(model, instances[:-1], timing=False, head_outputs=outputs)
 
     def test_sweep_of_another_policy_keeps_the_full_model_as_reference(self, loaded):
         model, instances = loaded

@@ -1,0 +1,106 @@
+"""Converting the distributed datasets and training the models that have no archive yet."""
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from early_exit.common.machine import subprocess_env
+from scripts.results.settings import DATASETS, PY, ROOT, SEED, dataset_variants
+
+
+def run(command: List[str], log: Optional[Path] = None, threads: int = 1) -> None:
+    print("$", " ".join(command), flush=True)
+    with open(log, "w") if log else open(os.devnull, "w") as out:
+        subprocess.run(
+            command,
+            cwd=ROOT,
+            env=subprocess_env(threads),
+            check=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def prepare_data(dataset: str, shared: Path, work: Path) -> Dict[str, Path]:
+    """Converts the distributed files; returns the train/dev/eval paths."""
+    converted = work / "data"
+    out = converted / DATASETS[dataset]["task"] / dataset
+    if not (out / "train.tsv").exists():
+        options = [] if dataset == "sst2" else ["--cpu-subset"]
+        command = [PY, "-m", "early_exit.data.prepare", dataset, str(shared / dataset)]
+        command += [str(converted), "--force", "--seed", str(SEED), *options]
+        run(command, log=work / f"prepare_{dataset}.log")
+    if dataset != "sst2":
+        return {"train": out / "train.tsv", "dev": out / "dev.tsv", "eval": out / "test.tsv"}
+    # SST-2: split GLUE dev (the converter's test split) into seeded halves.
+    halves = work / "data" / "sst2_halves"
+    if not (halves / "dev.tsv").exists():
+        halves.mkdir(parents=True, exist_ok=True)
+        lines = (out / "test.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
+        order = list(range(len(lines)))
+        random.Random(SEED).shuffle(order)
+        middle = len(lines) // 2
+        (halves / "dev.tsv").write_text("".join(lines[i] for i in sorted(order[:middle])))
+        (halves / "eval.tsv").write_text("".join(lines[i] for i in sorted(order[middle:])))
+    return {"train": out / "train.tsv", "dev": halves / "dev.tsv", "eval": halves / "eval.tsv"}
+
+
+def training_jobs(
+    dataset: str, paths: Dict[str, Path], work: Path, only: Optional[List[str]] = None
+) -> List[Dict]:
+    """The training jobs for `dataset`, limited to the variant names in `only` when given."""
+    jobs = []
+    for name, extra in dataset_variants(dataset).items():
+        if only and name not in only:
+            continue
+        overrides = {
+            "train_data_path": str(paths["train"]),
+            "validation_data_path": str(paths["dev"]),
+            **extra,
+        }
+        jobs.append(
+            {
+                "config": f"training_config/{dataset}_minilm.jsonnet",
+                "dir": work / "models" / f"{dataset}_{name}",
+                "overrides": overrides,
+            }
+        )
+    return jobs
+
+
+def _start(job: Dict) -> Tuple[Dict, subprocess.Popen, float]:
+    """Starts `allennlp train` for one job (one thread), its log beside its directory."""
+    if job["dir"].exists():
+        shutil.rmtree(job["dir"])
+    command = [PY, "-m", "allennlp", "train", job["config"], "-s", str(job["dir"])]
+    command += ["--include-package", "early_exit", "-o", json.dumps(job["overrides"])]
+    print("$", " ".join(command), flush=True)
+    log = open(str(job["dir"]) + ".log", "w")
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=subprocess_env(threads=1), stdout=log, stderr=subprocess.STDOUT
+    )
+    return job, process, time.time()
+
+
+def train_all(jobs: List[Dict], parallel: int) -> None:
+    """Trains the models that have no archive yet, `parallel` at a time, one thread each."""
+    pending = [job for job in jobs if not (job["dir"] / "model.tar.gz").exists()]
+    running: List[Tuple[Dict, subprocess.Popen, float]] = []
+    while pending or running:
+        while pending and len(running) < parallel:
+            running.append(_start(pending.pop(0)))
+        time.sleep(5)
+        for entry in list(running):
+            job, process, start = entry
+            if process.poll() is None:
+                continue
+            running.remove(entry)
+            status = "done" if process.returncode == 0 else f"FAILED ({process.returncode})"
+            print(f"   {job['dir'].name}: {status} in {time.time() - start:.0f} s", flush=True)
+            if process.returncode != 0:
+                raise SystemExit(f"training failed, see {job['dir']}.log")
