@@ -216,8 +216,8 @@ def readme_summary(results: List[Dict]) -> str:
     """The compact table the README shows (between its results markers)."""
     lines = [
         "| data (evaluation split) | full depth | threshold (<= 1 pt on dev) | accuracy | relative "
-        "compute | measured speedup, batch 1 / 32 | oracle compute | cheapest policy (<= 1 pt on "
-        "dev): compute |",
+        "compute | measured speedup, batch 1 / 32 | oracle compute | cheapest exit policy (<= 1 "
+        "pt on dev): compute |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for result in results:

@@ -237,10 +237,11 @@ class TestReport:
         ]
         findings = " ".join(report_sections.ranking_sentences(main, "0.01"))
         assert "; patience ties with it." in findings
+        assert report_sections.cheapest_policy(main, "0.01") == "max_probability / patience: 0.40"
         noise = " ".join(report_sections.noise_sentence(main))
         assert "measured at 2.50x to 3.00x at batch 1 and 2.00x to 2.25x at batch 32" in noise
         trust = " ".join(report_sections.beyond_ideal_sentence(main))
-        assert "The full model's timed repeats took 3.0 to 4.5 s at batch 1." in trust
+        assert "The full model's timed repeats took 3.00 to 4.50 s at batch 1." in trust
         # 3.0x at a relative compute of 0.4 is beyond the ideal 2.5x; 2.5x is not.
         assert "patience 2 at batch 1, 3.00x against 2.5x" in trust
         assert "threshold 0.8 at batch 1" not in trust
@@ -265,4 +266,4 @@ class TestReport:
         assert "Not trained for this report: baseline, early_exit_no_head_lr" in text
         summary = report.readme_summary(results + copy.deepcopy(results))
         assert summary.count("| SST-2 (") == 2
-        assert "max_probability threshold 0.8: 0.40" in summary
+        assert "| max_probability: 0.40 |" in summary
