@@ -19,25 +19,27 @@ Prints a Markdown table (and writes it to `--output` if given).
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Dict, List
+from typing import Callable, Dict, List
+
+from early_exit.sweep.timing import interleaved_times, median_ratio
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # The worker: reads one JSON command a line ({"repeat": true} or {"quit": true}) and answers one
 # JSON line of {config: seconds}. Written for every version of the package since the policies
-# (it sets `confidence_threshold`, which every version has).
+# (it sets `confidence_threshold` and batches with `prepare_batches`, which every version has).
 WORKER = r"""
 import json, sys, time
 import torch
-from allennlp.data import Batch, Vocabulary
+from allennlp.data import Vocabulary
 from early_exit.dataset_readers import EarlyExitTextClassificationReader
 from early_exit.models import EarlyExitClassifier
+from early_exit.sweep.timing import prepare_batches
 
 settings = json.loads(sys.argv[1])
 if settings["threads"]:
@@ -48,15 +50,7 @@ vocab = Vocabulary.from_instances(instances)
 torch.manual_seed(0)
 model = EarlyExitClassifier(vocab, settings["model"], exit_layers=list(range(6))).eval()
 
-def batches(size):
-    out = []
-    for start in range(0, len(instances), size):
-        batch = Batch(instances[start : start + size])
-        batch.index_instances(vocab)
-        out.append({"tokens": batch.as_tensor_dict()["tokens"]})
-    return out
-
-plans = {1: batches(1), 32: batches(32)}
+plans = {size: prepare_batches(model, instances, size) for size in (1, 32)}
 
 def run(size, threshold):
     model.confidence_threshold = threshold
@@ -86,18 +80,14 @@ with torch.inference_mode():
 
 
 def start_worker(commit: str, workdir: Path, settings: Dict) -> subprocess.Popen:
+    from early_exit.common.machine import subprocess_env
+
     tree = workdir / commit
     subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=ROOT, check=True)
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(tree),
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-    }
     return subprocess.Popen(
         [sys.executable, "-c", WORKER, json.dumps(settings)],
         cwd=tree,
-        env=env,
+        env=dict(subprocess_env(settings["threads"]), PYTHONPATH=str(tree)),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -110,6 +100,20 @@ def answer(worker: subprocess.Popen) -> Dict:
     if not line:
         raise RuntimeError("a worker ended early (run it by hand to see why)")
     return json.loads(line)
+
+
+def repeat_on(worker: subprocess.Popen, times: Dict[str, List[float]]) -> Callable[[slice], float]:
+    """A turn of one worker: every configuration once, its times added to `times`."""
+
+    def turn(_: slice) -> float:
+        worker.stdin.write('{"repeat": true}\n')
+        worker.stdin.flush()
+        seconds = answer(worker)
+        for config, value in seconds.items():
+            times.setdefault(config, []).append(value)
+        return sum(seconds.values())
+
+    return turn
 
 
 def main() -> None:
@@ -137,12 +141,9 @@ def main() -> None:
         workers = {commit: start_worker(commit, Path(workdir), settings) for commit in commits}
         try:
             exits = {commit: answer(worker)["ready"] for commit, worker in workers.items()}
-            for repeat in range(args.repeats):
-                for commit in commits[repeat % 2 :] + commits[: repeat % 2]:
-                    workers[commit].stdin.write('{"repeat": true}\n')
-                    workers[commit].stdin.flush()
-                    for config, seconds in answer(workers[commit]).items():
-                        times[commit].setdefault(config, []).append(seconds)
+            # The commits take turns, in an order rotated from repeat to repeat.
+            turns = [repeat_on(workers[commit], times[commit]) for commit in commits]
+            interleaved_times(turns, args.repeats, warmup=False)
         finally:
             for worker in workers.values():
                 if worker.poll() is None:
@@ -159,7 +160,7 @@ def main() -> None:
     ]
     for config in times[args.a]:
         a, b = times[args.a][config], times[args.b][config]
-        ratio = statistics.median(one / other for one, other in zip(b, a))
+        ratio = median_ratio(b, a)
         lines.append(
             f"| {config} | {exits[args.a][config]:.2f} / {exits[args.b][config]:.2f} | "
             f"{statistics.median(a) * 1000 / args.instances:.2f} | "

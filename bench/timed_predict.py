@@ -3,10 +3,11 @@ Runs `allennlp predict` (the real command, in this process) and writes to a JSON
 prediction loop took: reading the input lines, making instances, batching, the model, writing the
 output lines (the loop as this package runs it: at batch sizes above 1 the batches are streamed
 through the model's `BatchStream`). The start-up (imports, loading the archive, building the
-predictor) is left out, so that `bench/performance.py` need not subtract a separately measured,
-noisy start-up. It also writes how much of the loop the model took (`model_seconds`: its forward
-passes, or its stream's `push` and `finish` calls), so that the end-to-end speedup can be set
-against the model-time speedup of the very same batches in the same run.
+predictor) is left out, so that the benchmark (`python -m bench.performance`) need not subtract a
+separately measured, noisy start-up. It also writes how much of the loop the model took
+(`model_seconds`: its forward passes, or its stream's `push` and `finish` calls), so that the
+end-to-end speedup can be set against the model-time speedup of the very same batches in the same
+run.
 
 Usage: python bench/timed_predict.py TIMING.json ARGS...  (ARGS as for `allennlp predict`)
 """

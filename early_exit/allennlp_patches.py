@@ -9,27 +9,36 @@ the patching is here.
 | --- | --- | --- |
 | one error line | `sys.excepthook`, `common.logging.prepare_global_logging` | user errors end in one `error: ...` line, also under `allennlp train`, whose logging replaces the hook |
 | archive errors | `load_archive` where the commands import it | a missing or truncated archive is named in one line, not an `EOFError` |
+| configuration errors | `Params.from_file`, `commands.train.train_model_from_file` | a missing configuration file, a Jsonnet error in it or in `-o`, a value of the wrong type: one line naming the file or the overrides |
+| GPU check | `common.util.int_to_device` | torch 2.x's `torch.device(0)` means "the default accelerator" and fails on a machine without one before allennlp's `check_for_gpu` can say so |
 | carried encoder | `archive_model` | `model.tar.gz` carries the encoder's config and tokenizer files |
-| label check | `MultiProcessDataLoader.index_with` | a label training never saw is named with its file and line, not a `KeyError` |
+| label check | `MultiProcessDataLoader.index_with`, `iter_instances` | a label training never saw is named with its file and line, not a `KeyError` |
 | nested overrides | `common.params.with_overrides` | `-o '{"model": {...}}'` merges into this package's blocks instead of replacing them |
+| checked evaluate | `commands.evaluate.evaluate_from_archive` | `evaluate --output-file` / `--predictions-output-file` never overwrite the data or the archive, and are written atomically |
 | carried predict | `commands.predict._get_predictor`, `_PredictManager` | `allennlp predict` streams batches through the model, checks paths first, writes atomically |
 """
 
 import importlib
 import os
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Iterator
 
 import allennlp.models
+import torch
+from allennlp.commands import evaluate as allennlp_evaluate
 from allennlp.commands import predict as allennlp_predict
 from allennlp.commands import train as allennlp_train
 from allennlp.common import logging as allennlp_logging
 from allennlp.common import params as allennlp_params
-from allennlp.data import Vocabulary
+from allennlp.common import util as allennlp_util
+from allennlp.common.params import Params
+from allennlp.data import Instance, Vocabulary
 from allennlp.data.data_loaders import MultiProcessDataLoader
 from allennlp.models import archival
 
+from early_exit.commands.evaluate_outputs import checked_evaluation
 from early_exit.common.archive_errors import LOAD_ARCHIVE_MODULES, explain_archive_errors
 from early_exit.common.cli_errors import install_hook, running_allennlp_cli
+from early_exit.common.config_errors import configuration_errors_named, overridden_values_checked
 from early_exit.common.encoder_files import carrying
 from early_exit.common.overrides import merge_package_blocks
 from early_exit.dataset_readers.label_check import check_known_labels
@@ -100,6 +109,23 @@ def install_label_check() -> None:
         current(self, vocab)
 
     MultiProcessDataLoader.index_with = _marked(index_with, current)  # type: ignore[assignment]
+    iter_instances = MultiProcessDataLoader.iter_instances
+
+    def checked_iter_instances(self: MultiProcessDataLoader) -> Iterator[Instance]:
+        # A lazy loader (`max_instances_in_memory`) indexes each instance as it reads it, so the
+        # check runs after the fact: on a KeyError, the file is read again for the unknown label.
+        try:
+            yield from iter_instances(self)
+        except KeyError:
+            if self._vocab is not None and self.data_path is not None:
+                check_known_labels(
+                    self.reader.read(self.data_path), self._vocab, self.data_path, self.reader
+                )
+            raise
+
+    MultiProcessDataLoader.iter_instances = _marked(  # type: ignore[assignment]
+        checked_iter_instances, iter_instances
+    )
 
 
 def install_nested_override_merge() -> None:
@@ -122,6 +148,52 @@ def install_carried_predict() -> None:
     allennlp_predict._PredictManager = EarlyExitPredictManager
 
 
+def install_checked_evaluate() -> None:
+    """`evaluate_from_args` looks `evaluate_from_archive` up in its module when it runs."""
+    current = allennlp_evaluate.evaluate_from_archive
+    if not _ours(current):
+        allennlp_evaluate.evaluate_from_archive = checked_evaluation(current)
+
+
+def install_configuration_errors() -> None:
+    """Every command reads its configuration (or an archive's) through `Params.from_file`."""
+    current = Params.from_file
+    if _ours(current):
+        return
+    read = current.__func__  # type: ignore[attr-defined]
+
+    def from_file(cls, params_file, params_overrides="", ext_vars=None) -> Params:  # type: ignore
+        with configuration_errors_named(params_file, params_overrides):
+            return read(cls, params_file, params_overrides, ext_vars)
+
+    Params.from_file = classmethod(_marked(from_file, read))  # type: ignore[assignment]
+    train_from_file = allennlp_train.train_model_from_file
+    if _ours(train_from_file):
+        return
+
+    def train_model_from_file(parameter_filename: Any, *args: Any, **kwargs: Any) -> Any:
+        overrides = kwargs.get("overrides", args[1] if len(args) > 1 else "")
+        with overridden_values_checked(parameter_filename, overrides, whole_run=True):
+            return train_from_file(parameter_filename, *args, **kwargs)
+
+    # `train_model_from_args` looks it up in its module when it runs.
+    allennlp_train.train_model_from_file = _marked(train_model_from_file, train_from_file)
+
+
+def install_device_check() -> None:
+    """`check_for_gpu` imports `int_to_device` from `common.util` each time it runs."""
+    current = allennlp_util.int_to_device
+    if _ours(current):
+        return
+
+    def int_to_device(device: Any) -> torch.device:
+        if isinstance(device, int) and device >= 0:
+            return torch.device("cuda", device)
+        return current(device)
+
+    allennlp_util.int_to_device = _marked(int_to_device, current)
+
+
 def install() -> None:
     """Applies every patch above (idempotent)."""
     install_cli_error_hook()
@@ -130,3 +202,6 @@ def install() -> None:
     install_label_check()
     install_nested_override_merge()
     install_carried_predict()
+    install_checked_evaluate()
+    install_configuration_errors()
+    install_device_check()

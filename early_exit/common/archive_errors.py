@@ -6,21 +6,24 @@ and on a truncated or corrupt one with, e.g., `EOFError: Compressed file ended b
 end-of-stream marker was reached`, which does not name the archive. Importing `early_exit` wraps
 `load_archive` where allennlp's `evaluate` and `predict` commands and `Predictor.from_path` look it
 up (they import it by name, hence one wrapper per module) so that both become an `ArchiveError`,
-which the command line prints as one `error: ...` line. A value of the wrong type in the
-overrides (`-o '{"model.confidence_threshold": "abc"}'`) is named in one line too.
+which the command line prints as one `error: ...` line. Checked before loading: the overrides, a
+missing weights file, a directory that is not an extracted archive, and a GPU the machine does
+not have; a value of the wrong type in the overrides
+(`-o '{"model.confidence_threshold": "abc"}'`) is named with them (`common/config_errors.py`).
 """
 
-import contextlib
 import functools
 import os
 import tarfile
 import zlib
-from os import PathLike
-from typing import Any, Callable, Dict, Iterator, Union
-
-from allennlp.common.checks import ConfigurationError
+from typing import Any, Callable
 
 from early_exit.common.cli_errors import UserError
+from early_exit.common.config_errors import (
+    check_cuda_device,
+    checked_overrides,
+    overridden_values_checked,
+)
 
 # The modules that hold a reference to allennlp's `load_archive` that the commands use.
 LOAD_ARCHIVE_MODULES = (
@@ -34,27 +37,6 @@ LOAD_ARCHIVE_MODULES = (
 
 class ArchiveError(UserError, OSError):
     """Raised for a model archive that does not exist or is not a readable archive."""
-
-
-@contextlib.contextmanager
-def overridden_values_checked(
-    archive_file: Union[str, PathLike], overrides: Union[str, Dict[str, Any]]
-) -> Iterator[None]:
-    """
-    Around loading an archive with `overrides`: a value of the wrong type in the overrides (e.g.
-    `-o '{"model.confidence_threshold": "abc"}'`), which allennlp's `from_params` reports as a
-    `TypeError` ("Expected confidence_threshold to be numeric."), becomes a `ConfigurationError`
-    naming the archive and the overrides. Without overrides a `TypeError` is left as it is (the
-    archive's own configuration was loadable when it was trained).
-    """
-    try:
-        yield
-    except TypeError as error:
-        if not overrides:
-            raise
-        raise ConfigurationError(
-            f"{archive_file} with the overrides {overrides}: {error}"
-        ) from error
 
 
 def explain_archive_errors(load_archive: Callable[..., Any]) -> Callable[..., Any]:
@@ -71,7 +53,18 @@ def explain_archive_errors(load_archive: Callable[..., Any]) -> Callable[..., An
     def wrapper(archive_file: Any, *args: Any, **kwargs: Any) -> Any:
         path = os.fspath(archive_file)
         # load_archive(archive_file, cuda_device=-1, overrides="", weights_file=None)
+        cuda_device = kwargs.get("cuda_device", args[0] if args else -1)
         overrides = kwargs.get("overrides", args[1] if len(args) > 1 else "")
+        weights_file = kwargs.get("weights_file", args[2] if len(args) > 2 else None)
+        checked_overrides(overrides)
+        check_cuda_device(cuda_device)
+        if weights_file and "://" not in str(weights_file) and not os.path.isfile(weights_file):
+            raise ArchiveError(f"{weights_file}: weights file not found")
+        if os.path.isdir(path) and not os.path.exists(os.path.join(path, "config.json")):
+            raise ArchiveError(
+                f"{path}: a directory without config.json, not a model archive (give its "
+                "model.tar.gz, or the folder it was extracted to)"
+            )
         try:
             with overridden_values_checked(path, overrides):
                 return load_archive(archive_file, *args, **kwargs)

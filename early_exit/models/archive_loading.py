@@ -5,7 +5,7 @@ from allennlp.common.checks import ConfigurationError
 from allennlp.models import archival
 from allennlp.models.archival import Archive
 
-from early_exit.common.archive_errors import overridden_values_checked
+from early_exit.common.config_errors import overridden_values_checked
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
 
 

@@ -3,10 +3,10 @@ from typing import Iterable, List, Optional
 
 import torch
 from allennlp.common.tqdm import Tqdm
-from allennlp.data import Batch, Instance
-from allennlp.nn import util
+from allennlp.data import Instance
 
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
+from early_exit.models.model_inputs import batch_on_device, inference_switches
 
 
 @dataclass
@@ -41,29 +41,18 @@ def collect_head_outputs(
     raw logits, with a progress bar. The model's mode, `run_all_heads` and metrics are left as found.
     """
     instances = list(instances)
-    was_training, was_all_heads = model.training, model.run_all_heads
-    model.eval()
-    model.run_all_heads = True
-    device = util.get_device_of(next(model.parameters()))
     logits: List[torch.Tensor] = []
     labels: List[torch.Tensor] = []
     has_labels = True
-    try:
-        with torch.inference_mode():
-            for start in Tqdm.tqdm(range(0, len(instances), batch_size), desc=description):
-                batch = Batch(instances[start : start + batch_size])
-                batch.index_instances(model.vocab)
-                tensors = util.move_to_device(batch.as_tensor_dict(), device)
-                output = model(tokens=tensors["tokens"])
-                logits.append(output["head_logits"].float().cpu())  # (batch, num_heads, labels)
-                if "label" in tensors:
-                    labels.append(tensors["label"].long().cpu())
-                else:
-                    has_labels = False
-    finally:
-        model.run_all_heads = was_all_heads
-        model.train(was_training)
-        model.get_metrics(reset=True)
+    with inference_switches(model, run_all_heads=True), torch.inference_mode():
+        for start in Tqdm.tqdm(range(0, len(instances), batch_size), desc=description):
+            tensors = batch_on_device(model, instances[start : start + batch_size])
+            output = model(tokens=tensors["tokens"])
+            logits.append(output["head_logits"].float().cpu())  # (batch, num_heads, labels)
+            if "label" in tensors:
+                labels.append(tensors["label"].long().cpu())
+            else:
+                has_labels = False
     if not logits:
         raise ValueError("no instances to run the heads on")
     return HeadOutputs(

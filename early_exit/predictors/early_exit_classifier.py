@@ -8,9 +8,8 @@ import torch
 from allennlp.common import Params
 from allennlp.common.checks import ConfigurationError
 from allennlp.common.util import JsonDict, sanitize
-from allennlp.data import Batch, DatasetReader, Instance
+from allennlp.data import DatasetReader, Instance
 from allennlp.models import Model
-from allennlp.nn import util
 from allennlp.predictors.predictor import Predictor
 from overrides import overrides
 
@@ -18,6 +17,7 @@ from early_exit.common.json_lines import InvalidJsonLine, decode_json_line
 from early_exit.common.cli_errors import UserError
 from early_exit.models.batch_stream import BatchStream
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
+from early_exit.models.model_inputs import batch_on_device
 from early_exit.modules.exit_policies import ExitPolicy
 
 _END = object()  # the end of a stream of inputs
@@ -208,6 +208,7 @@ class EarlyExitClassifierPredictor(Predictor):
                 f"input line is a JSON {type(inputs).__name__}, not an object; expected e.g. "
                 f"{self._expected_example()}; got: {_quote(line)}"
             )
+        self._texts(inputs)  # checked here too, where `allennlp predict` knows the line number
         return inputs
 
     @overrides
@@ -217,13 +218,13 @@ class EarlyExitClassifierPredictor(Predictor):
                 f"expected a JSON object such as {self._expected_example()}, "
                 f"got {type(json_dict).__name__}: {_quote(repr(json_dict))}"
             )
+        return self._dataset_reader.text_to_instance(*self._texts(json_dict))
+
+    def _texts(self, json_dict: JsonDict) -> List[str]:
+        """The text (or premise and hypothesis) of an input, or a `PredictorInputError`."""
         if self._pair_input:
-            premise = self._text_value(json_dict, ("premise",))
-            hypothesis = self._text_value(json_dict, ("hypothesis",))
-            return self._dataset_reader.text_to_instance(premise, hypothesis)
-        return self._dataset_reader.text_to_instance(
-            self._text_value(json_dict, ("sentence", "text"))
-        )
+            return [self._text_value(json_dict, (key,)) for key in ("premise", "hypothesis")]
+        return [self._text_value(json_dict, ("sentence", "text"))]
 
     def _text_value(self, json_dict: JsonDict, keys: tuple) -> str:
         present = [key for key in keys if key in json_dict]
@@ -275,11 +276,7 @@ class EarlyExitClassifierPredictor(Predictor):
 
     def _model_input(self, instances: List[Instance]) -> Dict[str, Any]:
         """The instances (token indexers applied) as one batch of model inputs on its device."""
-        model = self._model
-        dataset = Batch(instances)
-        dataset.index_instances(model.vocab)
-        device = util.get_device_of(next(model.parameters()))
-        return util.move_to_device(dataset.as_tensor_dict(), device)
+        return batch_on_device(self._model, instances)
 
     def _separated(
         self, outputs: Dict[str, Any], batch_size: int

@@ -25,17 +25,18 @@ import sys
 from typing import Any, Dict, Iterable, Iterator, Optional
 
 from allennlp.commands import predict as allennlp_predict
-from allennlp.common.checks import ConfigurationError, check_for_gpu
+from allennlp.common.checks import ConfigurationError
 from allennlp.common.file_utils import cached_path, open_compressed
 from allennlp.common.util import JsonDict
+from allennlp.data import Instance
 from allennlp.models.archival import Archive
 from allennlp.predictors import Predictor
 from overrides import overrides
 
-from early_exit.common.archive_errors import overridden_values_checked
-from early_exit.models.archive_loading import check_early_exit_model
 from early_exit.common.files import atomic_open, check_output_paths, is_local
 from early_exit.dataset_readers import DataFormatError
+from early_exit.dataset_readers.label_check import check_known_labels
+from early_exit.models.archive_loading import check_early_exit_model
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
 from early_exit.predictors.early_exit_classifier import (
     EarlyExitClassifierPredictor,
@@ -126,15 +127,17 @@ def get_predictor(args: Any) -> Predictor:
         args.weights_file,
         input_is_a_file=not args.use_dataset_reader,
     )
+    if args.batch_size < 1:
+        raise ConfigurationError(f"--batch-size must be at least 1, got {args.batch_size}")
     predictor_args = _predictor_args(args.predictor_args)
-    check_for_gpu(args.cuda_device)
-    with overridden_values_checked(args.archive_file, args.overrides):
-        archive = allennlp_predict.load_archive(
-            args.archive_file,
-            weights_file=args.weights_file,
-            cuda_device=args.cuda_device,
-            overrides=args.overrides,
-        )
+    # allennlp's load_archive, as wrapped by `common/archive_errors.py`: it checks the overrides,
+    # the weights file and the GPU first, and names a value of the wrong type in the overrides.
+    archive = allennlp_predict.load_archive(
+        args.archive_file,
+        weights_file=args.weights_file,
+        cuda_device=args.cuda_device,
+        overrides=args.overrides,
+    )
     _check_model(args, archive, predictor_args)
     return Predictor.from_archive(
         archive,
@@ -240,6 +243,14 @@ class EarlyExitPredictManager(allennlp_predict._PredictManager):
             )
 
     @overrides
+    def _get_instance_data(self) -> Iterator[Instance]:
+        """allennlp's (`--use-dataset-reader`), with a label the model does not know named."""
+        vocab = self._predictor._model.vocab
+        for instance in super()._get_instance_data():
+            check_known_labels([instance], vocab, self._input_file, self._dataset_reader)
+            yield instance
+
+    @overrides
     def _get_json_data(self) -> Iterator[JsonDict]:
         """allennlp's, with the file and line number in the error for a bad line."""
         if self._input_file == "-":
@@ -258,5 +269,11 @@ class EarlyExitPredictManager(allennlp_predict._PredictManager):
             try:
                 inputs = self._predictor.load_line(_utf8_line(line))
             except PredictorInputError as error:
-                raise PredictorInputError(f"{source} line {number}: {error}") from None
+                hint = ""
+                if "\t" in line and not line.lstrip().startswith("{"):
+                    hint = (
+                        " (tab-separated, as the dataset reader reads: add --use-dataset-reader "
+                        "to predict from it)"
+                    )
+                raise PredictorInputError(f"{source} line {number}: {error}{hint}") from None
             yield inputs

@@ -1,9 +1,10 @@
 """
-Choosing an exit policy (a confidence threshold, by default) from a sweep table for a user's goal.
+Choosing an exit policy (a confidence threshold, by default) from a sweep table for a user's goal,
+and choosing on a dev split what is then reported on an evaluation split.
 """
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional, Sequence, Tuple
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
 from allennlp.common.checks import ConfigurationError
 
@@ -193,3 +194,60 @@ def recommend_threshold(
         f"{best.relative_compute:.4f}; full model {reference_accuracy:.4f})"
     )
     return Recommendation(COMPUTE_BUDGET, compute_budget, reference_accuracy, best, message)
+
+
+@dataclass
+class HeldOutChoice:
+    """
+    A policy chosen on one labelled split (dev) for an accuracy drop, and its row on another (the
+    evaluation split): the accuracy drop reported is then not the one the policy was chosen for.
+
+    # Attributes
+
+    max_accuracy_drop : `float`
+    on_dev : `Recommendation`
+        The recommendation on dev; its `row` is `None` when no row there met the goal.
+    on_eval : `SweepRow`
+        The evaluation split's row of the recommended policy, or of the fallback (the full model)
+        when nothing was recommended.
+    """
+
+    max_accuracy_drop: float
+    on_dev: Recommendation
+    on_eval: SweepRow
+
+    @property
+    def policy(self) -> ExitPolicy:
+        return self.on_eval.policy
+
+
+def choose_on_dev(
+    dev_rows: Sequence[SweepRow],
+    dev_reference_accuracy: float,
+    eval_rows: Sequence[SweepRow],
+    max_accuracy_drops: Iterable[float],
+    fallback: ExitPolicy = MaxProbabilityPolicy(1.0),
+) -> List[HeldOutChoice]:
+    """
+    For each of `max_accuracy_drops`, the cheapest row of the dev table within that drop of
+    `dev_reference_accuracy` (the full model's accuracy on dev; see `recommend_threshold`), or
+    `fallback` (by default the full model) when none is, with the same policy's row of the
+    evaluation table.
+
+    # Raises
+
+    `ConfigurationError` as `recommend_threshold` does, or when the evaluation table has no row
+    of a chosen policy (sweep both splits over the same grid).
+    """
+    by_policy = {row.policy: row for row in eval_rows}
+    choices = []
+    for drop in max_accuracy_drops:
+        on_dev = recommend_threshold(dev_rows, dev_reference_accuracy, max_accuracy_drop=drop)
+        policy = on_dev.policy if on_dev.policy is not None else fallback
+        if policy not in by_policy:
+            raise ConfigurationError(
+                f"the evaluation table has no row of {policy.describe()}, chosen on dev: sweep "
+                "both splits over the same grid"
+            )
+        choices.append(HeldOutChoice(drop, on_dev, by_policy[policy]))
+    return choices

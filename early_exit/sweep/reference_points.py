@@ -1,11 +1,13 @@
 """
 Reference points for a threshold sweep, from the same cached head outputs: each head on its own (the
 paper's "efficient baselines", all from one model) and the oracle that exits every instance at the
-earliest head that gets it right.
+earliest head that gets it right, and the least compute any policy over the heads needs for a
+given accuracy.
 """
 
+import math
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from allennlp.training.metrics import CategoricalAccuracy
@@ -124,11 +126,7 @@ def oracle_point(
     full_depth : `int`
     """
     check_head_outputs(head_logits, head_logits, labels, exit_layers)
-    correct = head_logits.argmax(dim=-1) == labels.long().view(-1, 1)  # (num_instances, num_heads)
-    solved = correct.any(dim=1)  # (num_instances,)
-    earliest = correct.long().argmax(dim=1)  # (num_instances,): first correct head, 0 if none
-    layers = torch.tensor(list(exit_layers), dtype=torch.double)  # (num_heads,)
-    at_first = layers[earliest]  # (num_instances,)
+    solved, layers, at_first = _earliest_correct(head_logits, labels, exit_layers)
     at_last = torch.where(solved, at_first, layers[-1])  # (num_instances,)
     return OraclePoint(
         accuracy=float(solved.double().mean()),
@@ -138,3 +136,43 @@ def oracle_point(
         mean_exit_layer_unsolved_at_last=float(at_last.mean()),
         unsolved_fraction=float((~solved).double().mean()),
     )
+
+
+def oracle_compute_at_accuracy(
+    head_logits: torch.Tensor,
+    labels: torch.Tensor,
+    exit_layers: Sequence[int],
+    full_depth: int,
+    accuracy: float,
+) -> float:
+    """
+    The least relative compute any exit policy over these heads needs for `accuracy` on this data:
+    the instances that are cheapest to get right exit at their earliest correct head, every other
+    instance at the first head. `nan` when no head gets that many instances right. Set against a
+    policy's compute at its accuracy (a fraction of the instances), it says how far the policy is
+    from the best its heads allow. The other parameters are `oracle_point`'s.
+    """
+    check_head_outputs(head_logits, head_logits, labels, exit_layers)
+    solved, _, at_first = _earliest_correct(head_logits, labels, exit_layers)
+    cheapest = (at_first + 1)[solved].sort().values  # the solved instances' costs, ascending
+    count = len(labels)
+    needed = math.ceil(accuracy * count - 1e-3)  # an accuracy is (instances right) / count
+    if needed > len(cheapest):
+        return float("nan")
+    total = float(cheapest[:needed].sum()) + (count - needed) * (exit_layers[0] + 1)
+    return total / count / full_depth
+
+
+def _earliest_correct(
+    head_logits: torch.Tensor, labels: torch.Tensor, exit_layers: Sequence[int]
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """
+    Which instances some head gets right `(num_instances,)`, the heads' layers `(num_heads,)`
+    (double), and each instance's layer at its earliest correct head, the first head's where none
+    is right `(num_instances,)`.
+    """
+    correct = head_logits.argmax(dim=-1) == labels.long().view(-1, 1)  # (num_instances, num_heads)
+    solved = correct.any(dim=1)  # (num_instances,)
+    earliest = correct.long().argmax(dim=1)  # (num_instances,): first correct head, 0 if none
+    layers = torch.tensor(list(exit_layers), dtype=torch.double)  # (num_heads,)
+    return solved, layers, layers[earliest]

@@ -6,15 +6,15 @@ thresholds), with the full model (no early exit) as the reference measured in th
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import torch
 from allennlp.common.checks import ConfigurationError
 from allennlp.common.tqdm import Tqdm
-from allennlp.data import Batch, Instance
-from allennlp.nn import util
+from allennlp.data import Instance
 
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
+from early_exit.models.model_inputs import batch_on_device, inference_switches
 from early_exit.modules.exit_policies import ExitPolicy, MaxProbabilityPolicy
 from early_exit.sweep.sweep_table import SweepRow
 from early_exit.sweep.thresholds import check_thresholds
@@ -80,32 +80,98 @@ def prepare_batches(
     """
     if batch_size < 1:
         raise ConfigurationError(f"batch size must be at least 1, got {batch_size}")
-    device = util.get_device_of(next(model.parameters()))
-    batches = []
-    for start in range(0, len(instances), batch_size):
-        batch = Batch(list(instances[start : start + batch_size]))
-        batch.index_instances(model.vocab)
-        tensors = batch.as_tensor_dict()
-        batches.append(util.move_to_device({"tokens": tensors["tokens"]}, device))
-    return batches
+    return [
+        {"tokens": batch_on_device(model, instances[start : start + batch_size])["tokens"]}
+        for start in range(0, len(instances), batch_size)
+    ]
 
 
-def _synchronize(model: EarlyExitClassifier) -> None:
-    if next(model.parameters()).is_cuda:
+def stopwatch(work: Callable[[], Any], cuda: bool = False) -> float:
+    """
+    The seconds `work()` takes; with `cuda`, the device's queued work is waited for before and
+    after, so that the time is that of the work and not of queueing it.
+    """
+    if cuda:
         torch.cuda.synchronize()
-
-
-def _run_once(model: EarlyExitClassifier, batches: List[Dict[str, Any]], carry: bool) -> float:
-    _synchronize(model)
     start = time.perf_counter()
-    if carry:
-        for _ in model.forward_stream(batches):
-            pass
-    else:
-        for batch in batches:
-            model(**batch)
-    _synchronize(model)
+    work()
+    if cuda:
+        torch.cuda.synchronize()
     return time.perf_counter() - start
+
+
+def time_batches(
+    model: EarlyExitClassifier, batches: Sequence[Dict[str, Any]], carry: bool
+) -> float:
+    """
+    The seconds one pass of `model` over `batches` takes: one stream of them
+    (`EarlyExitClassifier.forward_stream`) with `carry`, otherwise a forward pass per batch.
+    """
+
+    def run() -> None:
+        if carry:
+            for _ in model.forward_stream(batches):
+                pass
+        else:
+            for batch in batches:
+                model(**batch)
+
+    return stopwatch(run, cuda=next(model.parameters()).is_cuda)
+
+
+def interleaved_times(
+    runs: Sequence[Callable[[slice], float]],
+    repeats: int,
+    parts: Sequence[slice] = (slice(None),),
+    warmup: bool = True,
+    after_round: Optional[Callable[[int], None]] = None,
+) -> List[List[float]]:
+    """
+    Times configurations side by side, so that a slow spell of the machine falls on all of them
+    alike. `runs[i](part)` runs configuration `i` once over `part` (a slice) of its work and
+    returns the seconds that took, measured by the run itself (e.g. with `stopwatch`, so that
+    setting up a turn is not timed).
+
+    With `warmup`, every run first goes once over every part, untimed. Then come `repeats` rounds:
+    in each, part after part, every run takes its turn, in an order rotated from round to round
+    (round `r`, from 0, starts with run `r mod len(runs)`); a run's time in a round is the sum of
+    its parts' times. `after_round(r)` is called after the warm-up (`r` = 0) and after each round
+    (`r` = 1 to `repeats`), e.g. to show progress.
+
+    # Returns
+
+    For each run, its time in each round, in order.
+    """
+    if repeats < 1:
+        raise ConfigurationError(f"repeats must be at least 1, got {repeats}")
+    if warmup:
+        for run in runs:
+            for part in parts:
+                run(part)
+        if after_round is not None:
+            after_round(0)
+    times: List[List[float]] = [[] for _ in runs]
+    indices = list(range(len(runs)))
+    for repeat in range(repeats):
+        shift = repeat % len(runs)
+        order = indices[shift:] + indices[:shift]
+        total = [0.0] * len(runs)
+        for part in parts:
+            for index in order:
+                total[index] += runs[index](part)
+        for index, seconds in enumerate(total):
+            times[index].append(seconds)
+        if after_round is not None:
+            after_round(repeat + 1)
+    return times
+
+
+def median_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> float:
+    """
+    The median of the per-round ratios `numerators[r] / denominators[r]`: a speedup is the
+    reference's times over a configuration's times in the same rounds of `interleaved_times`.
+    """
+    return statistics.median(a / max(b, 1e-12) for a, b in zip(numerators, denominators))
 
 
 def timed_policies(policies: Sequence[Union[float, ExitPolicy]]) -> List[ExitPolicy]:
@@ -165,43 +231,35 @@ def measure_inference_time(
     policies = timed_policies(thresholds)
     batches = prepare_batches(model, instances, batch_size)
     carry = carry_rows and batch_size > 1
-
-    was_training, was_all_heads = model.training, model.run_all_heads
-    old_policy = model.exit_policy
-    times: Dict[ExitPolicy, List[float]] = {policy: [] for policy in policies}
     compute: Dict[ExitPolicy, float] = {}
-    model.eval()
-    model.run_all_heads = False
-    model.get_metrics(reset=True)
-    passes = len(policies) * (repeats + (1 if warmup else 0))
-    bar = Tqdm.tqdm(total=passes, desc=f"timing (batch size {batch_size})", disable=not progress)
+
+    def runner(policy: ExitPolicy) -> Callable[[slice], float]:
+        def run(part: slice) -> float:
+            model.exit_policy = policy
+            model.get_metrics(reset=True)
+            seconds = time_batches(model, batches[part], carry)
+            compute[policy] = model.get_metrics(reset=True)["relative_compute"]
+            return seconds
+
+        return run
+
+    rounds = repeats + (1 if warmup else 0)
+    bar = Tqdm.tqdm(total=rounds, desc=f"timing (batch size {batch_size})", disable=not progress)
     try:
-        with torch.inference_mode():
-            if warmup:
-                for policy in policies:
-                    model.exit_policy = policy
-                    _run_once(model, batches, carry)
-                    bar.update(1)
-            for repeat in range(repeats):
-                shift = repeat % len(policies)
-                for policy in policies[shift:] + policies[:shift]:
-                    model.exit_policy = policy
-                    model.get_metrics(reset=True)
-                    times[policy].append(_run_once(model, batches, carry))
-                    compute[policy] = model.get_metrics(reset=True)["relative_compute"]
-                    bar.update(1)
+        with inference_switches(model, run_all_heads=False), torch.inference_mode():
+            times = interleaved_times(
+                [runner(policy) for policy in policies],
+                repeats,
+                warmup=warmup,
+                after_round=lambda _: bar.update(1),
+            )
     finally:
         bar.close()
-        model.exit_policy = old_policy
-        model.run_all_heads = was_all_heads
-        model.train(was_training)
-        model.get_metrics(reset=True)
 
-    reference = times[FULL_MODEL]
+    reference = times[policies.index(FULL_MODEL)]
     results = []
-    for policy in policies:
-        seconds = statistics.median(times[policy])
-        ratios = [full / max(own, 1e-12) for full, own in zip(reference, times[policy])]
+    for policy, policy_times in zip(policies, times):
+        seconds = statistics.median(policy_times)
         threshold = policy.parameters().get("threshold")
         results.append(
             TimingResult(
@@ -210,9 +268,9 @@ def measure_inference_time(
                 num_instances=len(instances),
                 seconds=seconds,
                 seconds_per_instance=seconds / len(instances),
-                speedup=statistics.median(ratios),
+                speedup=median_ratio(reference, policy_times),
                 relative_compute=compute[policy],
-                repeat_seconds=list(times[policy]),
+                repeat_seconds=list(policy_times),
                 policy=policy,
             )
         )

@@ -151,6 +151,36 @@ def test_evaluate_unknown_label_is_one_error_line(archive, bad_data):
     )
 
 
+def test_evaluate_unknown_label_with_a_lazy_loader_is_one_error_line(archive, bad_data):
+    """A loader with `max_instances_in_memory` indexes as it reads: the label is named all the same."""
+    data = bad_data / "unknown.tsv"
+    overrides = json.dumps({"data_loader.max_instances_in_memory": 4, "data_loader.batch_size": 4})
+    error = _error_line(run_allennlp("evaluate", archive, data, "-o", overrides))
+    assert error.startswith(
+        f"error: {data} has label(s) the model does not know: neutral (first on"
+    )
+
+
+def test_predict_with_the_dataset_reader_names_an_unknown_label(archive, bad_data, tmp_path):
+    data, output = bad_data / "unknown.tsv", tmp_path / "out.jsonl"
+    for batch_size in ("1", "4"):
+        result = run_allennlp(
+            "predict",
+            archive,
+            data,
+            "--use-dataset-reader",
+            "--output-file",
+            output,
+            "--batch-size",
+            batch_size,
+            "--silent",
+        )
+        assert _error_line(result) == (
+            f"error: {data} has label(s) the model does not know: neutral (first on line 17); "
+            "it knows positive, negative"
+        )
+
+
 def test_evaluate_truncated_archive_is_one_error_line(archive, tmp_path):
     truncated = tmp_path / "model.tar.gz"
     truncated.write_bytes(archive.read_bytes()[:20000])
@@ -163,6 +193,17 @@ def test_evaluate_override_of_the_wrong_type_is_one_error_line(archive):
     error = _error_line(run_allennlp("evaluate", archive, TEXT_DATA, "-o", overrides))
     assert error.startswith(f"error: {archive} with the overrides {overrides}: ")
     assert "confidence_threshold" in error and "numeric" in error
+
+
+def test_evaluate_output_file_that_is_the_data_is_refused(archive, tmp_path):
+    data = tmp_path / "data.tsv"
+    data.write_bytes(TEXT_DATA.read_bytes())
+    error = _error_line(run_allennlp("evaluate", archive, data, "--output-file", data))
+    assert (
+        error
+        == f"error: the metrics output file {data} is the data file {data}; refusing to overwrite an input"
+    )
+    assert data.read_bytes() == TEXT_DATA.read_bytes()
 
 
 def test_train_refuses_a_file_without_instances(tmp_path, monkeypatch):

@@ -48,6 +48,19 @@ def batches_of(instances, vocab, size: int) -> List[Dict]:
     return batches
 
 
+def threshold_in_a_gap(values: torch.Tensor, quantile: float) -> float:
+    """
+    A threshold near `quantile` of `values` that sits in a gap between them, never on one: a row
+    exactly at the threshold would exit or not by rounding, which differs between batchings
+    (`torch.median` returns one of the values).
+    """
+    ordered = values.sort().values.tolist()
+    for index in range(int(quantile * (len(ordered) - 1)), len(ordered) - 1):
+        if ordered[index + 1] - ordered[index] > 1e-4:
+            return (ordered[index] + ordered[index + 1]) / 2
+    raise AssertionError("no gap between the values above the quantile")
+
+
 def median_first_head_threshold(model, batches) -> float:
     model.run_all_heads = True
     with torch.inference_mode():
@@ -55,7 +68,7 @@ def median_first_head_threshold(model, batches) -> float:
             [model(**batch)["head_probs"][:, 0].max(dim=-1).values for batch in batches]
         )
     model.run_all_heads = False
-    return float(confidence.median())
+    return threshold_in_a_gap(confidence, 0.5)
 
 
 def layer_calls(model) -> List[tuple]:

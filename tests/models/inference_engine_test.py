@@ -18,7 +18,12 @@ from early_exit.modules.exit_policies import (
     PatiencePolicy,
 )
 from early_exit.modules.exit_policies.entropy import normalised_entropy
-from tests.models.batch_stream_test import assert_same_outputs, batches_of, build
+from tests.models.batch_stream_test import (
+    assert_same_outputs,
+    batches_of,
+    build,
+    threshold_in_a_gap,
+)
 
 
 def _every_head(model, batches) -> torch.Tensor:
@@ -56,10 +61,10 @@ def _policies(head_probs: torch.Tensor) -> Dict[str, ExitPolicy]:
     confidence = head_probs[:, 0].max(dim=-1).values
     entropy = normalised_entropy(head_probs[:, 0])
     return {
-        "max_probability": MaxProbabilityPolicy(float(confidence.median())),
-        "entropy": EntropyPolicy(float(entropy.median())),
+        "max_probability": MaxProbabilityPolicy(threshold_in_a_gap(confidence, 0.5)),
+        "entropy": EntropyPolicy(threshold_in_a_gap(entropy, 0.5)),
         "patience": PatiencePolicy(2),
-        "confident_patience": ConfidentPatiencePolicy(float(confidence.quantile(0.3)), 2),
+        "confident_patience": ConfidentPatiencePolicy(threshold_in_a_gap(confidence, 0.3), 2),
     }
 
 

@@ -13,7 +13,12 @@ from early_exit.models.head_outputs import collect_head_outputs
 from early_exit.predictors import EarlyExitClassifierPredictor, PredictorInputError
 from early_exit.sweep import head_probabilities
 from tests import FIXTURES_ROOT, TINY_BERT, run_allennlp
-from tests.dataset_readers.line_reader_properties_test import ANY_CHARACTER, FIELD, LONG_FIELD, SPECIAL
+from tests.dataset_readers.line_reader_properties_test import (
+    ANY_CHARACTER,
+    FIELD,
+    LONG_FIELD,
+    SPECIAL,
+)
 from tests.sweep.trained_models import (
     NLI_JSONL,
     TEXT_JSONL,

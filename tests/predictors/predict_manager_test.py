@@ -336,6 +336,13 @@ class TestUserErrors:
         # Without them, another model's own predictor is left alone.
         assert type(get_predictor(_predict_args(archive, input_file))).__name__ != "Predictor"
 
+    def test_a_batch_size_below_one_is_refused_before_loading(
+        self, text_archive, input_file, no_loading
+    ):
+        args = _predict_args(text_archive, input_file, "--batch-size", "0")
+        with pytest.raises(ConfigurationError, match="--batch-size must be at least 1, got 0"):
+            get_predictor(args)
+
     @pytest.mark.parametrize("predictor_args", ["{", "[0.5]"])
     def test_predictor_args_must_be_a_json_object(self, text_archive, input_file, predictor_args):
         args = _predict_args(text_archive, input_file, "--predictor-args", predictor_args)
@@ -346,11 +353,19 @@ class TestUserErrors:
         """Each user error of `allennlp predict`: exit status 1 and one `error: ...` line."""
         bad_utf8 = tmp_path / "latin1.jsonl"
         bad_utf8.write_bytes(b'{"sentence": "fine"}\n{"sentence": "caf\xe9"}\n')
+        missing_key = tmp_path / "missing.jsonl"
+        missing_key.write_text('{"sentence": "fine"}\n{"txt": "no key"}\n')
         content = input_file.read_text()
         output = ["--silent", "--output-file", tmp_path / "out.jsonl"]
         cases = [
             ([text_archive, input_file, "--output-file", input_file], "is the input file"),
             ([text_archive, bad_utf8, *output], "latin1.jsonl line 2: not valid UTF-8"),
+            ([text_archive, missing_key, *output], 'missing.jsonl line 2: input line has no "sen'),
+            (
+                [text_archive, TEXT_DATA, *output],
+                "(tab-separated, as the dataset reader reads: add",
+            ),
+            ([text_archive, missing_key, *output, "--batch-size", "4"], "missing.jsonl line 2: "),
             (
                 [text_archive, input_file, *output, "-o", '{"model.confidence_threshold": "abc"}'],
                 "Expected confidence_threshold to be numeric",

@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 import torch
@@ -30,6 +31,8 @@ from early_exit.sweep import (
     sweep_policies,
     sweep_table,
 )
+from early_exit.sweep.recommendation import choose_on_dev
+from early_exit.sweep.reference_points import oracle_compute_at_accuracy
 from tests.sweep.trained_models import TEXT_DATA, trained_archive
 
 EXIT_LAYERS = [0, 1, 3]
@@ -211,6 +214,20 @@ class TestReferencePoints:
         assert [point.accuracy for point in points] == [0.25, 0.5, 0.75]
         assert [point.relative_compute for point in points] == [0.25, 0.5, 1.0]
 
+    @pytest.mark.parametrize(
+        "accuracy, layers_run",
+        # earliest right heads cost 1, 2 and 4 layers; the others exit at the first head (1)
+        [(0.0, 4), (0.25, 1 + 3), (0.5, 1 + 2 + 2), (0.75, 1 + 2 + 4 + 1)],
+    )
+    def test_oracle_compute_at_accuracy(self, constructed, accuracy, layers_run):
+        logits, labels = constructed
+        compute = oracle_compute_at_accuracy(logits, labels, EXIT_LAYERS, FULL_DEPTH, accuracy)
+        assert compute == pytest.approx(layers_run / 4 / FULL_DEPTH)
+
+    def test_oracle_compute_beyond_what_any_head_gets_right(self, constructed):
+        logits, labels = constructed
+        assert math.isnan(oracle_compute_at_accuracy(logits, labels, EXIT_LAYERS, FULL_DEPTH, 1.0))
+
 
 def _row(threshold, accuracy, compute):
     return SweepRow(threshold, accuracy, 0.0, compute, 0.0, {})
@@ -250,6 +267,25 @@ class TestRecommendation:
         assert "cheapest" in recommendation.message
         recommendation = recommend_threshold(rows[:2], 0.90, max_accuracy_drop=0.01)
         assert recommendation.threshold is None
+
+    def test_chosen_on_dev_reported_on_evaluation(self, rows):
+        evaluation = [
+            _row(row.threshold, row.accuracy - 0.01, row.relative_compute) for row in rows
+        ]
+        choices = choose_on_dev(rows, 0.90, evaluation, [0.01, 0.05])
+        assert [choice.max_accuracy_drop for choice in choices] == [0.01, 0.05]
+        assert [choice.policy for choice in choices] == [
+            MaxProbabilityPolicy(t) for t in (0.8, 0.5)
+        ]
+        assert [choice.on_dev.row.accuracy for choice in choices] == [0.90, 0.85]
+        assert [choice.on_eval.accuracy for choice in choices] == pytest.approx([0.89, 0.84])
+
+    def test_nothing_chosen_on_dev_falls_back_to_the_full_model(self, rows):
+        (choice,) = choose_on_dev(rows[:2], 0.90, rows, [0.01])
+        assert choice.on_dev.row is None and choice.policy == FULL_MODEL
+        assert choice.on_eval is rows[-1]
+        with pytest.raises(ConfigurationError, match="same grid"):
+            choose_on_dev(rows, 0.90, rows[:2], [0.01])
 
     def test_exactly_one_goal(self, rows):
         with pytest.raises(ConfigurationError, match="exactly one"):
