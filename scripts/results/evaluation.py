@@ -15,8 +15,10 @@ from allennlp.data import Instance
 
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
 from early_exit.models.head_outputs import collect_head_outputs
-from early_exit.sweep import Recommendation, SweepResult, plot_sweep, recommend_threshold
-from early_exit.sweep import sweep_model
+from early_exit.modules.exit_policies import ExitPolicy
+from early_exit.sweep import Recommendation, SweepResult, TimingResult, measure_inference_time
+from early_exit.sweep import plot_sweep, sweep_model
+from early_exit.sweep.recommendation import choose_on_dev
 from scripts.results import guarantees, policies
 from scripts.results.settings import (
     DELTA,
@@ -66,29 +68,20 @@ def evaluate_dataset(
     return result
 
 
-def _threshold_choices(dev_sweep: SweepResult) -> Dict[str, Any]:
-    """The cheapest confidence thresholds within each of `DROPS` of the full model on dev."""
-    full_dev = dev_sweep.full_model.accuracy
-    rows = [row for row in dev_sweep.rows if row.policy.registered_name() == guarantees.POLICY]
+def _threshold_choices(on_dev: SweepResult, on_eval: SweepResult) -> Dict[str, Any]:
+    """
+    The cheapest confidence thresholds within each of `DROPS` of the full model on dev (the
+    library's `choose_on_dev`), their rows on the evaluation split and its reference points.
+    """
+    full_dev = on_dev.full_model.accuracy
+    rows = policies.of_type(on_dev.rows, guarantees.POLICY)
+    choices = choose_on_dev(rows, full_dev, on_eval.rows, DROPS)
+    eval_json = on_eval.to_json()
     return {
         "dev_full_accuracy": full_dev,
-        "chosen_thresholds": {
-            drop_key(drop): recommend_threshold(rows, full_dev, max_accuracy_drop=drop).threshold
-            for drop in DROPS
-        },
-    }
-
-
-def _reported(eval_json: Dict[str, Any], chosen: Dict[str, float]) -> Dict[str, Any]:
-    """The evaluation split's full model, rows at the chosen thresholds and reference points."""
-    rows = {
-        row["threshold"]: row
-        for row in eval_json["rows"]
-        if row["policy"]["type"] == guarantees.POLICY
-    }
-    return {
+        "chosen_thresholds": {drop_key(c.max_accuracy_drop): c.policy.threshold for c in choices},
+        "eval_at_chosen": {drop_key(c.max_accuracy_drop): c.on_eval.to_json() for c in choices},
         "eval_full": eval_json["full_model"],
-        "eval_at_chosen": {drop: rows[threshold] for drop, threshold in chosen.items()},
         "single_heads": eval_json["single_heads"],
         "oracle": eval_json["oracle"],
     }
@@ -98,10 +91,25 @@ def evaluate_variant(
     model: EarlyExitClassifier, dev: List[Instance], evaluation: List[Instance]
 ) -> Dict[str, Any]:
     """A variant: its confidence thresholds chosen on dev, reported on the evaluation split."""
-    entry = _threshold_choices(sweep_model(model, dev, timing=False))
-    on_eval = sweep_model(model, evaluation, timing=False)
-    entry.update(_reported(on_eval.to_json(), entry["chosen_thresholds"]))
-    return entry
+    return _threshold_choices(
+        sweep_model(model, dev, timing=False), sweep_model(model, evaluation, timing=False)
+    )
+
+
+def timed(
+    model: EarlyExitClassifier,
+    evaluation: List[Instance],
+    chosen: List[ExitPolicy],
+    repeats: int,
+    timing_instances: int,
+) -> List[TimingResult]:
+    """The library's timing of `chosen` and the full model, at batch size 1 and 32."""
+    subset = evaluation[:timing_instances]
+    return [
+        timing
+        for batch_size in (1, 32)
+        for timing in measure_inference_time(model, subset, chosen, batch_size, repeats=repeats)
+    ]
 
 
 def evaluate_main(
@@ -120,21 +128,18 @@ def evaluate_main(
     dev_outputs = collect_head_outputs(model, dev, description="dev: running every head")
     eval_outputs = collect_head_outputs(model, evaluation, description="evaluation: every head")
     on_dev = sweep_model(model, dev, policy="all", timing=False, head_outputs=dev_outputs)
-    choices = policies.choose_per_policy(on_dev.rows, on_dev.full_model.accuracy, DROPS)
-    on_eval = sweep_model(
-        model,
-        evaluation,
-        policy="all",
-        timing_thresholds=policies.chosen_policies(choices),
-        repeats=repeats,
-        timing_instances=timing_instances,
-        head_outputs=eval_outputs,
+    on_eval = sweep_model(model, evaluation, policy="all", timing=False, head_outputs=eval_outputs)
+    choices = policies.choose_per_policy(
+        on_dev.rows, on_dev.full_model.accuracy, on_eval.rows, DROPS
     )
-    eval_json = on_eval.to_json()
-    entry = _threshold_choices(on_dev)
-    entry.update(_reported(eval_json, entry["chosen_thresholds"]))
-    entry["policy_choices"] = policies.choice_records(choices, on_eval.rows)
-    entry["timings"] = eval_json["timings"]
+    chosen = policies.chosen_policies(choices)
+    on_eval.timings = timed(model, evaluation, chosen, repeats, timing_instances)
+    entry = _threshold_choices(on_dev, on_eval)
+    entry["policy_choices"] = policies.choice_records(
+        choices, eval_outputs, model.exit_layers, model.full_depth
+    )
+    entry["timings"] = [timing.to_json() for timing in on_eval.timings]
+    entry["timing"] = {"instances": len(evaluation[:timing_instances]), "repeats": repeats}
     write_plots(dataset, on_eval, choices)
 
     dev_heads = guarantees.Heads.of(model, dev_outputs)
@@ -179,18 +184,17 @@ def write_plots(dataset: str, on_eval: SweepResult, choices: List[Dict[str, Any]
     chosen on dev (four policies' circles would hide the curves).
     """
     PLOT_DIR.mkdir(parents=True, exist_ok=True)
-    on_eval_rows = {row.policy: row for row in on_eval.rows}
 
-    def circled(choice: Dict[str, Any]) -> Recommendation:
-        row = on_eval_rows[choice["row"].policy]
-        goal = f"within {100 * choice['drop']:g} pt on dev"  # the plot's legend shows the goal
-        return Recommendation(goal, choice["drop"], 0.0, row, f"chosen {goal}")
+    def circled(record: Dict[str, Any]) -> Recommendation:
+        choice = record["choice"]
+        goal = f"within {100 * choice.max_accuracy_drop:g} pt on dev"  # the legend shows it
+        return Recommendation(goal, choice.max_accuracy_drop, 0.0, choice.on_eval, f"chosen {goal}")
 
     threshold_only = dataclasses.replace(
         on_eval,
         rows=[row for row in on_eval.rows if row.policy.registered_name() == guarantees.POLICY],
         timings=[t for t in on_eval.timings if t.policy.registered_name() == guarantees.POLICY],
-        recommendations=[circled(c) for c in choices if c["policy_type"] == guarantees.POLICY],
+        recommendations=[circled(r) for r in choices if r["policy_type"] == guarantees.POLICY],
         policy=guarantees.POLICY,
     )
     plot_sweep(threshold_only, PLOT_DIR / f"{dataset}.png")

@@ -58,9 +58,9 @@ class Heads:
             self.full_depth,
         )  # fmt: skip
 
-    def sweep(self) -> List[SweepRow]:
-        """The sweep table of the compared policy's grid (its last row is the full model)."""
-        grid = sweep_grid(POLICY, len(self.exit_layers))
+    def sweep(self, policy: str = POLICY) -> List[SweepRow]:
+        """The sweep table of a policy's grid (a name or `all`; by default the compared one)."""
+        grid = sweep_grid(policy, len(self.exit_layers))
         return sweep_policies(
             self.logits, self.labels, grid, self.exit_layers, self.full_depth, self.temperatures
         )

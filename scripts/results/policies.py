@@ -1,13 +1,16 @@
 """
-The exit-policy comparison at equal accuracy: each policy type's setting chosen on dev (the
-library's `recommend_threshold` over that type's rows of an `--policy all` sweep), then looked up
-in the sweep of the evaluation split.
+The exit-policy comparison at equal accuracy: each policy type's setting chosen on dev and its row
+on the evaluation split (the library's `choose_on_dev` over that type's rows of `--policy all`
+sweeps), with the oracle's compute at the same accuracy (`oracle_compute_at_accuracy`).
 """
 
 from typing import Any, Dict, List, Sequence
 
+from early_exit.models.head_outputs import HeadOutputs
 from early_exit.modules.exit_policies import ExitPolicy
-from early_exit.sweep import SweepRow, recommend_threshold
+from early_exit.sweep import SweepRow
+from early_exit.sweep.recommendation import HeldOutChoice, choose_on_dev
+from early_exit.sweep.reference_points import oracle_compute_at_accuracy
 from scripts.results.settings import drop_key
 
 
@@ -16,43 +19,65 @@ def policy_types(rows: Sequence[SweepRow]) -> List[str]:
     return list(dict.fromkeys(row.policy.registered_name() for row in rows))
 
 
+def of_type(rows: Sequence[SweepRow], name: str) -> List[SweepRow]:
+    return [row for row in rows if row.policy.registered_name() == name]
+
+
 def choose_per_policy(
-    dev_rows: Sequence[SweepRow], full_accuracy: float, drops: Sequence[float]
+    dev_rows: Sequence[SweepRow],
+    full_accuracy: float,
+    eval_rows: Sequence[SweepRow],
+    drops: Sequence[float],
 ) -> List[Dict[str, Any]]:
     """
-    For each policy type of `dev_rows` and each allowed accuracy drop, the cheapest row of that type
-    within the drop of `full_accuracy` (there is always one: every type's grid ends at the full
-    model). Records `{"policy_type", "drop", "row"}`, drops first.
+    For each policy type of `dev_rows` and each allowed accuracy drop, the cheapest setting of that
+    type within the drop of `full_accuracy` on dev, with its row of `eval_rows` (of the same
+    grids). Records `{"policy_type", "choice": HeldOutChoice}`, drops first.
     """
-    choices = []
-    for drop in drops:
-        for name in policy_types(dev_rows):
-            own = [row for row in dev_rows if row.policy.registered_name() == name]
-            recommendation = recommend_threshold(own, full_accuracy, max_accuracy_drop=drop)
-            choices.append({"policy_type": name, "drop": drop, "row": recommendation.row})
-    return choices
+    by_type = {
+        name: choose_on_dev(of_type(dev_rows, name), full_accuracy, eval_rows, drops)
+        for name in policy_types(dev_rows)
+    }
+    return [
+        {"policy_type": name, "choice": choices[index]}
+        for index in range(len(drops))
+        for name, choices in by_type.items()
+    ]
 
 
 def chosen_policies(choices: Sequence[Dict[str, Any]]) -> List[ExitPolicy]:
     """The distinct policies of `choose_per_policy`'s records, in their order (to time them)."""
-    return list(dict.fromkeys(choice["row"].policy for choice in choices))
+    return list(dict.fromkeys(record["choice"].policy for record in choices))
+
+
+def _row_json(choice: HeldOutChoice) -> Dict[str, Any]:
+    row = choice.on_dev.row if choice.on_dev.row is not None else choice.on_eval
+    return row.to_json()
 
 
 def choice_records(
-    choices: Sequence[Dict[str, Any]], eval_rows: Sequence[SweepRow]
+    choices: Sequence[Dict[str, Any]], eval_outputs: HeadOutputs, exit_layers, full_depth: int
 ) -> List[Dict[str, Any]]:
     """
-    `choose_per_policy`'s records as JSON, each with its row on dev and the same policy's row in
-    the evaluation split's sweep (`eval_rows`, of the same grids).
+    `choose_per_policy`'s records as JSON: the policy, its rows on dev and on the evaluation split,
+    and the least compute any policy over the heads needs for the same accuracy on the evaluation
+    split (`oracle_compute`).
     """
-    on_eval = {row.policy: row for row in eval_rows}
-    return [
-        {
-            "policy_type": choice["policy_type"],
-            "drop": drop_key(choice["drop"]),
-            "policy": choice["row"].policy.to_json(),
-            "dev": choice["row"].to_json(),
-            "eval": on_eval[choice["row"].policy].to_json(),
-        }
-        for choice in choices
-    ]
+    records = []
+    for record in choices:
+        choice: HeldOutChoice = record["choice"]
+        oracle = oracle_compute_at_accuracy(
+            eval_outputs.logits, eval_outputs.labels, exit_layers, full_depth,
+            choice.on_eval.accuracy,
+        )  # fmt: skip
+        records.append(
+            {
+                "policy_type": record["policy_type"],
+                "drop": drop_key(choice.max_accuracy_drop),
+                "policy": choice.policy.to_json(),
+                "dev": _row_json(choice),
+                "eval": choice.on_eval.to_json(),
+                "oracle_compute": oracle,
+            }
+        )
+    return records

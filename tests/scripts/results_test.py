@@ -9,8 +9,9 @@ import copy
 import pytest
 import torch
 
+from early_exit.models.head_outputs import HeadOutputs
 from early_exit.modules.exit_policies import MaxProbabilityPolicy
-from early_exit.sweep import FULL_MODEL, SweepRow, sweep_grid, sweep_policies
+from early_exit.sweep import FULL_MODEL, SweepRow
 from scripts.results import guarantees, policies, report, report_sections
 from scripts.results.guarantees import PLAIN, Heads, choose, repeated_splits, summarize_splits
 from scripts.results.settings import MAIN
@@ -107,20 +108,23 @@ class TestSummarizeSplits:
 
 
 class TestChoosePerPolicy:
-    def test_the_cheapest_of_each_type_within_each_drop(self):
-        heads = constructed_heads(500)
-        grid = sweep_grid("all", 3)
-        rows = sweep_policies(heads.logits, heads.labels, grid, [0, 1, 2], 3, heads.temperatures)
-        full = next(row for row in rows if row.policy == FULL_MODEL).accuracy
-        choices = policies.choose_per_policy(rows, full, [0.005, 0.02])
-        assert [c["drop"] for c in choices] == [0.005] * 4 + [0.02] * 4
-        for choice in choices:
-            own = [r for r in rows if r.policy.registered_name() == choice["policy_type"]]
-            within = [r for r in own if r.accuracy >= full - choice["drop"] - 1e-9]
-            assert choice["row"] in within
-            assert choice["row"].relative_compute == min(r.relative_compute for r in within)
-        records = policies.choice_records(choices, rows)
-        assert all(record["dev"] == record["eval"] for record in records)  # the same rows here
+    def test_the_cheapest_of_each_type_within_each_drop_and_the_oracle_below_it(self):
+        dev, evaluation = constructed_heads(500, seed=1), constructed_heads(400, seed=2)
+        dev_rows, eval_rows = dev.sweep("all"), evaluation.sweep("all")
+        full = next(row for row in dev_rows if row.policy == FULL_MODEL).accuracy
+        choices = policies.choose_per_policy(dev_rows, full, eval_rows, [0.005, 0.02])
+        assert [c["choice"].max_accuracy_drop for c in choices] == [0.005] * 4 + [0.02] * 4
+        for record in choices:
+            choice = record["choice"]
+            own = policies.of_type(dev_rows, record["policy_type"])
+            within = [r for r in own if r.accuracy >= full - choice.max_accuracy_drop - 1e-9]
+            assert choice.on_dev.row in within
+            assert choice.on_dev.row.relative_compute == min(r.relative_compute for r in within)
+            assert choice.on_eval in eval_rows and choice.on_eval.policy == choice.policy
+        outputs = HeadOutputs(evaluation.logits, evaluation.labels)
+        for record in policies.choice_records(choices, outputs, [0, 1, 2], 3):
+            # No policy over these heads reaches that accuracy for less than the oracle.
+            assert record["oracle_compute"] <= record["eval"]["relative_compute"] + 1e-9
 
 
 def _row(policy, accuracy, compute, first_exit):
@@ -148,7 +152,7 @@ def synthetic_main():
             row = _row(MaxProbabilityPolicy(0.8), accuracy, compute, 0.3)
             choices.append(
                 {"policy_type": policy["type"], "drop": drop, "policy": policy, "dev": row,
-                 "eval": row}
+                 "eval": row, "oracle_compute": 0.2}
             )  # fmt: skip
     full = _row(FULL_MODEL, 0.86, 1.0, 0.0)
     head = {"layer": 0, "accuracy": 0.8, "relative_compute": 1 / 6}
