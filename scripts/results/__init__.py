@@ -18,7 +18,9 @@ same encoder with one head on the last layer), then, with the library's sweep (`
 
 Modules: `settings` (datasets, variants, constants), `training` (data conversion and training),
 `evaluation` (the sweeps), `policies` (choosing each policy's setting), `guarantees` (plain and
-guaranteed thresholds, the repeated splits), `report` and `report_sections` (the Markdown), `cli`.
+guaranteed thresholds, the repeated splits), the Markdown by `report` (the document, the README
+summary), `report_sections` (the policy comparison) and `report_guarantees` (the thresholds and
+the repeated splits) with `formatting`, and `cli`.
 
 Splits (CPU-sized, stated in the report):
 - SST-2: train = GLUE train less the converter's seeded 872-row dev carve-out (66,477 rows, not

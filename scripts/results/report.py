@@ -2,7 +2,7 @@
 
 from typing import Callable, Dict, List
 
-from scripts.results import report_sections
+from scripts.results import report_guarantees, report_sections
 from scripts.results.formatting import format_lr, pct, points, policy_json, speedups, title
 from scripts.results.settings import BASELINE, DATASETS, MAIN, REFERENCE, ROOT, dataset_variants
 
@@ -184,7 +184,7 @@ def dataset_section(result: Dict) -> List[str]:
         "",
     ]
     lines += report_sections.policy_comparison(dataset, main)
-    lines += report_sections.guarantee_table(main)
+    lines += report_guarantees.guarantee_table(main)
     lines += variants_table(models)
     missing = [name for name in dataset_variants(dataset) if name not in models]
     if missing:
@@ -201,7 +201,7 @@ def write_report(results: List[Dict], machine: str, elapsed: float, trained: boo
     for result in results:
         if MAIN in result["models"]:
             lines += dataset_section(result)
-    lines += report_sections.split_experiment(results)
+    lines += report_guarantees.split_experiment(results)
     last_run = (
         f"Last run took {elapsed / 60:.0f} minutes."
         if trained

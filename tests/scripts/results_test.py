@@ -12,7 +12,7 @@ import torch
 from early_exit.models.head_outputs import HeadOutputs
 from early_exit.modules.exit_policies import MaxProbabilityPolicy
 from early_exit.sweep import FULL_MODEL, SweepRow
-from scripts.results import guarantees, policies, report, report_sections
+from scripts.results import guarantees, policies, report, report_guarantees, report_sections
 from scripts.results.guarantees import PLAIN, Heads, choose, repeated_splits, summarize_splits
 from scripts.results.settings import MAIN
 
@@ -263,7 +263,7 @@ class TestReport:
     def test_a_guaranteed_rule_within_delta_is_not_flagged(self, results):
         main = results[0]["models"][MAIN]
         main["splits"]["summary"] = [s for s in main["splits"]["summary"] if s["rule"] == PLAIN]
-        assert "more often than" not in report_sections.split_experiment(results)[-2]
+        assert "more often than" not in report_guarantees.split_experiment(results)[-2]
 
     def test_missing_variants_and_readme_summary(self, results):
         text = report.write_report(results, "m", 60.0)
