@@ -5,7 +5,6 @@ from allennlp.common.checks import ConfigurationError
 from allennlp.models import archival
 from allennlp.models.archival import Archive
 
-from early_exit.common.config_errors import overridden_values_checked
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
 
 
@@ -20,12 +19,10 @@ def load_early_exit_archive(
     `ConfigurationError` naming the archive and the model type it holds, if it holds another model,
     or naming the overrides if they give a value of the wrong type.
     """
-    with overridden_values_checked(archive_file, overrides):
-        # Looked up at call time: importing early_exit wraps it so that a missing or unreadable
-        # archive is an `ArchiveError` naming it (`early_exit.common.archive_errors`).
-        archive = archival.load_archive(
-            str(archive_file), cuda_device=cuda_device, overrides=overrides
-        )
+    # Looked up at call time: importing early_exit wraps it so that a missing or unreadable
+    # archive is an `ArchiveError` naming it, and a value of the wrong type in the overrides is
+    # named with them (`early_exit.common.archive_errors`).
+    archive = archival.load_archive(str(archive_file), cuda_device=cuda_device, overrides=overrides)
     check_early_exit_model(archive_file, archive)
     return archive
 
