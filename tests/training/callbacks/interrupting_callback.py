@@ -57,4 +57,9 @@ class InterruptOnceCallback(TrainerCallback):
             return
         with open(marker, "w"):
             pass
+        if self.signal == signal.SIGINT:
+            # What Python's SIGINT handler does, but here and now: a signal sent with `os.kill` is
+            # handled at a later bytecode, and if that falls inside a finalizer (garbage collection
+            # under load) the KeyboardInterrupt is printed as "ignored" and training goes on.
+            raise KeyboardInterrupt
         os.kill(os.getpid(), self.signal)
