@@ -27,6 +27,7 @@ from typing import Callable, List, Sequence, Tuple
 
 import torch
 
+from early_exit.common.files import atomic_open
 from early_exit.common.machine import machine_description
 from early_exit.dataset_readers import EarlyExitTextClassificationReader
 from early_exit.modules.layerwise_transformer import LayerwiseTransformer
@@ -121,11 +122,9 @@ def main() -> None:
         print(f"{count} rows ({packed.num_tokens} tokens) timed", file=sys.stderr)
     lines = report(args, measured)
     print("\n".join(lines))
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temporary = output.with_name(output.name + ".tmp")
-    temporary.write_text("\n".join(lines))
-    temporary.replace(output)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(args.output) as output:
+        output.write("\n".join(lines))
 
 
 def report(
