@@ -29,8 +29,8 @@ Splits (CPU-sized, stated in the report):
   phrases with the training data.
 - AG News: evaluation = a seeded 2,000-row part of the official test.csv, dev = a seeded 600 of the
   other 5,600 rows, train = the remaining 5,000 (`--cpu-subset`). (The 581 train.csv rows available
-  here made a poor dev split: the model scored 5 points lower on them than on test.csv rows, so
-  thresholds chosen on them did not carry over; see docs/recipe_search.md.)
+  here made a poor dev split: the model scored lower on them than on test.csv rows, so thresholds
+  chosen on them did not carry over; the runs are in docs/recipe_search.md's git history.)
 - SNLI: train = SNLI dev minus a seeded 1,000-row dev carve-out, evaluation = SNLI test.
 
 Usage (from the repo root, after `make install`; about 2 hours on 2 CPU cores):

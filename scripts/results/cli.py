@@ -41,13 +41,19 @@ def parse_args(argv: List[str] = None) -> argparse.Namespace:
             parser.exit(
                 1, f"error: unknown variant {name!r}; choose from {', '.join(sorted(known))}\n"
             )
-    args.datasets = [name.strip() for name in args.datasets.split(",") if name.strip()]
-    for name in args.datasets:
+    args.datasets = checked_datasets(parser, args.datasets, args.shared_data)
+    return args
+
+
+def checked_datasets(parser: argparse.ArgumentParser, datasets: str, shared: Path) -> List[str]:
+    """The dataset names of a comma-separated `--datasets`; exits on an unknown one or data."""
+    names = [name.strip() for name in datasets.split(",") if name.strip()]
+    for name in names:
         if name not in DATASETS:
             parser.exit(1, f"error: unknown dataset {name!r}; choose from {', '.join(DATASETS)}\n")
-    if not args.shared_data.is_dir():
-        parser.exit(1, f"error: {args.shared_data} is not a directory (the distributed datasets)\n")
-    return args
+    if not shared.is_dir():
+        parser.exit(1, f"error: {shared} is not a directory (the distributed datasets)\n")
+    return names
 
 
 def main(argv: List[str] = None) -> None:

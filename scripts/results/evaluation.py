@@ -18,7 +18,7 @@ from early_exit.models.head_outputs import collect_head_outputs
 from early_exit.modules.exit_policies import ExitPolicy
 from early_exit.sweep import Recommendation, SweepResult, TimingResult, measure_inference_time
 from early_exit.sweep import plot_sweep, sweep_model
-from early_exit.sweep.recommendation import choose_on_dev
+from early_exit.sweep.recommendation import HeldOutChoice, choose_on_dev
 from scripts.results import guarantees, policies
 from scripts.results.settings import (
     DELTA,
@@ -80,11 +80,18 @@ def _threshold_choices(on_dev: SweepResult, on_eval: SweepResult) -> Dict[str, A
     return {
         "dev_full_accuracy": full_dev,
         "chosen_thresholds": {drop_key(c.max_accuracy_drop): c.policy.threshold for c in choices},
+        "dev_at_chosen": {drop_key(c.max_accuracy_drop): _dev_row(c, on_dev) for c in choices},
         "eval_at_chosen": {drop_key(c.max_accuracy_drop): c.on_eval.to_json() for c in choices},
         "eval_full": eval_json["full_model"],
         "single_heads": eval_json["single_heads"],
         "oracle": eval_json["oracle"],
     }
+
+
+def _dev_row(choice: HeldOutChoice, on_dev: SweepResult) -> Dict[str, Any]:
+    """The dev row of the policy `choice` made (the full model's where nothing met the goal)."""
+    row = choice.on_dev.row if choice.on_dev.row is not None else on_dev.full_model
+    return row.to_json()
 
 
 def evaluate_variant(

@@ -189,8 +189,9 @@ def dataset_section(result: Dict) -> List[str]:
     missing = [name for name in dataset_variants(dataset) if name not in models]
     if missing:
         lines += [
-            f"Not trained for this report: {', '.join(missing)} (earlier runs of these "
-            "variants, with the recipe of their day, are in [recipe_search.md](recipe_search.md)).",
+            f"Not trained for this report: {', '.join(missing)} (`--variants "
+            f"{','.join(missing)}` trains them; [recipe_search.md](recipe_search.md) compares "
+            "the adopted recipe with one change at a time).",
             "",
         ]
     return lines

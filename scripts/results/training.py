@@ -50,27 +50,29 @@ def prepare_data(dataset: str, shared: Path, work: Path) -> Dict[str, Path]:
     return {"train": out / "train.tsv", "dev": halves / "dev.tsv", "eval": halves / "eval.tsv"}
 
 
+def training_job(dataset: str, paths: Dict[str, Path], directory: Path, extra: Dict) -> Dict:
+    """Training `training_config/<dataset>_minilm.jsonnet` on `paths` with the `extra` overrides."""
+    overrides = {
+        "train_data_path": str(paths["train"]),
+        "validation_data_path": str(paths["dev"]),
+        **extra,
+    }
+    return {
+        "config": f"training_config/{dataset}_minilm.jsonnet",
+        "dir": directory,
+        "overrides": overrides,
+    }
+
+
 def training_jobs(
     dataset: str, paths: Dict[str, Path], work: Path, only: Optional[List[str]] = None
 ) -> List[Dict]:
     """The training jobs for `dataset`, limited to the variant names in `only` when given."""
-    jobs = []
-    for name, extra in dataset_variants(dataset).items():
-        if only and name not in only:
-            continue
-        overrides = {
-            "train_data_path": str(paths["train"]),
-            "validation_data_path": str(paths["dev"]),
-            **extra,
-        }
-        jobs.append(
-            {
-                "config": f"training_config/{dataset}_minilm.jsonnet",
-                "dir": work / "models" / f"{dataset}_{name}",
-                "overrides": overrides,
-            }
-        )
-    return jobs
+    return [
+        training_job(dataset, paths, work / "models" / f"{dataset}_{name}", extra)
+        for name, extra in dataset_variants(dataset).items()
+        if not only or name in only
+    ]
 
 
 def _start(job: Dict) -> Tuple[Dict, subprocess.Popen, float]:
