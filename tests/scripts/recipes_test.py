@@ -119,7 +119,8 @@ class TestReport:
         assert report_recipes.verdict(result) == [
             "No change trained yet: nothing to compare the adopted recipe with."
         ]
-        del result["recipes"][0]["dev_full_accuracy"]
+        result["recipes"][1] = result["recipes"][0]
+        result["recipes"][0] = {"name": ADOPTED, "change": "adopted recipe"}
         assert "adopted recipe is not trained" in report_recipes.verdict(result)[0]
 
     def test_the_document_names_its_command(self):
