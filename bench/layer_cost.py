@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, List, Sequence, Tuple
 
 import torch
+from allennlp.data import Batch, Vocabulary
 
 from early_exit.common.files import atomic_open
 from early_exit.common.machine import machine_description
@@ -46,21 +47,19 @@ def packed_inputs(
 ) -> List[Tuple[int, PackedRows]]:
     """The first `n` sentences of `data`, embedded and packed, for each `n` in `rows`."""
     reader = EarlyExitTextClassificationReader(encoder.transformer.name_or_path, max_length=128)
-    token_ids = [
-        [token.text_id for token in instance["tokens"].tokens] for instance in reader.read(data)
-    ]
-    if len(token_ids) < max(rows):
-        sys.exit(f"error: {data}: {len(token_ids)} sentences, fewer than --rows asks ({max(rows)})")
+    instances = list(reader.read(data))
+    if len(instances) < max(rows):
+        sys.exit(f"error: {data}: {len(instances)} sentences, fewer than --rows asks ({max(rows)})")
+    vocab = Vocabulary.from_instances(instances)  # the labels; token ids are the tokenizer's
     inputs = []
     for count in rows:
-        lengths = torch.tensor([len(ids) for ids in token_ids[:count]])  # (count,)
-        padded = torch.zeros(count, int(lengths.max()), dtype=torch.long)  # (count, num_columns)
-        for row, ids in enumerate(token_ids[:count]):
-            padded[row, : len(ids)] = torch.tensor(ids)
-        mask = torch.arange(padded.size(1)) < lengths.unsqueeze(1)  # (count, num_columns)
+        batch = Batch(instances[:count])
+        batch.index_instances(vocab)
+        tokens = batch.as_tensor_dict()["tokens"]["tokens"]
+        mask = tokens["mask"]  # (count, num_columns)
         with torch.inference_mode():
-            hidden = encoder.embed_packed(padded, mask)  # (num_tokens, hidden_size)
-        inputs.append((count, PackedRows.from_tokens(torch.arange(count), hidden, lengths)))
+            hidden = encoder.embed_packed(tokens["token_ids"], mask)  # (num_tokens, hidden_size)
+        inputs.append((count, PackedRows.from_tokens(torch.arange(count), hidden, mask.sum(1))))
     return inputs
 
 
