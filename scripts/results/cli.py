@@ -2,7 +2,6 @@
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 from typing import List
@@ -58,23 +57,16 @@ def checked_datasets(parser: argparse.ArgumentParser, datasets: str, shared: Pat
 
 def main(argv: List[str] = None) -> None:
     args = parse_args(argv)
-    from scripts.results.training import prepare_data, train_all, training_jobs
+    from scripts.results.training import prepare_and_train, training_jobs
 
     start = time.time()
-    work = args.work_dir.resolve()
-    (work / "models").mkdir(parents=True, exist_ok=True)
-    paths = {name: prepare_data(name, args.shared_data.resolve(), work) for name in args.datasets}
-    if not args.report_only:
-        jobs = [
-            job
-            for name in args.datasets
-            for job in training_jobs(name, paths[name], work, args.variants)
-        ]
-        train_all(jobs, args.parallel)
+    work, paths = prepare_and_train(
+        args, lambda name, data, work: training_jobs(name, data, work, args.variants)
+    )
     if args.train_only:
         return
-    os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     # Importing any of early_exit registers its components with allennlp.
+    from early_exit.common.files import atomic_open
     from early_exit.common.machine import machine_description
     from scripts.results.evaluation import evaluate_dataset
     from scripts.results.report import readme_summary, update_readme, write_report
@@ -84,12 +76,14 @@ def main(argv: List[str] = None) -> None:
     results = []
     for name in args.datasets:
         result = evaluate_dataset(name, paths[name], work, args.repeats, args.timing_instances)
-        (json_dir / f"{name}_results.json").write_text(json.dumps(result, indent=2))
+        with atomic_open(json_dir / f"{name}_results.json") as out:
+            json.dump(result, out, indent=2)
         results.append(result)
     elapsed = time.time() - start
     report = write_report(results, machine_description(), elapsed, trained=not args.report_only)
     (ROOT / "docs").mkdir(exist_ok=True)
-    (ROOT / "docs" / "results.md").write_text(report)
+    with atomic_open(ROOT / "docs" / "results.md") as out:
+        out.write(report)
     update_readme(readme_summary(results))
     print(report)
     print(f"report written in {elapsed:.0f} s")

@@ -6,7 +6,6 @@ that picks a recipe from the dev columns alone.
 """
 
 import argparse
-import os
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -155,24 +154,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    from scripts.results.training import prepare_data, train_all
+    from scripts.results.training import prepare_and_train
 
     args = parse_args(argv)
     start = time.time()
-    work = args.work_dir.resolve()
-    paths = {name: prepare_data(name, args.shared_data.resolve(), work) for name in args.datasets}
-    if not args.report_only:
-        jobs = [
-            job
-            for name in args.datasets
-            for job in training_jobs(name, paths[name], work, args.changes)
-        ]
-        for job in jobs:
-            job["dir"].parent.mkdir(parents=True, exist_ok=True)
-        train_all(jobs, args.parallel)
+    work, paths = prepare_and_train(
+        args, lambda name, data, work: training_jobs(name, data, work, args.changes)
+    )
     if args.train_only:
         return
-    os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     import torch
 
     from early_exit.common.files import atomic_open

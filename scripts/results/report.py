@@ -2,6 +2,7 @@
 
 from typing import Callable, Dict, List
 
+from early_exit.common.files import atomic_open
 from scripts.results import report_guarantees, report_sections
 from scripts.results.formatting import format_lr, pct, points, policy_json, speedups, title
 from scripts.results.settings import BASELINE, DATASETS, MAIN, REFERENCE, ROOT, dataset_variants
@@ -246,4 +247,5 @@ def update_readme(summary: str) -> None:
         print(f"README.md has no {start} section; not updated")
         return
     before, rest = text.split(start, 1)
-    readme.write_text(before + start + "\n" + summary + "\n" + end + rest.split(end, 1)[1])
+    with atomic_open(readme) as out:  # a crash halfway must not cost the README
+        out.write(before + start + "\n" + summary + "\n" + end + rest.split(end, 1)[1])

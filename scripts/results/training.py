@@ -1,5 +1,6 @@
 """Converting the distributed datasets and training the models that have no archive yet."""
 
+import argparse
 import json
 import os
 import random
@@ -7,7 +8,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from early_exit.common.machine import subprocess_env
 from scripts.results.settings import DATASETS, PY, ROOT, SEED, dataset_variants
@@ -79,6 +80,7 @@ def _start(job: Dict) -> Tuple[Dict, subprocess.Popen, float]:
     """Starts `allennlp train` for one job (one thread), its log beside its directory."""
     if job["dir"].exists():
         shutil.rmtree(job["dir"])
+    job["dir"].parent.mkdir(parents=True, exist_ok=True)
     command = [PY, "-m", "allennlp", "train", job["config"], "-s", str(job["dir"])]
     command += ["--include-package", "early_exit", "-o", json.dumps(job["overrides"])]
     print("$", " ".join(command), flush=True)
@@ -106,3 +108,20 @@ def train_all(jobs: List[Dict], parallel: int) -> None:
             print(f"   {job['dir'].name}: {status} in {time.time() - start:.0f} s", flush=True)
             if process.returncode != 0:
                 raise SystemExit(f"training failed, see {job['dir']}.log")
+
+
+def prepare_and_train(
+    args: argparse.Namespace, jobs_of: Callable[[str, Dict[str, Path], Path], List[Dict]]
+) -> Tuple[Path, Dict[str, Dict[str, Path]]]:
+    """
+    Converts the files of each of `args.datasets` and, unless `args.report_only`, trains the jobs
+    `jobs_of(dataset, paths, work)` lists that have no archive yet; returns the work directory and
+    each dataset's train/dev/eval paths. The evaluation that follows in this process runs offline.
+    """
+    os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    work = args.work_dir.resolve()
+    paths = {name: prepare_data(name, args.shared_data.resolve(), work) for name in args.datasets}
+    if not args.report_only:
+        jobs = [job for name in args.datasets for job in jobs_of(name, paths[name], work)]
+        train_all(jobs, args.parallel)
+    return work, paths
