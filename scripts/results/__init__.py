@@ -20,7 +20,9 @@ Modules: `settings` (datasets, variants, constants), `training` (data conversion
 `evaluation` (the sweeps), `policies` (choosing each policy's setting), `guarantees` (plain and
 guaranteed thresholds, the repeated splits), the Markdown by `report` (the document, the README
 summary), `report_sections` (the policy comparison) and `report_guarantees` (the thresholds and
-the repeated splits) with `formatting`, and `cli`.
+the repeated splits) with `formatting`, and `cli`. The recipe search (`scripts/recipe_search.py`,
+docs/recipe_search.md) is `recipes` with its Markdown in `report_recipes`, on the same conversion,
+training and threshold choice.
 
 Splits (CPU-sized, stated in the report):
 - SST-2: train = GLUE train less the converter's seeded 872-row dev carve-out (66,477 rows, not
