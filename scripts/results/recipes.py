@@ -6,6 +6,7 @@ that picks a recipe from the dev columns alone.
 """
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -171,7 +172,10 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     torch.set_num_threads(2)
     results = [evaluate_recipes(name, paths[name], work, args.changes) for name in args.datasets]
-    report = recipe_report(results, machine_description(), time.time() - start)
+    command = " ".join(
+        [".venv/bin/python", "scripts/recipe_search.py"] + (sys.argv[1:] if argv is None else argv)
+    )
+    report = recipe_report(results, machine_description(), time.time() - start, command)
     with atomic_open(args.output) as out:
         out.write(report)
     print(report)

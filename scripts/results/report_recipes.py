@@ -95,7 +95,13 @@ def dataset_section(result: Dict[str, Any]) -> List[str]:
     return lines + [""] + verdict(result) + [""]
 
 
-def recipe_report(results: List[Dict[str, Any]], machine: str, elapsed: float) -> str:
+def recipe_report(
+    results: List[Dict[str, Any]], machine: str, elapsed: float, command: str = COMMAND
+) -> str:
+    """
+    The page, from the results of `evaluate_recipes`. `command` is the run that wrote it, printed
+    beside `COMMAND` (the whole search) when it differs.
+    """
     lines = header()
     for result in results:
         lines += dataset_section(result)
@@ -109,11 +115,17 @@ def recipe_report(results: List[Dict[str, Any]], machine: str, elapsed: float) -
         "",
         "## Command",
         "",
-        f"Machine: {machine}. Written in {elapsed / 60:.0f} min (training included where it ran):",
+        "The whole search, training included (each run's time is in its archive's `metrics.json`):",
         "",
         "```",
         COMMAND,
         "```",
+        "",
+    ]
+    if command != COMMAND:
+        lines += ["This page was written by:", "", "```", command, "```", ""]
+    lines += [
+        f"Machine: {machine}. Written in {elapsed / 60:.0f} min.",
         "",
         "`--datasets sst2,ag_news` limits the datasets, `--changes encoder_lr_5e-5,two_epochs` the",
         "changes; `--report-only` reports the archives already trained (a missing one shows as not",

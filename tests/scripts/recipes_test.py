@@ -126,6 +126,12 @@ class TestReport:
     def test_the_document_names_its_command(self):
         text = report_recipes.recipe_report([], "a machine", 120.0)
         assert "do not edit by hand" in text and report_recipes.COMMAND in text
+        assert "This page was written by" not in text
+
+    def test_a_partial_run_prints_its_own_command_too(self):
+        partial = report_recipes.COMMAND + " --datasets sst2 --report-only"
+        text = report_recipes.recipe_report([], "a machine", 120.0, partial)
+        assert "This page was written by" in text and partial in text
 
 
 def test_an_unknown_change_is_one_error_line(tmp_path, capsys):
