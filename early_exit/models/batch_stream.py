@@ -24,9 +24,9 @@ from early_exit.models.inference_engine import InferenceEngine
 from early_exit.modules.exit_record import ExitRecord
 from early_exit.modules.row_set import RowSet
 
-# How many tokens a layer call after the first waits for. A packed MiniLM layer costs the least per
-# token between about 800 and 3,300 tokens, and fewer calls mean less per-call work
-# (docs/performance.md, finding 13).
+# How many tokens a layer call after the first waits for: a packed layer costs less per token the
+# more tokens it runs, up to a few thousand, and fewer calls mean less per-call work (the cost per
+# token is measured by bench/layer_cost.py; the choice: docs/performance.md, finding 7).
 MIN_TOKENS = 2048
 
 
