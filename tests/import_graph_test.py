@@ -4,8 +4,12 @@ import, also one inside a function), nor is there an import cycle among its modu
 """
 
 import ast
+import re
+import subprocess
 from pathlib import Path
 from typing import Dict, List, Set
+
+import pytest
 
 from tests import PROJECT_ROOT
 
@@ -112,3 +116,51 @@ def test_every_module_is_in_a_layer_and_the_test_sees_the_package():
     assert "early_exit.models.inference_engine" in modules
     for module in modules:
         _layer(module)
+
+
+def _layout_rows() -> List[List[str]]:
+    """The README's "Project layout" table, as cells."""
+    text = (PROJECT_ROOT / "README.md").read_text()
+    table = text.split("## Project layout", 1)[1].split("\n## ", 1)[0]
+    rows = [line.strip().strip("|").split("|") for line in table.splitlines()]
+    return [[cell.strip() for cell in row] for row in rows if len(row) == 3][2:]
+
+
+def test_the_readme_layout_table_gives_each_path_its_layer():
+    numbered = {}
+    for layer, paths, _ in _layout_rows():
+        for path in re.findall(r"`(early_exit/[^`]*)`", paths):
+            numbered[path.rstrip("/").removesuffix(".py").replace("/", ".")] = layer
+    assert numbered, "no layered row in the README's Project layout table"
+    assert {module: str(_layer(module)) for module in numbered} == numbered
+    # Every subpackage and top-level module of the package is in the table (as itself or within
+    # a listed folder).
+    parts = {
+        _module_name(path)
+        for path in list(PACKAGE.glob("*/__init__.py")) + list(PACKAGE.glob("*.py"))
+        if path.name != "__init__.py" or path.parent != PACKAGE
+    }
+    missing = [
+        part
+        for part in sorted(parts)
+        if not any(
+            part == m or m.startswith(part + ".") or part.startswith(m + ".") for m in numbered
+        )
+    ]
+    assert missing == []
+
+
+def test_the_readme_layout_table_names_every_tracked_folder():
+    try:
+        tracked = subprocess.run(
+            ["git", "ls-files"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
+        ).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    folders = {path.split("/")[0] for path in tracked if "/" in path}
+    named = {
+        path.split("/")[0]
+        for _, paths, _ in _layout_rows()
+        for path in re.findall(r"`([^`]*)`", paths)
+    }
+    assert sorted(folders - named) == []
