@@ -17,11 +17,13 @@ The table is printed and written to `--output` (with the machine and the command
 """
 
 import argparse
+import sys
 from pathlib import Path
 
 import torch
 from allennlp.data import Vocabulary
 
+from early_exit.common.files import atomic_open, display_path
 from early_exit.common.machine import cpu_name
 from early_exit.dataset_readers import EarlyExitTextClassificationReader
 from early_exit.models import EarlyExitClassifier
@@ -63,7 +65,7 @@ def main() -> None:
         "the per-repeat ratios. Target: >= 3x.",
         "",
         f"Machine: {device}, torch threads {torch.get_num_threads()}, torch {torch.__version__}.",
-        f"Data: {len(instances)} instances of `{display_path(args.data)}`; repeats: {args.repeats}.",
+        f"Data: {len(instances)} instances of `{display_path(args.data, ROOT)}`; repeats: {args.repeats}.",
         "",
         "| batch size | full model (threshold 1.0) | exit at layer 0 (threshold 0.0) | speedup |",
         "|---:|---:|---:|---:|",
@@ -81,15 +83,12 @@ def main() -> None:
             f"| {batch_size} | {full.seconds_per_instance * 1000:.2f} ms/instance | "
             f"{early.seconds_per_instance * 1000:.2f} ms/instance | {early.speedup:.2f}x |"
         )
-    lines += ["", "Reproduce: `.venv/bin/python bench/exit_speed.py`", ""]
+    command = " ".join(["bench/exit_speed.py"] + sys.argv[1:])
+    lines += ["", f"Reproduce: `.venv/bin/python {command}`", ""]
     print("\n".join(lines))
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text("\n".join(lines))
-
-
-def display_path(path: str) -> str:
-    resolved = Path(path).resolve()
-    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else path
+    with atomic_open(args.output) as out:
+        out.write("\n".join(lines))
 
 
 if __name__ == "__main__":

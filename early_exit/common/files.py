@@ -37,6 +37,17 @@ def is_local(path: PathType) -> bool:
     return "://" not in path and path != "-"
 
 
+def display_path(path: PathType, root: PathType) -> str:
+    """
+    `path` as a report names it: relative to `root` (e.g. the clone a benchmark ran in) when it
+    lies inside it, so that the printed command runs in any clone; otherwise as given.
+    """
+    resolved, root = os.path.realpath(path), os.path.realpath(root)
+    if os.path.commonpath([resolved, root]) == root:
+        return os.path.relpath(resolved, root)
+    return os.fspath(path)
+
+
 def same_file(first: PathType, second: PathType) -> bool:
     """
     Whether two paths name the same file: the same inode where both exist (hard and symbolic links

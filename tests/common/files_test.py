@@ -11,6 +11,7 @@ from early_exit.common.files import (
     atomic_path,
     atomic_write,
     check_output_paths,
+    display_path,
     remove_stale_temporaries,
     same_file,
 )
@@ -25,6 +26,20 @@ def data(tmp_path):
     path = tmp_path / "data.tsv"
     path.write_text("positive\tfine\n")
     return path
+
+
+def test_display_path_is_relative_inside_the_root_and_as_given_outside(tmp_path, monkeypatch):
+    root = tmp_path / "clone"
+    (root / "data").mkdir(parents=True)
+    inside = root / "data" / "dev.tsv"
+    assert display_path(inside, root) == os.path.join("data", "dev.tsv")
+    monkeypatch.chdir(root)
+    assert display_path("data/dev.tsv", root) == os.path.join("data", "dev.tsv")
+    outside = tmp_path / "elsewhere" / "dev.tsv"
+    assert display_path(outside, root) == str(outside)
+    # A sibling whose name starts like the root's is outside it.
+    sibling = tmp_path / "clone2" / "dev.tsv"
+    assert display_path(sibling, root) == str(sibling)
 
 
 class TestSameFile:
