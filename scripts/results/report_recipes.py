@@ -55,27 +55,36 @@ def recipe_row(recipe: Dict[str, Any]) -> str:
 
 
 def verdict(result: Dict[str, Any]) -> List[str]:
-    """What the rule picks on dev, and whether that is the adopted recipe."""
+    """
+    What the rule picks on dev, and whether that is the adopted recipe; what is not trained yet,
+    and the command that trains it.
+    """
     recipes = result["recipes"]
+    missing = [recipe["change"] for recipe in recipes if "dev_full_accuracy" not in recipe]
+    train = (
+        f" `{COMMAND} --datasets {result['dataset']}` trains what is missing (and keeps what is"
+        " trained)."
+        if missing
+        else ""
+    )
     chosen = pick(recipes)
     if chosen is None:
-        return ["Nothing trained yet."]
-    names = {recipe["name"]: recipe["change"] for recipe in recipes}
-    config = f"`training_config/{result['dataset']}_minilm.jsonnet`"
-    missing = [recipe["change"] for recipe in recipes if "dev_full_accuracy" not in recipe]
+        return ["Nothing trained yet." + train]
     if "dev_full_accuracy" not in recipes[0]:  # the adopted recipe comes first
-        return ["The adopted recipe is not trained: nothing to compare the changes with."]
+        return ["The adopted recipe is not trained: nothing to compare the changes with." + train]
     if len(missing) == len(recipes) - 1:
-        return ["No change trained yet: nothing to compare the adopted recipe with."]
+        return ["No change trained yet: nothing to compare the adopted recipe with." + train]
+    config = f"`training_config/{result['dataset']}_minilm.jsonnet`"
     if chosen == ADOPTED:
         text = f"On dev the rule picks the adopted recipe: {config} stands."
     else:
+        names = {recipe["name"]: recipe["change"] for recipe in recipes}
         text = (
             f"On dev the rule picks **{names[chosen]}** over the adopted recipe: {config} is due "
             "for that change (retrain results.md after it)."
         )
     if missing:
-        text += f" Not trained yet, so not compared: {', '.join(missing)}."
+        text += f" Not trained yet, so not compared: {', '.join(missing)}." + train
     return [text]
 
 

@@ -116,12 +116,20 @@ class TestReport:
         result["recipes"][1]["dev_at_chosen"]["0.01"]["relative_compute"] = 0.4
         assert "the rule picks the adopted recipe" in "\n".join(report_recipes.verdict(result))
         del result["recipes"][1]["dev_full_accuracy"]
-        assert report_recipes.verdict(result) == [
-            "No change trained yet: nothing to compare the adopted recipe with."
-        ]
+        train = f"`{report_recipes.COMMAND} --datasets sst2` trains what is missing"
+        assert train in text
+        (line,) = report_recipes.verdict(result)
+        assert line.startswith("No change trained yet: nothing to compare the adopted recipe with.")
+        assert train in line
         result["recipes"][1] = result["recipes"][0]
         result["recipes"][0] = {"name": ADOPTED, "change": "adopted recipe"}
         assert "adopted recipe is not trained" in report_recipes.verdict(result)[0]
+        for recipe in result["recipes"]:
+            recipe.pop("dev_full_accuracy", None)
+        assert report_recipes.verdict(result)[0].startswith("Nothing trained yet. " + train)
+        trained = _recipe(ADOPTED, 0.900, 0.35)
+        result["recipes"] = [trained, _recipe("encoder_lr_5e-5", 0.899, 0.40)]
+        assert "trains what is missing" not in report_recipes.verdict(result)[0]
 
     def test_the_document_names_its_command(self):
         text = report_recipes.recipe_report([], "a machine", 120.0)
