@@ -18,7 +18,6 @@ The table is printed and written to `--output` (with the machine and the command
 """
 
 import argparse
-import sys
 import textwrap
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from allennlp.data import Vocabulary
 from transformers import AutoConfig
 
 from early_exit.common.files import atomic_open, display_path
-from early_exit.common.machine import cpu_name
+from early_exit.common.machine import cpu_name, run_command
 from early_exit.dataset_readers import EarlyExitTextClassificationReader
 from early_exit.models import EarlyExitClassifier
 from early_exit.sweep.timing import measure_inference_time
@@ -91,8 +90,8 @@ def main(argv=None) -> None:
             f"| {batch_size} | {full.seconds_per_instance * 1000:.2f} ms/instance | "
             f"{early.seconds_per_instance * 1000:.2f} ms/instance | {early.speedup:.2f}x |"
         )
-    command = " ".join(["bench/exit_speed.py"] + (sys.argv[1:] if argv is None else argv))
-    lines += ["", f"Reproduce: `.venv/bin/python {command}`", ""]
+    command = run_command(".venv/bin/python bench/exit_speed.py", argv)
+    lines += ["", f"Reproduce: `{command}`", ""]
     print("\n".join(lines))
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(args.output) as out:

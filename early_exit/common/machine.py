@@ -5,10 +5,12 @@ subprocesses run in: one place for `bench/` and `scripts/`, so that their report
 
 import os
 import platform
+import shlex
 import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -76,6 +78,17 @@ def machine_description() -> str:
         f"{info['cpu']}, {info['cores']} cores, torch {info['torch']} "
         f"({info['torch_threads']} threads), transformers {info['transformers']}"
     )
+
+
+def run_command(script: str, argv: Optional[Sequence[str]] = None) -> str:
+    """
+    The command a report prints beside its figures, so that it runs as printed from the clone's
+    root: `script` (e.g. `.venv/bin/python bench/layer_cost.py`) followed by this run's arguments,
+    `argv` when the script's `main` was given them, else the command line's (`sys.argv[1:]`), each
+    quoted for the shell.
+    """
+    arguments = sys.argv[1:] if argv is None else argv
+    return " ".join([script, *(shlex.quote(argument) for argument in arguments)])
 
 
 def subprocess_env(threads: Optional[int] = None) -> Dict[str, str]:

@@ -6,7 +6,6 @@ that picks a recipe from the dev columns alone.
 """
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -167,14 +166,12 @@ def main(argv: Optional[List[str]] = None) -> None:
     import torch
 
     from early_exit.common.files import atomic_open
-    from early_exit.common.machine import machine_description
+    from early_exit.common.machine import machine_description, run_command
     from scripts.results.report_recipes import recipe_report
 
     torch.set_num_threads(2)
     results = [evaluate_recipes(name, paths[name], work, args.changes) for name in args.datasets]
-    command = " ".join(
-        [".venv/bin/python", "scripts/recipe_search.py"] + (sys.argv[1:] if argv is None else argv)
-    )
+    command = run_command(".venv/bin/python scripts/recipe_search.py", argv)
     report = recipe_report(results, machine_description(), time.time() - start, command)
     with atomic_open(args.output) as out:
         out.write(report)
