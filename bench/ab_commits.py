@@ -26,6 +26,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Dict, List
 
+from early_exit.common.files import atomic_open
+from early_exit.common.machine import run_command
 from early_exit.sweep.timing import interleaved_times, median_ratio
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,10 +168,11 @@ def main() -> None:
             f"{statistics.median(a) * 1000 / args.instances:.2f} | "
             f"{statistics.median(b) * 1000 / args.instances:.2f} | {ratio:.3f} |"
         )
-    lines += ["", f"Command: `{' '.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}`", ""]
+    lines += ["", f"Command: `{run_command('.venv/bin/python bench/ab_commits.py')}`", ""]
     print("\n".join(lines))
     if args.output:
-        Path(args.output).write_text("\n".join(lines))
+        with atomic_open(args.output) as out:
+            out.write("\n".join(lines))
 
 
 if __name__ == "__main__":

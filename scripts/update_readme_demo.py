@@ -1,6 +1,7 @@
 """
 Regenerates the README's demo section (between `<!-- demo:start -->` and `<!-- demo:end -->`) and
-docs/demo/ from the outputs of scripts/demo.sh. Run by `make docs` (not by `make demo`, which leaves tracked files alone); not meant to be edited by hand.
+docs/demo/ from the outputs of scripts/demo.sh. Run by `make docs` (not by `make demo`, which leaves
+tracked files alone); not meant to be edited by hand.
 
 Usage: python scripts/update_readme_demo.py DEMO_OUTPUT_DIR SECONDS_TAKEN
 """
@@ -10,12 +11,31 @@ import shutil
 import sys
 from pathlib import Path
 
+from early_exit.common.files import atomic_open
+
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- demo:start -->", "<!-- demo:end -->"
 
 
 def main(output_dir: str, seconds: str) -> None:
     out = Path(output_dir)
+    missing = [
+        name
+        for name in (
+            "sweep/sweep.json",
+            "sweep/summary.md",
+            "model/calibration.json",
+            "evaluate_full.json",
+            "evaluate_recommended.json",
+        )
+        if not (out / name).is_file()
+    ]
+    if missing or not seconds.isdigit():
+        raise SystemExit(
+            f"error: {out} is not a finished `make demo` output ({', '.join(missing)} missing)"
+            if missing
+            else f"error: SECONDS_TAKEN must be a whole number of seconds, got {seconds!r}"
+        )
     sweep = json.loads((out / "sweep" / "sweep.json").read_text())
     summary = (out / "sweep" / "summary.md").read_text().strip()
     calibration = json.loads((out / "model" / "calibration.json").read_text())
@@ -59,9 +79,14 @@ The full table: `docs/demo/sweep.md`; the calibration report: `docs/demo/calibra
         raise SystemExit(f"error: {readme} has no {START} ... {END} section to replace")
     before, rest = text.split(START, 1)
     after = rest.split(END, 1)[1]
-    readme.write_text(before + section + after)
+    with atomic_open(readme) as out:
+        out.write(before + section + after)
     print(f"README.md demo section and {docs} updated")
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        raise SystemExit(
+            "error: usage: python scripts/update_readme_demo.py DEMO_OUTPUT_DIR SECONDS_TAKEN"
+        )
     main(*sys.argv[1:3])

@@ -19,6 +19,7 @@ from bench.performance.model_time import model_time_part
 from bench.performance.plots import plots
 from bench.performance.report import report, write_markdown
 from bench.performance.settings import ROOT
+from early_exit.common.files import atomic_open
 
 
 def parser() -> argparse.ArgumentParser:
@@ -76,9 +77,8 @@ def main() -> None:
     elapsed = time.time() - started
 
     args.plots.mkdir(parents=True, exist_ok=True)
-    (args.plots / "results.json").write_text(
-        json.dumps({"machine": machine, "results": results}, indent=1)
-    )
+    with atomic_open(args.plots / "results.json") as out:
+        out.write(json.dumps({"machine": machine, "results": results}, indent=1))
     plot_dir = os.path.relpath(args.plots.resolve(), args.output.resolve().parent)
     generated = report(results, machine, args, elapsed, plot_dir)
     write_markdown(args.output, generated)
