@@ -36,7 +36,10 @@ USER_ERRORS: Tuple[Type[BaseException], ...] = (ConfigurationError, UserError)
 
 
 def print_user_error(error: Union[BaseException, str]) -> None:
-    """Prints `error` as one `error: ...` line on stderr (whitespace runs, newlines included, collapsed)."""
+    """
+    Prints `error` as one `error: ...` line on stderr (whitespace runs, newlines included,
+    collapsed).
+    """
     print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
 
 

@@ -111,7 +111,9 @@ def overridden_values_checked(
 
 
 def check_cuda_device(device: Any, option: str = "--cuda-device") -> None:
-    """A GPU index this machine does not have, named in one line (allennlp moves the model first)."""
+    """
+    A GPU index this machine does not have, named in one line (allennlp moves the model first).
+    """
     if isinstance(device, torch.device) or device is None or int(device) < 0:
         return
     available = torch.cuda.device_count()

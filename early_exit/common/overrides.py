@@ -27,7 +27,9 @@ def _is_package_block(block: Any) -> bool:
 
 
 def _flatten(original: Any, override: Dict[str, Any], prefix: str) -> Dict[str, Any]:
-    """`{"a": {"b": 1}}` under `prefix` as dot-syntax keys, descending while `original` has dicts."""
+    """
+    `{"a": {"b": 1}}` under `prefix` as dot-syntax keys, descending while `original` has dicts.
+    """
     flat: Dict[str, Any] = {}
     for key, value in override.items():
         inner = original.get(key) if isinstance(original, dict) else None

@@ -371,7 +371,9 @@ class EarlyExitClassifier(Model):
         yield from stream.finish()
 
     def _distillation_loss(self, head_logits: torch.Tensor) -> torch.Tensor:
-        """`head_logits` `(batch_size, num_heads, num_labels)` -> the scalar self-distillation loss."""
+        """
+        `head_logits` `(batch_size, num_heads, num_labels)` -> the scalar self-distillation loss.
+        """
         temperature = self.distillation_temperature
         target = torch.softmax(head_logits[:, -1].detach() / temperature, dim=-1)  # (batch, labels)
         student = torch.log_softmax(

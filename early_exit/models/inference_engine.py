@@ -150,7 +150,9 @@ class InferenceEngine:
         return rows.select(~decision.exits)
 
     def pool(self, rows: RowSet) -> torch.Tensor:
-        """The last layer's output of `rows` pooled as the heads read it: `(num_rows, hidden_size)`."""
+        """
+        The last layer's output of `rows` pooled as the heads read it: `(num_rows, hidden_size)`.
+        """
         pooling = self._model.head_pooling
         if pooling == "mean":
             return rows.mean()

@@ -212,7 +212,9 @@ class LayerwiseTransformer(torch.nn.Module):
     def run_layer(
         self, index: int, hidden: torch.Tensor, layer_mask: Optional[torch.Tensor]
     ) -> torch.Tensor:
-        """Runs transformer layer `index` on `hidden`, shape `(batch_size, num_tokens, hidden_size)`."""
+        """
+        Runs transformer layer `index` on `hidden`, shape `(batch_size, num_tokens, hidden_size)`.
+        """
         return self._adapter.run_padded(self.layers[index], hidden, layer_mask)
 
     def run_packed_layer(self, index: int, packed: PackedRows) -> torch.Tensor:

@@ -223,7 +223,9 @@ class PackedRows(RowSet):
         return parts
 
     def unpad(self, padded: List[torch.Tensor]) -> torch.Tensor:
-        """Per attention group `(group_size, longest_in_group, features)` -> `(num_tokens, features)`."""
+        """
+        Per attention group `(group_size, longest_in_group, features)` -> `(num_tokens, features)`.
+        """
         features = padded[0].shape[-1]
         if self._scatter is None:
             return padded[0].reshape(self._num_tokens, features)

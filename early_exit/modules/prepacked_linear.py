@@ -71,7 +71,9 @@ class PrepackedLinear(torch.nn.Linear):
 
 
 def use_prepacked_linears(module: torch.nn.Module, prepack: bool) -> None:
-    """Replaces every plain `torch.nn.Linear` inside `module` by a `PrepackedLinear` on its parameters."""
+    """
+    Replaces every plain `torch.nn.Linear` inside `module` by a `PrepackedLinear` on its parameters.
+    """
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
             if type(child) is torch.nn.Linear:

@@ -52,7 +52,9 @@ class RowSet:
         raise NotImplementedError
 
     def mean(self) -> torch.Tensor:
-        """`(num_rows, hidden_size)`: the mean of each row's real tokens in the last layer's output."""
+        """
+        `(num_rows, hidden_size)`: the mean of each row's real tokens in the last layer's output.
+        """
         raise NotImplementedError
 
     def first_tokens(self) -> torch.Tensor:
@@ -69,7 +71,10 @@ class RowSet:
         raise NotImplementedError
 
     def select(self: R, keep: torch.BoolTensor) -> R:
-        """The rows where `keep` `(num_rows,)` is true, in the same order, with everything kept of them."""
+        """
+        The rows where `keep` `(num_rows,)` is true, in the same order, with everything kept of
+        them.
+        """
         # Indices rather than boolean masks: index_select is several times faster on a CPU.
         kept = keep.nonzero().squeeze(1)  # (num_kept,)
         selected = self._select_tokens(keep, kept)

@@ -24,7 +24,9 @@ class VersionedCache(Generic[T]):
         self._value: Optional[T] = None
 
     def get(self, tensors: Sequence[torch.Tensor], compute: Callable[[], T]) -> T:
-        """The cached value if no tensor of `tensors` changed since it was computed, else `compute()`."""
+        """
+        The cached value if no tensor of `tensors` changed since it was computed, else `compute()`.
+        """
         key = tuple((tensor.data_ptr(), _version(tensor)) for tensor in tensors)
         if key != self._key:
             self._value = compute()

@@ -61,7 +61,9 @@ def resolve_risk(risk: Optional[str], num_unlabelled: int, num_instances: int) -
 
 
 def check_guarantee_settings(risk: Optional[str], epsilon: Optional[float], delta: float) -> None:
-    """`ConfigurationError` for a risk without an accuracy goal or an epsilon or delta outside (0, 1)."""
+    """
+    `ConfigurationError` for a risk without an accuracy goal or an epsilon or delta outside (0, 1).
+    """
     if risk in (None, NO_GUARANTEE):
         return
     if risk not in RISK_CHOICES:

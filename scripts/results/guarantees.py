@@ -127,7 +127,9 @@ def guarantee_records(
 
 
 def halves(num_instances: int, seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """A seeded random halving (the library's `split_in_two`): choose on one, measure on the other."""
+    """
+    A seeded random halving (the library's `split_in_two`): choose on one, measure on the other.
+    """
     return split_in_two(num_instances, seed)
 
 

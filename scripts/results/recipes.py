@@ -57,7 +57,9 @@ def training_jobs(dataset: str, paths: Dict[str, Path], work: Path, only: List[s
 
 
 def recipe_words(config: Dict[str, Any]) -> str:
-    """An archive's training recipe in words, from its config: `encoder lr 1e-4, head lr 1e-3, ...`."""
+    """
+    An archive's training recipe in words, from its config: `encoder lr 1e-4, head lr 1e-3, ...`.
+    """
     from scripts.results.formatting import format_lr
 
     model, trainer = config["model"], config["trainer"]
@@ -83,7 +85,9 @@ def recipe_words(config: Dict[str, Any]) -> str:
 def evaluate_recipes(
     dataset: str, paths: Dict[str, Path], work: Path, only: Optional[List[str]] = None
 ) -> Dict[str, Any]:
-    """Every recipe of `dataset`: trained ones chosen on dev and reported on the evaluation split."""
+    """
+    Every recipe of `dataset`: trained ones chosen on dev and reported on the evaluation split.
+    """
     from allennlp.models.archival import load_archive
 
     from scripts.results.evaluation import evaluate_variant

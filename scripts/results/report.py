@@ -14,7 +14,9 @@ COMMAND = (
 
 
 def per_dataset(results: List[Dict], key: str, show: Callable[[float], str]) -> str:
-    """A setting of the early-exit models, read from their archives, e.g. `1e-4 (SST-2); 5e-5 (SNLI)`."""
+    """
+    A setting of the early-exit models, read from their archives, e.g. `1e-4 (SST-2); 5e-5 (SNLI)`.
+    """
     by_value: Dict[str, List[str]] = {}
     for result in results:
         main = result["models"].get(MAIN)

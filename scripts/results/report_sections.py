@@ -85,7 +85,9 @@ def _same_exits(first: Dict, second: Dict) -> bool:
 
 
 def ranking_sentences(main: Dict, drop: str) -> List[str]:
-    """Which policy is cheapest within `drop` on the evaluation split, and which kept the promise."""
+    """
+    Which policy is cheapest within `drop` on the evaluation split, and which kept the promise.
+    """
     full = main["eval_full"]["accuracy"]
     ranked = _ranked(main, drop)
     winner = ranked[0]

@@ -1,4 +1,6 @@
-"""What the report covers: datasets, model variants, the reference targets and the fixed settings."""
+"""
+What the report covers: datasets, model variants, the reference targets and the fixed settings.
+"""
 
 import sys
 from pathlib import Path

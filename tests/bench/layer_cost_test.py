@@ -1,4 +1,6 @@
-"""`bench/layer_cost.py`'s inputs: the first n sentences embedded and packed, as the engine packs."""
+"""
+`bench/layer_cost.py`'s inputs: the first n sentences embedded and packed, as the engine packs.
+"""
 
 import torch
 

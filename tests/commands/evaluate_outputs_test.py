@@ -8,7 +8,9 @@ from early_exit.commands.evaluate_outputs import checked_evaluation, evaluation_
 
 
 def _evaluation(calls, fail: bool = False):
-    """A stand-in for allennlp's `evaluate_from_archive` (same parameters) that writes its outputs."""
+    """
+    A stand-in for allennlp's `evaluate_from_archive` (same parameters) that writes its outputs.
+    """
 
     def evaluate_from_archive(
         archive_file,

@@ -152,7 +152,9 @@ def test_evaluate_unknown_label_is_one_error_line(archive, bad_data):
 
 
 def test_evaluate_unknown_label_with_a_lazy_loader_is_one_error_line(archive, bad_data):
-    """A loader with `max_instances_in_memory` indexes as it reads: the label is named all the same."""
+    """
+    A loader with `max_instances_in_memory` indexes as it reads: the label is named all the same.
+    """
     data = bad_data / "unknown.tsv"
     overrides = json.dumps({"data_loader.max_instances_in_memory": 4, "data_loader.batch_size": 4})
     error = _error_line(run_allennlp("evaluate", archive, data, "-o", overrides))

@@ -1,4 +1,7 @@
-"""Nested overrides of this package's blocks merge like their dot-syntax spelling; others are untouched."""
+"""
+Nested overrides of this package's blocks merge like their dot-syntax spelling; others are
+untouched.
+"""
 
 import json
 
@@ -11,7 +14,9 @@ from early_exit.common.overrides import merge_package_blocks
 
 
 def with_overrides(original, overrides):
-    """allennlp's function as `Params.from_file` calls it (wrapped once `early_exit` is imported)."""
+    """
+    allennlp's function as `Params.from_file` calls it (wrapped once `early_exit` is imported).
+    """
     return allennlp_params.with_overrides(original, overrides)
 
 

@@ -85,7 +85,9 @@ class ExitPolicy(Registrable):
         raise NotImplementedError
 
     def never_exits_early(self, num_heads: int) -> bool:
-        """True when no row can exit before the last head (the engine then skips the other heads)."""
+        """
+        True when no row can exit before the last head (the engine then skips the other heads).
+        """
         return False
 
     def parameters(self) -> Dict[str, Any]:
@@ -170,7 +172,9 @@ def counted(exits: torch.BoolTensor, state: Optional[torch.Tensor] = None) -> Ex
 
 
 def fraction_grid(step: float, extra: Sequence[float] = ()) -> List[float]:
-    """`0, step, 2 * step, ..., 1.0` plus `extra`, sorted, without duplicates (rounded to 10 places)."""
+    """
+    `0, step, 2 * step, ..., 1.0` plus `extra`, sorted, without duplicates (rounded to 10 places).
+    """
     num_steps = int(1.0 / step + 1e-9)
     values = [index * step for index in range(num_steps + 1)] + list(extra) + [1.0]
     return sorted({round(value, 10) for value in values})

@@ -29,7 +29,9 @@ class LayerAdapter:
         raise NotImplementedError
 
     def run_packed(self, layer: torch.nn.Module, packed: PackedRows) -> torch.Tensor:
-        """`layer` (at inference) on `packed.hidden` `(num_tokens, hidden_size)`; the same shape back."""
+        """
+        `layer` (at inference) on `packed.hidden` `(num_tokens, hidden_size)`; the same shape back.
+        """
         raise NotImplementedError
 
     def layer_mask(

@@ -1,4 +1,6 @@
-"""What every policy shares: configs, checks, and `exit_heads` equal to the engine's head-by-head walk."""
+"""
+What every policy shares: configs, checks, and `exit_heads` equal to the engine's head-by-head walk.
+"""
 
 import pytest
 import torch
