@@ -209,8 +209,8 @@ def fit_temperature(
     nll_before, nll_after = nll(1.0), candidates[temperature]
     if not nll_after < nll_before or not math.isfinite(nll_after):
         warnings.append(
-            f"no temperature in [{min_temperature:g}, {max_temperature:g}] lowers the NLL below its "
-            f"value at T = 1 ({nll_before:.6g}); keeping T = 1"
+            f"no temperature in [{min_temperature:g}, {max_temperature:g}] lowers the NLL below "
+            f"its value at T = 1 ({nll_before:.6g}); keeping T = 1"
         )
         temperature, nll_after = 1.0, nll_before
     elif temperature in (lower, upper):

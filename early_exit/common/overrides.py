@@ -8,8 +8,8 @@ leave a `model` block with no `type` and no `transformer_model`, and loading the
 Importing `early_exit` wraps allennlp's `with_overrides` (the function `Params.from_file` applies
 overrides with, so `allennlp predict`, `evaluate`, `train` and `Predictor.from_path` all get it) so
 that a nested override *without* a `type` of a block whose `type` is one of this package's
-(`early_exit_...`) is merged key by key, exactly as its dot-syntax spelling would be. Everything else
-keeps allennlp's behaviour: a nested override with its own `type` still replaces the block, and
+(`early_exit_...`) is merged key by key, exactly as its dot-syntax spelling would be. Everything
+else keeps allennlp's behaviour: a nested override with its own `type` still replaces the block, and
 blocks of other packages are never touched.
 """
 

@@ -295,8 +295,8 @@ class EarlyExitLineReader(DatasetReader):
         if looks_like_header:
             expected = "<TAB>".join(("label",) + self.text_fields)
             raise _InvalidLine(
-                f"a header line ({', '.join(names)[:100]}), not a labelled example; remove it or set "
-                f'"skip_header": true in the dataset reader (lines are {expected})'
+                f"a header line ({', '.join(names)[:100]}), not a labelled example; remove it or "
+                f'set "skip_header": true in the dataset reader (lines are {expected})'
             )
         return False
 

@@ -47,8 +47,8 @@ class EarlyExitClassifier(Model):
     per linear layer. Outputs are those of running each instance alone (up to float noise).
 
     Accepts the output of this package's `early_exit_text_classification` and `early_exit_nli`
-    readers and of allennlp-models' `snli` reader with a pretrained transformer tokenizer (a `tokens`
-    text field and a `label` field).
+    readers and of allennlp-models' `snli` reader with a pretrained transformer tokenizer (a
+    `tokens` text field and a `label` field).
 
     Registered as a `Model` with name "early_exit_classifier".
 
@@ -56,14 +56,15 @@ class EarlyExitClassifier(Model):
 
     vocab : `Vocabulary`
     transformer_model : `str`
-        A Hugging Face model name or local directory (BERT, RoBERTa, ELECTRA, MiniLM, DistilBERT ...).
+        A Hugging Face model name or local directory (BERT, RoBERTa, ELECTRA, MiniLM, DistilBERT
+        ...).
     exit_layers : `List[int]`
         0-based transformer layer indices that get a classifier head, strictly increasing, e.g.
         `[0, 4, 12, 23]` for BERT-large as in the paper.
     head_pooling : `str`, optional (default = `"mean"`)
         How each layer is pooled into one vector before mixing: `"cls_pooler"` (the paper: the
-        encoder's own pooler on that layer's first token, where the encoder has one), `"cls"` (the raw
-        first-token vector) or `"mean"` (mask-aware mean over tokens).
+        encoder's own pooler on that layer's first token, where the encoder has one), `"cls"` (the
+        raw first-token vector) or `"mean"` (mask-aware mean over tokens).
     dropout : `float`, optional (default = `0.1`)
         Dropout before each head's linear layer.
     add_previous_layer_logits : `bool`, optional (default = `False`)
@@ -72,8 +73,8 @@ class EarlyExitClassifier(Model):
         One weight per head for the summed training loss; all 1.0 by default.
     distillation_weight : `float`, optional (default = `0.0`)
         Self-distillation of the earlier heads from the last head (as in FastBERT, Liu et al. 2020):
-        adds `distillation_weight * T^2 * KL(p_last || p_k)` for every earlier head `k`, with the last
-        head's distribution at temperature `T = distillation_temperature` as a fixed (detached)
+        adds `distillation_weight * T^2 * KL(p_last || p_k)` for every earlier head `k`, with the
+        last head's distribution at temperature `T = distillation_temperature` as a fixed (detached)
         target. 0 disables it (the paper's recipe).
     distillation_temperature : `float`, optional (default = `1.0`)
     temperatures : `List[float]`, optional
@@ -81,7 +82,8 @@ class EarlyExitClassifier(Model):
         all 1.0 by default. The calibration callback and `allennlp calibrate` set them.
     exit_policy : `ExitPolicy`, optional (default = `max_probability` at threshold 1.0)
         When an instance leaves: `{"type": "max_probability", "threshold": 0.9}` (the paper),
-        `"entropy"`, `"patience"` or `"confident_patience"` (see `early_exit.modules.exit_policies`).
+        `"entropy"`, `"patience"` or `"confident_patience"` (see
+        `early_exit.modules.exit_policies`).
         Changeable at any time (`model.exit_policy = ...`).
     confidence_threshold : `float`, optional
         The shorthand for `{"type": "max_probability", "threshold": confidence_threshold}`, in
@@ -89,9 +91,9 @@ class EarlyExitClassifier(Model):
         Not together with `exit_policy`.
     run_all_heads : `bool`, optional (default = `False`)
         Run every layer and every head for every instance and also return each head's logits and
-        probabilities (`head_logits`, `head_probs`); the exit decisions are still computed from those
-        probabilities exactly as early exit would take them. Needed by calibration, threshold sweeps
-        and per-head accuracies. Training always runs all heads.
+        probabilities (`head_logits`, `head_probs`); the exit decisions are still computed from
+        those probabilities exactly as early exit would take them. Needed by calibration,
+        threshold sweeps and per-head accuracies. Training always runs all heads.
     packed : `bool`, optional (default = `True`)
         At inference, run the encoder's layers on the real tokens only (`PackedRows`, one matrix for
         all running rows; only the attention is computed on rows padded, in groups of similar
@@ -150,11 +152,13 @@ class EarlyExitClassifier(Model):
             raise ConfigurationError(f"exit_layers must be integers, got {exit_layers}")
         if any(later <= earlier for earlier, later in zip(exit_layers, exit_layers[1:])):
             raise ConfigurationError(
-                f"exit_layers must be strictly increasing (sorted, no duplicates), got {exit_layers}"
+                "exit_layers must be strictly increasing (sorted, no duplicates), "
+                f"got {exit_layers}"
             )
         if head_pooling not in HEAD_POOLING_CHOICES:
             raise ConfigurationError(
-                f"head_pooling must be one of {', '.join(HEAD_POOLING_CHOICES)}; got {head_pooling!r}"
+                f"head_pooling must be one of {', '.join(HEAD_POOLING_CHOICES)}; "
+                f"got {head_pooling!r}"
             )
         if exit_layers[0] < 0:
             raise ConfigurationError(
@@ -310,10 +314,12 @@ class EarlyExitClassifier(Model):
         - `logits` `(batch_size, num_labels)`: the raw logits of the head each instance exited at;
         - `probs` `(batch_size, num_labels)`: its temperature-scaled probabilities;
         - `exit_head` `(batch_size,)`: the index of that head; `exit_layer` `(batch_size,)`: its
-          0-based transformer layer; `relative_compute` `(batch_size,)`: `(exit_layer + 1) / full_depth`;
-        - `head_logits`, `head_probs` `(batch_size, num_heads, num_labels)`: every head's raw logits and
-          temperature-scaled probabilities, only when all heads were run (training, `run_all_heads`,
-          or a policy that never exits early with labels, where every layer is computed anyway);
+          0-based transformer layer; `relative_compute` `(batch_size,)`:
+          `(exit_layer + 1) / full_depth`;
+        - `head_logits`, `head_probs` `(batch_size, num_heads, num_labels)`: every head's raw logits
+          and temperature-scaled probabilities, only when all heads were run (training,
+          `run_all_heads`, or a policy that never exits early with labels, where every layer is
+          computed anyway);
         - `loss` when labels are given: when all heads ran, the weighted sum of every head's
           cross-entropy (plus self-distillation, if enabled); otherwise the cross-entropy of the
           exit predictions.

@@ -37,8 +37,9 @@ def collect_head_outputs(
     description: str = "running every head",
 ) -> HeadOutputs:
     """
-    Runs `model` with every head on every instance (no early exit, dropout off) and returns the heads'
-    raw logits, with a progress bar. The model's mode, `run_all_heads` and metrics are left as found.
+    Runs `model` with every head on every instance (no early exit, dropout off) and returns the
+    heads' raw logits, with a progress bar. The model's mode, `run_all_heads` and metrics are left
+    as found.
     """
     instances = list(instances)
     logits: List[torch.Tensor] = []

@@ -10,8 +10,8 @@ class ExitHead(torch.nn.Module):
     """
     One early-exit classifier, as in Schwartz et al. (2020): a learned weighted sum (allennlp's
     `ScalarMix`, softmax-normalised weights and a scale) of the pooled representations of all layers
-    up to and including its exit layer, dropout, and a linear layer to the labels. A head that sees a
-    single layer has no mixing weights (they would be a constant 1 and never learn). At inference
+    up to and including its exit layer, dropout, and a linear layer to the labels. A head that sees
+    a single layer has no mixing weights (they would be a constant 1 and never learn). At inference
     (no gradients) the same weighted sum is one matrix product with ScalarMix's normalised weights
     cached; training and anything with gradients call ScalarMix itself.
 

@@ -128,8 +128,8 @@ class EarlyExitClassifierPredictor(Predictor):
         if unknown:
             raise ConfigurationError(
                 f"unknown argument(s) for the early_exit_classifier predictor: "
-                f"{', '.join(sorted(unknown))}; it takes confidence_threshold, exit_policy, decimals "
-                "and carry_rows"
+                f"{', '.join(sorted(unknown))}; it takes confidence_threshold, exit_policy, "
+                "decimals and carry_rows"
             )
         if not isinstance(model, EarlyExitClassifier):
             raise ConfigurationError(

@@ -108,8 +108,8 @@ def _check_model(args: Any, archive: Archive, predictor_args: Dict[str, Any]) ->
         check_early_exit_model(
             args.archive_file,
             archive,
-            f"--predictor-args {', '.join(ours)}: arguments of the early_exit_classifier predictor, "
-            "for early-exit models only",
+            f"--predictor-args {', '.join(ours)}: arguments of the early_exit_classifier "
+            "predictor, for early-exit models only",
         )
 
 

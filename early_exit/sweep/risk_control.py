@@ -170,9 +170,10 @@ def minimum_instances(epsilon: float, delta: float) -> int:
 def fixed_sequence(p_values: Iterable[float], delta: float) -> Optional[int]:
     """
     Fixed-sequence testing: the hypotheses are tested in the order given, and testing stops at the
-    first p-value above `delta` (a generator is not consumed further). Returns the index of the last rejected hypothesis (`None` when the
-    first is not rejected). All the rejections together are wrong with probability at most `delta`,
-    whatever the number of hypotheses, because the order was fixed before seeing the data.
+    first p-value above `delta` (a generator is not consumed further). Returns the index of the
+    last rejected hypothesis (`None` when the first is not rejected). All the rejections together
+    are wrong with probability at most `delta`, whatever the number of hypotheses, because the
+    order was fixed before seeing the data.
     """
     last = None
     for index, value in enumerate(p_values):
@@ -194,11 +195,11 @@ def instance_losses(
     - `consistency`: the early exit's predicted label differs from the full model's (the last
       head's). Its mean bounds the accuracy drop, whatever the labels are.
     - `accuracy`: the full model is right and the early exit wrong. The accuracy drop is
-      `P(full right, early wrong) - P(full wrong, early right)`: per instance it is -1, 0 or 1, and a
-      bound on that signed mean would be loose (Hoeffding-type bounds for a mean near 1/2). Its first
-      term is a 0/1 loss whose mean is at least the drop, so a guarantee on it holds for the drop;
-      it counts fewer instances than `consistency` (not the disagreements where the full model is
-      wrong), so it certifies more aggressive policies.
+      `P(full right, early wrong) - P(full wrong, early right)`: per instance it is -1, 0 or 1,
+      and a bound on that signed mean would be loose (Hoeffding-type bounds for a mean near 1/2).
+      Its first term is a 0/1 loss whose mean is at least the drop, so a guarantee on it holds for
+      the drop; it counts fewer instances than `consistency` (not the disagreements where the full
+      model is wrong), so it certifies more aggressive policies.
 
     # Parameters
 

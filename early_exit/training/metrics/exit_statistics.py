@@ -27,7 +27,8 @@ class ExitStatistics(Metric):
 
     `exit_fraction_layer_{l}` for each exit layer `l`: the fraction of instances that exited there.
     `mean_exit_layer`: the mean 0-based exit layer.
-    `relative_compute`: the mean fraction of the full encoder's layers computed, `(l + 1) / full_depth`.
+    `relative_compute`: the mean fraction of the full encoder's layers computed,
+    `(l + 1) / full_depth`.
     """
 
     def __init__(self, exit_layers: List[int], full_depth: int) -> None:
@@ -47,7 +48,8 @@ class ExitStatistics(Metric):
         # Parameters
 
         exit_heads : `torch.Tensor`
-            Shape `(batch_size,)`: the index (into `exit_layers`) of the head each instance exited at.
+            Shape `(batch_size,)`: the index (into `exit_layers`) of the head each instance exited
+            at.
         """
         # Each conversion only where needed: at batch size 1 every call counts.
         if exit_heads.requires_grad:
