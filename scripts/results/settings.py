@@ -76,7 +76,7 @@ RECIPE_CHANGES: Dict[str, Dict[str, Tuple[str, Dict]]] = {
         "two_epochs": ("2 epochs", {"trainer.num_epochs": 2}),
     },
     "snli": {
-        "encoder_lr_1e-4": ("encoder lr 1e-4", {"trainer.optimizer.lr": 1e-4}),
+        "encoder_lr_5e-5": ("encoder lr 5e-5", {"trainer.optimizer.lr": 5e-5}),
         "no_head_lr": ("head lr = encoder lr", {"trainer.optimizer.parameter_groups": None}),
         "two_epochs": ("2 epochs", {"trainer.num_epochs": 2}),
     },
