@@ -157,7 +157,8 @@ def main() -> None:
         f"A/B: `{args.a}` (A) against `{args.b}` (B), {args.instances} sentences of "
         f"`{Path(args.data).name}`, {args.repeats} repeats, interleaved (rotating order).",
         "",
-        "| batch size / threshold | mean exit layer A / B | A ms/instance | B ms/instance | B / A (median of per-repeat ratios) |",
+        "| batch size / threshold | mean exit layer A / B | A ms/instance | B ms/instance "
+        "| B / A (median of per-repeat ratios) |",
         "|---|---:|---:|---:|---:|",
     ]
     for config in times[args.a]:

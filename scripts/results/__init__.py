@@ -3,9 +3,10 @@ Regenerates docs/results.md (with docs/results/*.png and the README's results su
 with the CPU-sized MiniLM encoder on SST-2, AG News and SNLI.
 
 For each dataset it converts the distributed files (python -m early_exit.data.prepare), trains the
-early-exit model (a head on every layer of all-MiniLM-L6-v2, training_config/<dataset>_minilm.jsonnet,
-temperatures calibrated on the dev split by the training callback) and the standard baseline (the
-same encoder with one head on the last layer), then, with the library's sweep (`early_exit.sweep`):
+early-exit model (a head on every layer of all-MiniLM-L6-v2,
+training_config/<dataset>_minilm.jsonnet, temperatures calibrated on the dev split by the training
+callback) and the standard baseline (the same encoder with one head on the last layer), then,
+with the library's sweep (`early_exit.sweep`):
 
 - on the dev split: sweeps every exit policy and picks, for each, the cheapest setting whose
   accuracy is within 0.5 and 1.0 points of the full model (never chosen on the evaluation split);
