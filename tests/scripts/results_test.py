@@ -256,9 +256,26 @@ class TestReport:
         assert "| **no** |" in text  # the plain rule lost 3 points on evaluation
         assert "598 / 299 / 149 instances" in text
         assert "| SST-2 | 200 / 200 | 1 pt | guaranteed, accuracy risk | 9 | 9 | 0 | <= 5 |" in text
-        assert "more often than its delta" in text  # 9 of 100 against at most 5
+        # 9 of 100 against at most 5: a count a rule true to its delta reaches 6% of the time.
+        assert "reaches 9 or more with probability 0.063: sampling noise of the count" in text
+        assert "more often than its delta" not in text
         assert "SST-2's halves of 200 cannot certify 0.5 or 1 point(s)" in text
         assert "SST-2, accuracy risk at 1 pt (9 on the half, 0 in the bootstrap)" in text
+
+    def test_a_count_too_high_for_its_delta_is_flagged(self, results):
+        splits = results[0]["models"][MAIN]["splits"]
+        guaranteed = next(entry for entry in splits["summary"] if entry["rule"] != PLAIN)
+        guaranteed["broken"] = 15
+        verdict = report_guarantees.split_verdict(results)
+        assert "reaches 15 or more with probability 0.0001" in verdict
+        assert (
+            "**a guaranteed rule broke its promise more often than its delta claims.**" in verdict
+        )
+
+    def test_binomial_tail(self):
+        assert report_guarantees.binomial_tail(0, 100, 0.05) == pytest.approx(1.0)
+        assert report_guarantees.binomial_tail(6, 100, 0.05) == pytest.approx(0.384, abs=1e-3)
+        assert report_guarantees.binomial_tail(3, 3, 0.5) == pytest.approx(0.125)
 
     def test_a_guaranteed_rule_within_delta_is_not_flagged(self, results):
         main = results[0]["models"][MAIN]
