@@ -41,8 +41,9 @@ class MaxProbabilityPolicy(ExitPolicy):
             return ExitDecision(0, None, state)
         if probs.shape[0] == 1:
             # One row: the same comparison on Python floats, without the tensor operators (at
-            # batch size 1 a head's operators cost more than its arithmetic).
-            exits = float(probs.max()) >= rounded(self.threshold, probs.dtype)
+            # batch size 1 a head's operators cost more than its arithmetic). `.item()`, not
+            # `float()`: the latter warns when the model runs with gradients on.
+            exits = probs.max().item() >= rounded(self.threshold, probs.dtype)
             return ExitDecision(int(exits), None, state)
         return counted(probs.max(dim=-1).values >= self.threshold, state)
 

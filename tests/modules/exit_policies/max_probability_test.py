@@ -78,3 +78,11 @@ def test_a_float_temperature_gives_the_same_probabilities_as_its_tensor():
         )
     every_head = scaled_probabilities(logits.unsqueeze(1).expand(64, 3, 5), temperatures)
     assert torch.equal(every_head[:, 1], scaled_probabilities(logits, 1.7))
+
+
+def test_one_row_with_gradients_on_decides_without_a_warning(recwarn):
+    logits = torch.tensor([[2.0, 0.0]], requires_grad=True)
+    probs = torch.softmax(logits, dim=-1)  # (1, 2), part of the graph
+    assert MaxProbabilityPolicy(0.8).decide(probs, None).count == 1
+    assert MaxProbabilityPolicy(0.9).decide(probs, None).count == 0
+    assert not [w for w in recwarn if "requires_grad" in str(w.message)]
