@@ -3,8 +3,9 @@ The report's sections on thresholds users can trust: the plain and guaranteed th
 dataset, and the repeated-split experiment with its bootstrap.
 """
 
-import math
 from typing import Dict, List
+
+from scipy import stats
 
 from early_exit.sweep.risk_control import minimum_instances
 from scripts.results.formatting import pct, title
@@ -117,11 +118,8 @@ def split_verdict(results: List[Dict]) -> str:
 
 
 def binomial_tail(count: int, trials: int, probability: float) -> float:
-    """P(X >= count) for X ~ Binomial(trials, probability)."""
-    return sum(
-        math.comb(trials, k) * probability**k * (1 - probability) ** (trials - k)
-        for k in range(count, trials + 1)
-    )
+    """P(X >= count) for X ~ Binomial(trials, probability) (scipy's, as `risk_control` uses)."""
+    return float(stats.binom.sf(count - 1, trials, probability))
 
 
 def own_risk_sentences(results: List[Dict], allowed: float) -> List[str]:
