@@ -30,12 +30,12 @@ def main(output_dir: str, seconds: str) -> None:
         )
         if not (out / name).is_file()
     ]
-    if missing or not seconds.isdigit():
+    if missing:
         raise SystemExit(
             f"error: {out} is not a finished `make demo` output ({', '.join(missing)} missing)"
-            if missing
-            else f"error: SECONDS_TAKEN must be a whole number of seconds, got {seconds!r}"
         )
+    if not seconds.isdigit():
+        raise SystemExit(f"error: SECONDS_TAKEN must be a whole number of seconds, got {seconds!r}")
     sweep = json.loads((out / "sweep" / "sweep.json").read_text())
     summary = (out / "sweep" / "summary.md").read_text().strip()
     calibration = json.loads((out / "model" / "calibration.json").read_text())
