@@ -16,6 +16,7 @@ from allennlp.models.archival import CONFIG_NAME, _WEIGHTS_NAME
 from early_exit.common.files import atomic_write
 
 TEMPERATURES_KEY = "temperatures"
+RUNNER_TEMPERATURES_KEY = "runner_temperatures"
 EXIT_POLICY_KEY = "exit_policy"
 # The promise that comes with an archive's default exit policy, when calibrate certified it.
 GUARANTEE_NAME = "exit_policy_guarantee.json"
@@ -52,12 +53,17 @@ def write_calibrated_archive(
     temperatures: List[float],
     exit_policy: Optional[Dict[str, Any]] = None,
     guarantee: Optional[Dict[str, Any]] = None,
+    runner_key: Optional[str] = None,
 ) -> None:
     """
     Writes a copy of the model archive `archive_file` to `output_file` with new temperatures: in the
     weights (`weights.th`) and, for the record, under `model.temperatures` in `config.json`. Every
     other file of the archive (vocabulary, meta data, files added with `include_in_archive`) is
     copied unchanged. `archive_file` itself is only read.
+
+    With `runner_key` (a layer runner's `calibration_key`, e.g. "onnxruntime_int8") the
+    temperatures are that runner's own: stored under `model.runner_temperatures[runner_key]` in
+    `config.json`, the weights and every other runner's temperatures left as they are.
 
     `exit_policy` (a policy's `to_json()`), when given, becomes the model's `exit_policy` in
     `config.json` (replacing a `confidence_threshold`), so that the archive predicts with it by
@@ -84,10 +90,14 @@ def write_calibrated_archive(
             raise ConfigurationError(
                 f"{archive_file} has no {_WEIGHTS_NAME} or no {CONFIG_NAME}; is it a model archive?"
             )
-        store_temperatures_in_weights(weights_file, temperatures)
         with open(config_file) as config_in:
             config = json.load(config_in)
-        config["model"][TEMPERATURES_KEY] = list(temperatures)
+        if runner_key is None:
+            store_temperatures_in_weights(weights_file, temperatures)
+            config["model"][TEMPERATURES_KEY] = list(temperatures)
+        else:
+            by_runner = config["model"].setdefault(RUNNER_TEMPERATURES_KEY, {})
+            by_runner[runner_key] = list(temperatures)
         if exit_policy is not None:
             config["model"].pop("confidence_threshold", None)
             config["model"][EXIT_POLICY_KEY] = exit_policy

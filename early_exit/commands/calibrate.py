@@ -275,9 +275,14 @@ def calibrate_archive(
             temperatures,
             exit_policy=None if guarantee is None else guarantee.policy.to_json(),
             guarantee=policy_record,
+            runner_key=model.layer_runner.calibration_key(),
         )
     print(format_calibration_table(fits, model.exit_layers))
-    print(f"temperatures: {temperatures}")
+    runner_key = model.layer_runner.calibration_key()
+    if runner_key is None:
+        print(f"temperatures: {temperatures}")
+    else:
+        print(f"temperatures of layer runner {model.layer_runner.describe()}: {temperatures}")
     if policy_record is not None:
         print(f"exit policy: {guarantee.message}")
         print(policy_record["assumes"])

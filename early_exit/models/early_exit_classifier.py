@@ -18,6 +18,7 @@ from early_exit.models.inference_engine import InferenceEngine
 from early_exit.modules.exit_head import ExitHead
 from early_exit.modules.exit_policies import ExitPolicy, MaxProbabilityPolicy
 from early_exit.modules.exit_policies.exit_policy import check_fraction
+from early_exit.modules.layer_runners import LayerRunner
 from early_exit.modules.layerwise_transformer import LayerwiseTransformer
 from early_exit.training.metrics.exit_statistics import ExitStatistics
 from early_exit.training.metrics.expected_calibration_error import ExpectedCalibrationError
@@ -103,10 +104,19 @@ class EarlyExitClassifier(Model):
     split_by_length : `bool`, optional
         No longer used (every supported encoder packs); accepted so that older archives load.
     prepack_weights : `bool`, optional (default = `True`)
-        On a CPU without gradients, run the encoder's linear layers through oneDNN with each weight
-        reordered once into its blocked layout (`PrepackedLinear`: cached outside the state dict,
-        renewed when a weight changes), which lowers the fixed cost of a layer call. Results agree
-        to float rounding. Ignored on GPUs, with gradients on and where torch has no oneDNN.
+        For the default "torch" layer runner: on a CPU without gradients, run the encoder's linear
+        layers through oneDNN with each weight reordered once into its blocked layout
+        (`PrepackedLinear`), which lowers the fixed cost of a layer call. Results agree to float
+        rounding. Ignored on GPUs, with gradients on and where torch has no oneDNN.
+    layer_runner : `LayerRunner`, optional (default = `{"type": "torch"}`)
+        How the encoder's layers are computed at inference: `{"type": "torch"}`, or
+        `{"type": "onnxruntime", "precision": "fp32"}` / `"int8"` (each layer an ONNX Runtime
+        session, exported once and cached). Exits, heads and policies are the same with every
+        runner. Settable on the model (`layer_runner = ...`).
+    runner_temperatures : `Dict[str, List[float]]`, optional
+        Temperatures refitted for a layer runner that computes in another precision, by its
+        `calibration_key` (e.g. `"onnxruntime_int8"`): used instead of `temperatures` while that
+        runner runs the layers. `allennlp calibrate -o '{"model.layer_runner": ...}'` writes them.
     label_namespace : `str`, optional (default = `"labels"`)
     load_weights : `bool`, optional (default = `True`)
         Load the encoder's pretrained weights. Set to `False` automatically when a model is loaded
@@ -139,6 +149,8 @@ class EarlyExitClassifier(Model):
         split_by_length: Optional[bool] = None,
         packed: bool = True,
         prepack_weights: bool = True,
+        layer_runner: Optional[LayerRunner] = None,
+        runner_temperatures: Optional[Dict[str, List[float]]] = None,
         label_namespace: str = "labels",
         load_weights: bool = True,
         initializer: Optional[InitializerApplicator] = None,
@@ -186,6 +198,7 @@ class EarlyExitClassifier(Model):
             keep_pooler=head_pooling == "cls_pooler",
             load_weights=load_weights,
             prepack_weights=prepack_weights,
+            layer_runner=layer_runner,
         )
         self.exit_layers = exit_layers
         self._head_of_layer = {layer: head for head, layer in enumerate(exit_layers)}
@@ -212,6 +225,10 @@ class EarlyExitClassifier(Model):
         )
         self.register_buffer("loss_weights", torch.tensor(loss_weights, dtype=torch.float))
         self.register_buffer("temperatures", torch.tensor(temperatures, dtype=torch.float))
+        self.runner_temperatures: Dict[str, torch.Tensor] = {}
+        for key, values in (runner_temperatures or {}).items():
+            self.runner_temperatures[key] = self._checked_temperatures(values, key)
+        self._warned_runner_temperatures: Optional[str] = None
         if exit_policy is not None and confidence_threshold is not None:
             raise ConfigurationError(
                 "give either exit_policy or confidence_threshold (the shorthand for a "
@@ -287,12 +304,63 @@ class EarlyExitClassifier(Model):
         """Sets a `max_probability` exit policy at threshold `value`, in [0, 1]."""
         self._exit_policy = MaxProbabilityPolicy(check_fraction("confidence_threshold", value))
 
+    @property
+    def layer_runner(self) -> LayerRunner:
+        """How the encoder's layers are computed; settable (a `LayerRunner` or its config)."""
+        return self.encoder.layer_runner
+
+    @layer_runner.setter
+    def layer_runner(self, runner: Union[LayerRunner, Dict[str, Any]]) -> None:
+        if isinstance(runner, dict):
+            runner = LayerRunner.from_params(Params(dict(runner)))
+        if not isinstance(runner, LayerRunner):
+            raise ConfigurationError(f"layer_runner must be a LayerRunner, got {runner!r}")
+        self.encoder.use_layer_runner(runner)
+
+    @property
+    def serving_temperatures(self) -> torch.Tensor:
+        """
+        `(num_heads,)`: the temperatures inference scales the heads' logits by: the layer
+        runner's own (`runner_temperatures`) where it computes in another precision and has
+        them, else `temperatures`.
+        """
+        key = self.encoder.layer_runner.calibration_key()
+        if key is None:
+            return self.temperatures
+        own = self.runner_temperatures.get(key)
+        if own is not None:
+            if own.device != self.temperatures.device:
+                own = self.runner_temperatures[key] = own.to(self.temperatures.device)
+            return own
+        if self._warned_runner_temperatures != key:
+            self._warned_runner_temperatures = key
+            logger.warning(
+                "layer runner %s has no temperatures of its own (runner_temperatures[%r]): its "
+                "confidences are scaled with the float32 model's; refit them with allennlp "
+                "calibrate ARCHIVE DATA -o '{\"model.layer_runner\": ...}'",
+                self.encoder.layer_runner.describe(),
+                key,
+            )
+        return self.temperatures
+
     def set_temperatures(self, temperatures: List[float]) -> None:
-        """Replaces the per-head temperatures (validated like the constructor argument)."""
-        values = self._per_head_values("temperatures", temperatures, len(self.exit_layers), 1.0)
+        """
+        Replaces the per-head temperatures the current layer runner serves with (validated like
+        the constructor argument): `temperatures` itself, or `runner_temperatures` under the
+        runner's `calibration_key`.
+        """
+        key = self.encoder.layer_runner.calibration_key()
+        values = self._checked_temperatures(temperatures, "temperatures")
+        if key is None:
+            self.temperatures.copy_(values)
+        else:
+            self.runner_temperatures[key] = values.to(self.temperatures.device)
+
+    def _checked_temperatures(self, temperatures: List[float], name: str) -> torch.Tensor:
+        values = self._per_head_values(name, temperatures, len(self.exit_layers), 1.0)
         if any(not temperature > 0 for temperature in values):
-            raise ConfigurationError(f"temperatures must be positive, got {values}")
-        self.temperatures.copy_(torch.tensor(values, dtype=torch.float))
+            raise ConfigurationError(f"{name} must be positive, got {values}")
+        return torch.tensor(values, dtype=torch.float)  # (num_heads,)
 
     @overrides(check_signature=False)
     def forward(  # type: ignore

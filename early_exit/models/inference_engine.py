@@ -40,7 +40,8 @@ def token_tensors(
 class InferenceEngine:
     """
     Runs an `EarlyExitClassifier`'s encoder, heads and exit policy. It reads the model's public
-    attributes (`encoder`, `heads`, `exit_layers`, `exit_policy`, `temperatures`, `head_pooling`,
+    attributes (`encoder`, `heads`, `exit_layers`, `exit_policy`, `serving_temperatures`,
+    `head_pooling`,
     `add_previous_layer_logits`, `packed`, `full_depth`) at every call, so that changing them on the
     model takes effect at once.
 
@@ -75,6 +76,7 @@ class InferenceEngine:
         """
         token_ids, mask, type_ids = token_tensors(tokens)
         encoder = self._model.encoder
+        encoder.layer_runner.check_device(token_ids.device)
         batch_size = token_ids.shape[0]
         rows = torch.arange(first_row, first_row + batch_size, device=token_ids.device)
         row_set: RowSet
@@ -166,7 +168,7 @@ class InferenceEngine:
         The temperature of `head` as a Python float (the float32 value): it divides as the
         tensor's element does, without the operator that picks the element out.
         """
-        temperatures = self._model.temperatures
+        temperatures = self._model.serving_temperatures
         return self._temperatures.get((temperatures,), temperatures.tolist)[head]
 
     def batch_outputs(self, exits: ExitRecord, batch_size: int) -> Dict[str, torch.Tensor]:
@@ -184,7 +186,7 @@ class InferenceEngine:
         heads = exits.heads
         if exits.every_head is not None:
             head_logits = exits.every_head  # (batch_size, num_heads, num_labels)
-            head_probs = scaled_probabilities(head_logits, self._model.temperatures)
+            head_probs = scaled_probabilities(head_logits, self._model.serving_temperatures)
             exit_head = self.policy.exit_heads(head_probs)  # (batch_size,)
             picked = torch.arange(batch_size, device=order.device)
             logits, probs = head_logits[picked, exit_head], head_probs[picked, exit_head]

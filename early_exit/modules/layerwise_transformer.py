@@ -7,7 +7,7 @@ from transformers.models.bert.modeling_bert import BertEmbeddings
 
 from early_exit.modules.layer_adapters import LAYER_ADAPTERS
 from early_exit.modules.packed_rows import PackedRows
-from early_exit.modules.prepacked_linear import use_prepacked_linears
+from early_exit.modules.layer_runners import LayerRunner, TorchLayerRunner
 
 
 class LayerwiseTransformer(torch.nn.Module):
@@ -22,9 +22,8 @@ class LayerwiseTransformer(torch.nn.Module):
     layer's own module (see the adapters). `supports_packing` says whether every layer allows that
     (self-attention with absolute position embeddings).
 
-    The encoder's linear layers are `PrepackedLinear`s: on a CPU without gradients they run
-    through oneDNN with each weight reordered once (`prepack_weights`), elsewhere as
-    `torch.nn.Linear`; the state dict is the same.
+    How the layers are computed is the `layer_runner`'s: torch by default (with oneDNN-prepacked
+    linear layers on a CPU), or ONNX Runtime in fp32 or int8; the state dict is the same.
 
     Layers after `num_layers` are removed from the module: they are never computed and not part of
     the state dict (so not stored in a model archive).
@@ -42,8 +41,9 @@ class LayerwiseTransformer(torch.nn.Module):
         Load the pretrained weights. `False` builds the architecture from the config only (used when
         loading a model archive, whose state dict has the weights anyway).
     prepack_weights : `bool`, optional (default = `True`)
-        Run the linear layers through oneDNN with reordered weights where that is possible (see
-        `PrepackedLinear`); `False` runs them as `torch.nn.Linear`.
+        For the default runner (`layer_runner` not given): `TorchLayerRunner(prepack_weights)`.
+    layer_runner : `LayerRunner`, optional (default = the "torch" runner)
+        How the transformer layers are computed; bound to the layers here.
     """
 
     def __init__(
@@ -53,9 +53,9 @@ class LayerwiseTransformer(torch.nn.Module):
         keep_pooler: bool,
         load_weights: bool = True,
         prepack_weights: bool = True,
+        layer_runner: Optional[LayerRunner] = None,
     ) -> None:
         super().__init__()
-        self.prepack_weights = prepack_weights
         self.transformer = cached_transformers.get(
             model_name, make_copy=True, load_weights=load_weights
         )
@@ -89,7 +89,7 @@ class LayerwiseTransformer(torch.nn.Module):
             self.transformer.pooler = None
         self.has_token_types = self._is_bert and getattr(config, "type_vocab_size", 0) > 0
         self.supports_packing = all(adapter.packable(layer) for layer in self.layers)
-        use_prepacked_linears(self.layers, prepack_weights)
+        self.use_layer_runner(layer_runner or TorchLayerRunner(prepack_weights))
         # BERT's own embeddings take explicit position ids; other families number positions their
         # own way (RoBERTa from the padding index), so `embed_packed` is BERT's only.
         self.embeds_packed = (
@@ -97,6 +97,11 @@ class LayerwiseTransformer(torch.nn.Module):
         )
         # What `_bert_embeddings_at_inference` computes for BERT's embeddings: their parts.
         self._embedding_parts = self._plain_bert_embedding_parts() if self.embeds_packed else None
+
+    def use_layer_runner(self, runner: LayerRunner) -> None:
+        """Computes the layers with `runner` from now on (bound to them here)."""
+        runner.bind(self._adapter, self.layers, self.supports_packing)
+        self.layer_runner = runner
 
     @property
     def layers(self) -> torch.nn.ModuleList:
@@ -215,7 +220,7 @@ class LayerwiseTransformer(torch.nn.Module):
         """
         Runs transformer layer `index` on `hidden`, shape `(batch_size, num_tokens, hidden_size)`.
         """
-        return self._adapter.run_padded(self.layers[index], hidden, layer_mask)
+        return self.layer_runner.run_padded(index, hidden, layer_mask)
 
     def run_packed_layer(self, index: int, packed: PackedRows) -> torch.Tensor:
         """
@@ -223,7 +228,7 @@ class LayerwiseTransformer(torch.nn.Module):
         `(num_tokens, hidden_size)`; returns the layer's output of the same shape. Needs
         `supports_packing`.
         """
-        return self._adapter.run_packed(self.layers[index], packed)
+        return self.layer_runner.run_packed(index, packed)
 
     def pool(self, hidden: torch.Tensor) -> torch.Tensor:
         """The encoder's own pooler on a layer's output: `(batch_size, hidden_size)`."""

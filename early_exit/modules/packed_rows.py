@@ -79,6 +79,7 @@ class PackedRows(RowSet):
         # Without padding the padded layout is the packed one: `pad` and `unpad` are views.
         self.has_padding = min(length_list) != self.longest
         self._first_tokens: Optional[torch.Tensor] = None
+        self._one_group: Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = None
         device = lengths.device
         if not self.has_padding:
             self.attention_groups = [list(range(len(length_list)))]
@@ -231,6 +232,34 @@ class PackedRows(RowSet):
             return padded[0].reshape(self._num_tokens, features)
         flat = torch.cat([part.reshape(-1, features) for part in padded])
         return flat.index_select(0, self._scatter)
+
+    def one_group(self) -> Tuple[torch.Tensor, torch.Tensor, torch.BoolTensor]:
+        """
+        Every row padded to the longest, as one attention group, for a runner that pads inside
+        its own graph by gathering (a gather is far cheaper there than a scatter):
+
+        - `slots` `(num_rows * longest,)`: the token each padded slot takes, `num_tokens` (one
+          past the last, a zero row) for padding;
+        - `places` `(num_tokens,)`: each token's padded slot;
+        - `mask` `(num_rows, 1, 1, longest)`: true where a key is a real token.
+        """
+        if self._one_group is None:
+            device = self.lengths.device
+            if not self.has_padding:
+                places = torch.arange(self._num_tokens, device=device)  # (num_tokens,)
+                slots = places
+                mask = torch.ones((len(self), 1, 1, self.longest), dtype=torch.bool, device=device)
+            else:
+                places = self.row_of_token * self.longest + self.position  # (num_tokens,)
+                slots = torch.full(
+                    (len(self) * self.longest,), self._num_tokens, dtype=torch.long, device=device
+                )  # (num_rows * longest,)
+                slots[places] = torch.arange(self._num_tokens, device=device)
+                steps = torch.arange(self.longest, device=device)  # (longest,)
+                mask = steps.unsqueeze(0) < self.lengths.unsqueeze(1)  # (num_rows, longest)
+                mask = mask.view(len(self), 1, 1, self.longest)
+            self._one_group = (slots, places, mask)
+        return self._one_group
 
     @overrides
     def mean(self) -> torch.Tensor:

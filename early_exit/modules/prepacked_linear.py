@@ -59,6 +59,7 @@ class PrepackedLinear(torch.nn.Linear):
             self.prepack
             and ONEDNN_LINEAR
             and not torch.is_grad_enabled()
+            and not torch.jit.is_tracing()  # exported to ONNX: the graph has torch's linear
             and input.device.type == "cpu"
             and input.dtype == torch.float32
             and weight.dtype == torch.float32

@@ -19,6 +19,7 @@ from early_exit.models.batch_stream import BatchStream
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
 from early_exit.models.model_inputs import batch_on_device
 from early_exit.modules.exit_policies import ExitPolicy
+from early_exit.modules.layer_runners import LayerRunner
 
 _END = object()  # the end of a stream of inputs
 
@@ -112,6 +113,9 @@ class EarlyExitClassifierPredictor(Predictor):
         lines are the same, in the same order; a batch's lines are written once all of its rows
         have exited, so they can come some batches later.
         `False` predicts each batch on its own (`predict_batch_json`), as allennlp does.
+    layer_runner : `Union[LayerRunner, Dict[str, Any]]`, optional (default = `None`)
+        Sets how the model's layers are computed, e.g. `--predictor-args '{"layer_runner":
+        {"type": "onnxruntime", "precision": "int8"}}'`. `None` keeps the archive's runner.
     """
 
     def __init__(
@@ -123,13 +127,14 @@ class EarlyExitClassifierPredictor(Predictor):
         exit_policy: Optional[Union[ExitPolicy, Dict[str, Any]]] = None,
         decimals: int = 4,
         carry_rows: bool = True,
+        layer_runner: Optional[Union[LayerRunner, Dict[str, Any]]] = None,
         **unknown: Any,
     ) -> None:
         if unknown:
             raise ConfigurationError(
                 f"unknown argument(s) for the early_exit_classifier predictor: "
                 f"{', '.join(sorted(unknown))}; it takes confidence_threshold, exit_policy, "
-                "decimals and carry_rows"
+                "decimals, carry_rows and layer_runner"
             )
         if not isinstance(model, EarlyExitClassifier):
             raise ConfigurationError(
@@ -149,6 +154,8 @@ class EarlyExitClassifierPredictor(Predictor):
             model.confidence_threshold = confidence_threshold  # validated by the model
         if exit_policy is not None:
             self.exit_policy = exit_policy
+        if layer_runner is not None:
+            model.layer_runner = layer_runner  # validated by the model
         self._decimals = decimals
         if not isinstance(carry_rows, bool):
             raise ConfigurationError(f"carry_rows must be true or false, got {carry_rows!r}")

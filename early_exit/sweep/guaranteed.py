@@ -90,7 +90,7 @@ def certify_exit_policy(
     Walks the `sweep_grid` of the model's exit policy type on cached head outputs, at the model's
     temperatures (fitted on other instances than `outputs`).
     """
-    head_probs = head_probabilities(outputs.logits.float(), model.temperatures.tolist())
+    head_probs = head_probabilities(outputs.logits.float(), model.serving_temperatures.tolist())
     candidates = model.exit_policy.sweep_grid(len(model.exit_layers))
     return certify(head_probs, outputs.labels, candidates, risk, epsilon, delta)
 
@@ -218,7 +218,7 @@ def sweep_unlabelled(
     check_risk(CONSISTENCY, has_labels=False)
     check_risk_settings(epsilon, delta, "--max-accuracy-drop", "--delta")
     outputs = collect_head_outputs(model, instances, batch_size)
-    temperatures = [float(value) for value in model.temperatures.tolist()]
+    temperatures = [float(value) for value in model.serving_temperatures.tolist()]
     head_probs = head_probabilities(outputs.logits.float(), temperatures)
     candidates = sorted(policies, key=lambda policy: policy.conservativeness(), reverse=True)
     records = []

@@ -265,7 +265,7 @@ def sweep_model(
     if outputs.labels is None:
         raise SweepInputError(f"{data_name} has no gold labels; a sweep needs labelled data")
     exit_layers = list(model.exit_layers)
-    temperatures = [float(value) for value in model.temperatures.tolist()]
+    temperatures = [float(value) for value in model.serving_temperatures.tolist()]
     rows = sweep_policies(
         outputs.logits,
         outputs.labels,

@@ -1,0 +1,67 @@
+from typing import Optional
+
+import torch
+from allennlp.common import Registrable
+
+from early_exit.modules.layer_adapters import LayerAdapter
+from early_exit.modules.packed_rows import PackedRows
+
+
+class LayerRunner(Registrable):
+    """
+    How the encoder's transformer layers are computed: the one seam where another way of running a
+    layer (oneDNN-prepacked torch, ONNX Runtime in fp32 or int8, ...) plugs in under the exits.
+    A runner turns a layer's input rows into its output rows, packed (`run_packed`: the real
+    tokens of the running rows, `(num_tokens, hidden_size)`) or padded (`run_padded`); the exit
+    loop, heads and policies do not change with it. It is chosen once per model (the model's
+    `layer_runner`) and bound to the encoder when the encoder is built (`bind`).
+
+    A runner that computes the layers in another precision (`calibration_key` not `None`) has
+    temperatures of its own: `allennlp calibrate -o '{"model.layer_runner": ...}'` refits them
+    with the runner and stores them in the archive under that key.
+
+    Registered implementations: "torch" (the default), "onnxruntime".
+    """
+
+    default_implementation = "torch"
+
+    def bind(self, adapter: LayerAdapter, layers: torch.nn.ModuleList, packable: bool) -> None:
+        """
+        Called once, when the encoder is built (before its weights are loaded): `layers` are the
+        encoder's transformer layers, run by `adapter`'s family rules; `packable` says whether
+        every layer can run on packed rows. Raises a `ConfigurationError` naming the option if
+        the runner cannot run these layers.
+        """
+        self._adapter = adapter
+        self._layers = layers
+
+    def check_device(self, device: torch.device) -> None:
+        """Raises a `ConfigurationError` if the runner cannot run on `device` (before any work)."""
+
+    def run_packed(self, index: int, packed: PackedRows) -> torch.Tensor:
+        """
+        Layer `index` on the real tokens of `packed` (`packed.hidden`: `(num_tokens, hidden)`);
+        returns the layer's output of the same shape.
+        """
+        raise NotImplementedError
+
+    def run_padded(
+        self, index: int, hidden: torch.Tensor, layer_mask: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        """
+        Layer `index` on padded rows `(num_rows, num_tokens, hidden_size)`, masked by
+        `layer_mask` (the adapter's form); the same shape back. Training runs this way.
+        """
+        return self._adapter.run_padded(self._layers[index], hidden, layer_mask)
+
+    def calibration_key(self) -> Optional[str]:
+        """
+        `None` when the runner computes what torch in float32 computes (up to float rounding),
+        so that the model's own temperatures hold; otherwise the name its own temperatures are
+        stored under in an archive (e.g. "onnxruntime_int8").
+        """
+        return None
+
+    def describe(self) -> str:
+        """A short name for reports and log lines, e.g. "onnxruntime int8"."""
+        raise NotImplementedError

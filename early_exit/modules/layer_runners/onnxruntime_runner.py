@@ -1,0 +1,209 @@
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from typing import Any, List, Optional
+
+import torch
+from allennlp.common.checks import ConfigurationError
+from overrides import overrides
+
+from early_exit.common.files import atomic_write
+from early_exit.modules.layer_adapters import LayerAdapter
+from early_exit.modules.layer_runners.layer_runner import LayerRunner
+from early_exit.modules.layer_runners.onnx_graph import (
+    INPUT_NAMES,
+    OPSET,
+    export_packed_layer,
+    quantize_int8,
+)
+from early_exit.modules.packed_rows import PackedRows
+from early_exit.modules.tensor_cache import VersionedCache
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "int8")
+# Bump when the exported graph changes, so that older cached graphs are not used.
+GRAPH_VERSION = 1
+
+
+def default_cache_dir() -> str:
+    """`$EARLY_EXIT_CACHE/layer_runners`, else `~/.cache/early_exit/layer_runners`."""
+    root = os.environ.get("EARLY_EXIT_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "early_exit"
+    )
+    return os.path.join(root, "layer_runners")
+
+
+@LayerRunner.register("onnxruntime")
+class OnnxRuntimeLayerRunner(LayerRunner):
+    """
+    Each transformer layer as an ONNX Runtime session on the CPU, on packed rows: the layer's
+    linear blocks on the real tokens only, the attention on the rows padded to the longest inside
+    the graph. The embeddings, heads and exit policy stay in torch between layers; a row still
+    leaves after its head and skips every later layer's session.
+
+    Each layer is exported (with `torch.onnx`, through the encoder family's adapter, so that the
+    graph computes what the torch runner computes) and, for `int8`, quantized with ONNX Runtime's
+    dynamic quantization (int8 weights per output channel, activations quantized per call). That
+    happens once per layer's weights and settings: the graph is cached in `cache_dir` under a
+    hash of the layer's weights, the precision and the library versions, so a second load of the
+    same archive builds sessions only; the time it took is logged. When the weights change (a
+    training step, another archive) the graph is made again.
+
+    Padded rows (training, `packed: false`) and runs with gradients go through the layers in
+    torch, as the "torch" runner. An int8 runner changes the heads' confidences a little: refit
+    its temperatures (`calibration_key`) with `allennlp calibrate ... -o '{"model.layer_runner":
+    {"type": "onnxruntime", "precision": "int8"}}'`.
+
+    Registered as a `LayerRunner` with name "onnxruntime".
+
+    # Parameters
+
+    precision : `str`, optional (default = `"fp32"`)
+        `"fp32"` or `"int8"` (dynamic, per-channel weights).
+    threads : `int`, optional (default = torch's number of threads)
+        Intra-op threads of each layer's session.
+    spinning : `bool`, optional (default = `False`)
+        Let the sessions' idle threads spin for the next call. Off by default: one session per
+        layer means as many thread pools, and spinning pools take the cores from each other
+        and from torch between the layers.
+    cache_dir : `str`, optional (default = `$EARLY_EXIT_CACHE/layer_runners`, else
+        `~/.cache/early_exit/layer_runners`)
+        Where exported graphs are kept.
+    """
+
+    def __init__(
+        self,
+        precision: str = "fp32",
+        threads: Optional[int] = None,
+        spinning: bool = False,
+        cache_dir: Optional[str] = None,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ConfigurationError(
+                f"layer_runner onnxruntime: precision must be one of {', '.join(PRECISIONS)}, "
+                f"got {precision!r}"
+            )
+        if threads is not None and (isinstance(threads, bool) or threads < 1):
+            raise ConfigurationError(
+                f"layer_runner onnxruntime: threads must be a positive integer, got {threads!r}"
+            )
+        self.precision = precision
+        self.threads = threads
+        self.spinning = spinning
+        self.cache_dir = cache_dir or default_cache_dir()
+        self._sessions: List[VersionedCache[Any]] = []
+        self.build_seconds = 0.0  # export, quantization and session creation, all layers so far
+
+    @overrides
+    def bind(self, adapter: LayerAdapter, layers: torch.nn.ModuleList, packable: bool) -> None:
+        if not packable:
+            raise ConfigurationError(
+                'layer_runner {"type": "onnxruntime"} runs layers on packed rows, and this '
+                "encoder's layers cannot be packed (self-attention with absolute positions is "
+                'needed); use {"type": "torch"}'
+            )
+        super().bind(adapter, layers, packable)
+        self._sessions = [VersionedCache() for _ in layers]
+
+    @overrides
+    def check_device(self, device: torch.device) -> None:
+        if device.type != "cpu":
+            raise ConfigurationError(
+                'layer_runner {"type": "onnxruntime"} runs on the CPU, but the model is on '
+                f'{device}; use {{"type": "torch"}} there, or --cuda-device -1'
+            )
+
+    @overrides
+    def run_packed(self, index: int, packed: PackedRows) -> torch.Tensor:
+        layer = self._layers[index]
+        if torch.is_grad_enabled() or layer.training:
+            return self._adapter.run_packed(layer, packed)
+        session = self._sessions[index].get(self._tensors(layer), lambda: self._session(index))
+        slots, places, mask = packed.one_group()
+        hidden = packed.hidden
+        if hidden.dtype != torch.float32:
+            raise ConfigurationError(
+                f'layer_runner {{"type": "onnxruntime"}} runs float32 layers, got {hidden.dtype}'
+            )
+        feeds = {
+            "hidden": hidden.contiguous().numpy(),
+            "slots": slots.numpy(),
+            "places": places.numpy(),
+            "mask": mask.numpy(),
+        }
+        return torch.from_numpy(session.run(None, feeds)[0])  # (num_tokens, hidden_size)
+
+    @overrides
+    def calibration_key(self) -> Optional[str]:
+        return None if self.precision == "fp32" else f"onnxruntime_{self.precision}"
+
+    @overrides
+    def describe(self) -> str:
+        return f"onnxruntime {self.precision}"
+
+    @staticmethod
+    def _tensors(layer: torch.nn.Module) -> List[torch.Tensor]:
+        return [*layer.parameters(), *layer.buffers()]
+
+    def _session(self, index: int) -> Any:
+        """Layer `index`'s session, from the cached graph, exporting it first where needed."""
+        import onnxruntime
+
+        start = time.perf_counter()
+        layer = self._layers[index]
+        path = os.path.join(self.cache_dir, f"{self._graph_key(layer)}.onnx")
+        made = not os.path.isfile(path)
+        if made:
+            atomic_write(path, lambda target: self._make_graph(layer, target))
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self.threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if self.spinning else "0"
+        )
+        session = onnxruntime.InferenceSession(
+            path, options, providers=["CPUExecutionProvider"]
+        )
+        seconds = time.perf_counter() - start
+        self.build_seconds += seconds
+        logger.info(
+            "%s layer %d: %s in %.2f s (%s)",
+            self.describe(),
+            index,
+            "exported" if made else "loaded from the cache",
+            seconds,
+            path,
+        )
+        return session
+
+    def _make_graph(self, layer: torch.nn.Module, target: str) -> None:
+        if self.precision == "fp32":
+            export_packed_layer(self._adapter, layer, target)
+            return
+        with tempfile.TemporaryDirectory(prefix="early_exit_onnx_") as work:
+            plain = os.path.join(work, "layer.onnx")
+            export_packed_layer(self._adapter, layer, plain)
+            quantize_int8(plain, target)
+
+    def _graph_key(self, layer: torch.nn.Module) -> str:
+        """A hash of the layer's weights and class, the precision and the exporting libraries."""
+        import onnxruntime
+
+        digest = hashlib.sha256()
+        settings = (
+            GRAPH_VERSION,
+            OPSET,
+            self.precision,
+            type(self._adapter).__name__,
+            type(layer).__name__,
+            torch.__version__,
+            onnxruntime.__version__,
+        )
+        digest.update(repr(settings).encode())
+        for name, tensor in sorted(layer.state_dict().items()):
+            digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:40]

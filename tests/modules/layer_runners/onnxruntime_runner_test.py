@@ -1,0 +1,183 @@
+"""
+The "onnxruntime" layer runner against the "torch" runner: the same layer outputs (fp32 within
+1e-4), the same exits at batch size 1, 7 and carried, int8 with the same labels, a graph cache
+that is reused and follows the weights, and one clear error for what it cannot do.
+"""
+
+import os
+
+import pytest
+import torch
+import transformers
+from allennlp.common import Params
+from allennlp.common.checks import ConfigurationError
+
+from early_exit.modules import LayerwiseTransformer, PackedRows
+from early_exit.modules.layer_runners import LayerRunner, OnnxRuntimeLayerRunner, TorchLayerRunner
+from tests import TINY_BERT
+from tests.models.batch_stream_test import (
+    assert_same_outputs,
+    batches_of,
+    build,
+    median_first_head_threshold,
+)
+
+DISTILBERT = dict(vocab_size=120, dim=32, n_layers=4, n_heads=2, hidden_dim=37)
+
+
+@pytest.fixture(scope="module")
+def tiny_distilbert(tmp_path_factory) -> str:
+    torch.manual_seed(0)
+    directory = tmp_path_factory.mktemp("distilbert")
+    config = transformers.DistilBertConfig(**DISTILBERT)
+    transformers.AutoModel.from_config(config).save_pretrained(str(directory))
+    return str(directory)
+
+
+def _packed_inputs(encoder: LayerwiseTransformer) -> PackedRows:
+    torch.manual_seed(1)
+    token_ids = torch.randint(5, 100, (5, 7))  # (batch_size, num_tokens)
+    mask = torch.ones_like(token_ids, dtype=torch.bool)
+    mask[1, 4:] = False
+    mask[3, 2:] = False
+    with torch.no_grad():
+        hidden = encoder.embed(token_ids)  # (batch_size, num_tokens, hidden_size)
+    return PackedRows.from_padded(torch.arange(5), hidden, mask)
+
+
+def _all_layers(encoder: LayerwiseTransformer, packed: PackedRows) -> torch.Tensor:
+    hidden = packed.hidden
+    with torch.inference_mode():
+        for index in range(encoder.num_layers):
+            rows = PackedRows.from_tokens(packed.rows, hidden, packed.lengths)
+            hidden = encoder.run_packed_layer(index, rows)
+    return hidden  # (num_tokens, hidden_size)
+
+
+@pytest.mark.parametrize("family", ["bert", "distilbert"])
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_packed_layers_agree_with_the_torch_runner(family, precision, tiny_distilbert, tmp_path):
+    path = TINY_BERT if family == "bert" else tiny_distilbert
+    encoder = LayerwiseTransformer(path, num_layers=4, keep_pooler=False).eval()
+    packed = _packed_inputs(encoder)
+    expected = _all_layers(encoder, packed)
+    encoder.use_layer_runner(OnnxRuntimeLayerRunner(precision, cache_dir=str(tmp_path)))
+    got = _all_layers(encoder, packed)
+    assert got.shape == expected.shape
+    if precision == "fp32":
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    else:  # int8 weights move the outputs, but not far (a random layer norm keeps them O(1))
+        assert 1e-6 < float((got - expected).abs().max()) < 0.5
+
+
+@pytest.mark.parametrize("batch_size", [1, 7])
+def test_fp32_exits_equal_the_torch_runner_per_batch_and_carried(batch_size, tmp_path):
+    model, instances, vocab = build()
+    batches = batches_of(instances, vocab, batch_size)
+    model.confidence_threshold = median_first_head_threshold(model, batches)
+    with torch.inference_mode():
+        expected = [model(**batch) for batch in batches]
+        assert len({int(head) for out in expected for head in out["exit_head"]}) > 1
+        model.layer_runner = {"type": "onnxruntime", "cache_dir": str(tmp_path)}
+        assert model.layer_runner.describe() == "onnxruntime fp32"
+        per_batch = [model(**batch) for batch in batches]
+        carried = list(model.forward_stream(batches, min_tokens=40))
+    assert_same_outputs(expected, per_batch)
+    assert_same_outputs(expected, carried)
+
+
+def test_int8_predicts_the_labels_of_the_full_model(tmp_path):
+    model, instances, vocab = build(confidence_threshold=1.0)
+    batches = batches_of(instances, vocab, 8)
+    with torch.inference_mode():
+        expected = torch.cat([model(**batch)["probs"] for batch in batches])
+        model.layer_runner = {"type": "onnxruntime", "precision": "int8", "cache_dir": str(tmp_path)}
+        got = torch.cat([model(**batch)["probs"] for batch in batches])
+    assert torch.equal(got.argmax(dim=-1), expected.argmax(dim=-1))
+    assert not torch.equal(got, expected)  # it did run in int8
+
+
+def test_the_graphs_are_cached_by_weights_and_settings(tmp_path, caplog):
+    encoder = LayerwiseTransformer(TINY_BERT, num_layers=2, keep_pooler=False).eval()
+    packed = _packed_inputs(encoder)
+    runner = OnnxRuntimeLayerRunner("int8", cache_dir=str(tmp_path))
+    encoder.use_layer_runner(runner)
+    first = _all_layers(encoder, packed)
+    cached = sorted(os.listdir(tmp_path))
+    assert len(cached) == 2 and all(name.endswith(".onnx") for name in cached)
+
+    # A second model on the same weights (a second `allennlp predict`) exports nothing.
+    again = LayerwiseTransformer(TINY_BERT, num_layers=2, keep_pooler=False).eval()
+    again.use_layer_runner(OnnxRuntimeLayerRunner("int8", cache_dir=str(tmp_path)))
+    mtimes = {name: os.stat(tmp_path / name).st_mtime_ns for name in cached}
+    with caplog.at_level("INFO"):
+        torch.testing.assert_close(_all_layers(again, packed), first, atol=0, rtol=0)
+    assert "loaded from the cache" in caplog.text and "exported" not in caplog.text
+    assert {name: os.stat(tmp_path / name).st_mtime_ns for name in cached} == mtimes
+
+    # Other weights (changed in place, as a training step does) make a new graph for that layer.
+    with torch.no_grad():
+        encoder.layers[1].output.dense.weight.mul_(2.0)
+    changed = _all_layers(encoder, packed)
+    assert len(os.listdir(tmp_path)) == 3
+    assert not torch.allclose(changed, first)
+
+    # Another precision is another graph.
+    encoder.use_layer_runner(OnnxRuntimeLayerRunner("fp32", cache_dir=str(tmp_path)))
+    _all_layers(encoder, packed)
+    assert len(os.listdir(tmp_path)) == 5
+
+
+def test_with_gradients_the_layers_run_in_torch(tmp_path):
+    encoder = LayerwiseTransformer(TINY_BERT, num_layers=2, keep_pooler=False).eval()
+    encoder.use_layer_runner(OnnxRuntimeLayerRunner("int8", cache_dir=str(tmp_path)))
+    packed = _packed_inputs(encoder)
+    output = encoder.run_packed_layer(0, packed)
+    assert output.requires_grad
+    assert os.listdir(tmp_path) == []
+
+
+def test_it_is_picked_by_name_and_the_torch_runner_is_the_default():
+    runner = LayerRunner.from_params(Params({"type": "onnxruntime", "precision": "int8"}))
+    assert isinstance(runner, OnnxRuntimeLayerRunner)
+    assert runner.calibration_key() == "onnxruntime_int8"
+    assert OnnxRuntimeLayerRunner("fp32").calibration_key() is None
+    assert isinstance(LayerRunner.from_params(Params({})), TorchLayerRunner)
+    assert TorchLayerRunner().calibration_key() is None
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"precision": "int4"}, "precision must be one of fp32, int8, got 'int4'"),
+        ({"threads": 0}, "threads must be a positive integer, got 0"),
+    ],
+)
+def test_bad_settings_are_one_clear_error(settings, message):
+    with pytest.raises(ConfigurationError, match=message):
+        OnnxRuntimeLayerRunner(**settings)
+
+
+def test_a_gpu_is_refused_with_what_to_use_instead():
+    with pytest.raises(ConfigurationError, match=r'runs on the CPU.*use \{"type": "torch"\}'):
+        OnnxRuntimeLayerRunner().check_device(torch.device("cuda", 0))
+    OnnxRuntimeLayerRunner().check_device(torch.device("cpu"))
+
+
+def test_layers_that_cannot_be_packed_are_refused(tmp_path):
+    config = transformers.BertConfig(
+        vocab_size=120,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        position_embedding_type="relative_key",
+    )
+    transformers.AutoModel.from_config(config).save_pretrained(str(tmp_path / "relative"))
+    with pytest.raises(ConfigurationError, match=r'cannot be packed.*use \{"type": "torch"\}'):
+        LayerwiseTransformer(
+            str(tmp_path / "relative"),
+            num_layers=2,
+            keep_pooler=False,
+            layer_runner=OnnxRuntimeLayerRunner(),
+        )
