@@ -1,10 +1,13 @@
 import os
+import tempfile
 
 # Nothing may be fetched from a model hub while testing: every test uses the tiny local BERT.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Forked data-loader workers and the fast tokenizers' own threads do not mix; keep the logs quiet.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The onnxruntime layer runner's exported graphs: one folder for the run, never the user's cache.
+os.environ.setdefault("EARLY_EXIT_CACHE", tempfile.mkdtemp(prefix="early_exit_test_cache_"))
 
 # Property-based tests (hypothesis): the same examples on every run, no example database written
 # and no per-example deadline (timings vary on shared machines). `HYPOTHESIS_PROFILE=explore`

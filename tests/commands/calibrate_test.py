@@ -360,3 +360,40 @@ def test_bad_guarantee_settings_are_one_error_line(archive, tmp_path, capsys, se
     assert error.startswith("error: ") and "\n" not in error
     assert re.search(message, error), error
     assert not output.exists()
+
+
+def _runner_override(precision: str, cache: Path) -> str:
+    runner = {"type": "onnxruntime", "precision": precision, "cache_dir": str(cache)}
+    return json.dumps({"model.layer_runner": runner})
+
+
+def test_an_int8_runner_gets_temperatures_of_its_own_in_the_archive(archive, tmp_path, capsys):
+    plain, int8 = tmp_path / "plain.tar.gz", tmp_path / "int8.tar.gz"
+    _run_in_process([str(archive), str(DATA), "--output-file", str(plain)])
+    override = _run_in_process  # the int8 refit is made on the calibrated archive
+    report = override(
+        [str(plain), str(DATA), "--output-file", str(int8), "-o", _runner_override("int8", tmp_path)]
+    )
+    assert "temperatures of layer runner onnxruntime int8" in capsys.readouterr().out
+    fp32_values = load_archive(str(plain)).model.temperatures.tolist()
+    stored = load_archive(str(int8)).config.as_dict()["model"]["runner_temperatures"]
+    assert stored == {"onnxruntime_int8": report["temperatures"]}
+    assert report["temperatures"] != fp32_values  # refit on the quantized layers' logits
+
+    # The weights keep the float32 temperatures; loading with the runner serves its own.
+    served = load_archive(str(int8), overrides=_runner_override("int8", tmp_path)).model
+    assert served.temperatures.tolist() == fp32_values
+    assert served.serving_temperatures.tolist() == report["temperatures"]
+    assert load_archive(str(int8)).model.serving_temperatures.tolist() == fp32_values
+
+
+def test_an_fp32_runner_refits_the_same_temperatures(archive, tmp_path):
+    by_torch, by_onnx = tmp_path / "torch.tar.gz", tmp_path / "onnx.tar.gz"
+    torch_report = _run_in_process([str(archive), str(DATA), "--output-file", str(by_torch)])
+    onnx_report = _run_in_process(
+        [str(archive), str(DATA), "--output-file", str(by_onnx), "-o", _runner_override("fp32", tmp_path)]
+    )
+    assert onnx_report["temperatures"] == pytest.approx(torch_report["temperatures"], abs=1e-3)
+    config = load_archive(str(by_onnx)).config.as_dict()["model"]
+    assert "runner_temperatures" not in config
+    assert config["temperatures"] == onnx_report["temperatures"]

@@ -105,7 +105,8 @@ def quantize_int8(source: str, target: str) -> None:
 
     root = logging.getLogger()
     level = root.level
-    root.setLevel(max(level, logging.WARNING))  # it logs a line per tensor on the root logger
+    # It logs a line per tensor and advice on pre-processing on the root logger.
+    root.setLevel(max(level, logging.ERROR))
     try:
         quantize_dynamic(
             source,
