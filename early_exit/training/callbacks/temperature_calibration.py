@@ -1,3 +1,4 @@
+import json
 import logging
 import math
 import os
@@ -7,12 +8,16 @@ import torch
 import torch.distributed as dist
 from allennlp.common.checks import ConfigurationError
 from allennlp.data import DatasetReader, Instance
+from allennlp.models.archival import CONFIG_NAME
 from allennlp.nn.util import is_distributed
 from allennlp.training.callbacks.callback import TrainerCallback
 from overrides import overrides
 
-from early_exit.calibration.calibrated_archive import store_temperatures_in_weights
-from early_exit.common.files import atomic_path
+from early_exit.calibration.calibrated_archive import (
+    RUNNER_TEMPERATURES_KEY,
+    store_temperatures_in_weights,
+)
+from early_exit.common.files import atomic_open, atomic_path
 from early_exit.calibration.calibration_report import (
     CALIBRATION_REPORT_NAME,
     format_calibration_table,
@@ -26,6 +31,7 @@ from early_exit.calibration.temperature_scaling import (
     fit_head_temperatures,
 )
 from early_exit.dataset_readers.label_check import check_known_labels
+from early_exit.modules.layer_runners import TorchLayerRunner
 
 if TYPE_CHECKING:
     from allennlp.training.gradient_descent_trainer import GradientDescentTrainer
@@ -49,6 +55,10 @@ class TemperatureCalibrationCallback(TrainerCallback):
     the model and into the best-weights file that `allennlp train` archives, writes
     `calibration.json` (per head: exit layer, temperature, NLL and ECE before and after, number of
     instances) into the serialization directory and logs a table of it.
+
+    When the model's `layer_runner` computes in another precision (int8), the heads are calibrated
+    twice: with the float32 torch layers for the weights, and with the runner for its own
+    temperatures, stored under `model.runner_temperatures` in the archived `config.json`.
 
     Under distributed training every worker runs the heads on its own shard of the data, the logits
     are gathered, and the primary worker's temperatures are broadcast so that every worker holds
@@ -183,8 +193,29 @@ class TemperatureCalibrationCallback(TrainerCallback):
     def _calibrate(self, trainer: "GradientDescentTrainer", is_primary: bool) -> None:
         model: "EarlyExitClassifier" = trainer.model  # type: ignore[assignment]
         source = self._source(trainer)
+        instances = self._instances(trainer)
+        runner = model.layer_runner
+        runner_key = runner.calibration_key()
+        if runner_key is not None:  # the weights' temperatures are the float32 layers' first
+            model.layer_runner = TorchLayerRunner()
+        try:
+            fits = self._fit(model, instances, source)
+        finally:
+            model.layer_runner = runner
+        if is_primary:
+            self._save(trainer, model, fits, source)
+        if runner_key is not None:
+            logger.info("Calibrating the exit heads again under layer runner %s.", runner.describe())
+            fits = self._fit(model, instances, source)
+            if is_primary:
+                self._save_runner_temperatures(runner_key, [fit.temperature for fit in fits])
+
+    def _fit(
+        self, model: "EarlyExitClassifier", instances: List[Instance], source: str
+    ) -> List[TemperatureFit]:
+        """Fits the temperatures the model's layer runner serves with and sets them."""
         logger.info("Calibrating the exit heads' temperatures on %s.", source)
-        head_outputs = self._collect(model, self._instances(trainer))
+        head_outputs = self._collect(model, instances)
         # Every worker fits on the gathered logits, so that an error is raised on all of them
         # rather than leaving the others waiting in the broadcast; the primary's values are used.
         fits = fit_head_temperatures(
@@ -197,9 +228,18 @@ class TemperatureCalibrationCallback(TrainerCallback):
         if is_distributed():
             temperatures = self._broadcast(temperatures, model.temperatures.device)
         model.set_temperatures(temperatures)
-        logger.info("Exit head temperatures set to %s.", model.temperatures.tolist())
-        if is_primary:
-            self._save(trainer, model, fits, source)
+        logger.info("Exit head temperatures set to %s.", model.serving_temperatures.tolist())
+        return fits
+
+    def _save_runner_temperatures(self, key: str, temperatures: List[float]) -> None:
+        """Into the run's config.json, which `allennlp train` archives after this callback."""
+        config_file = os.path.join(self.serialization_dir, CONFIG_NAME)
+        with open(config_file) as config_in:
+            config = json.load(config_in)
+        config["model"].setdefault(RUNNER_TEMPERATURES_KEY, {})[key] = temperatures
+        with atomic_open(config_file) as config_out:
+            json.dump(config, config_out, indent=4)
+        logger.info("Temperatures of layer runner %r stored in %s.", key, config_file)
 
     def _collect(self, model: "EarlyExitClassifier", instances: List[Instance]) -> "HeadOutputs":
         """Every head's logits on the whole calibration data, on every worker."""

@@ -275,3 +275,20 @@ def test_two_runs_with_the_same_seeds_give_the_same_metrics_weights_and_temperat
     _train(tmp_path / "third", dict(overrides, pytorch_seed=8))
     third = torch.load(tmp_path / "third" / "best.th")
     assert any(not torch.equal(value, third[name]) for name, value in weights.items())
+
+
+def test_an_int8_runner_is_calibrated_twice_into_the_archive(tmp_path):
+    serialization_dir = tmp_path / "run"
+    runner = {"type": "onnxruntime", "precision": "int8"}
+    overrides = {
+        "trainer.callbacks": [CALLBACK],
+        "trainer.num_epochs": 1,
+        "model.layer_runner": runner,
+    }
+    _train(serialization_dir, overrides)
+    fp32 = _report(serialization_dir)["temperatures"]
+    assert _archived_temperatures(serialization_dir) == fp32  # the weights': float32 layers
+    archive = load_archive(str(serialization_dir / "model.tar.gz"))
+    int8 = archive.config.as_dict()["model"]["runner_temperatures"]["onnxruntime_int8"]
+    assert len(int8) == 3 and int8 != fp32
+    assert archive.model.serving_temperatures.tolist() == int8  # loaded with its runner
