@@ -120,6 +120,7 @@ def prepare_and_train(
     """
     os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     work = args.work_dir.resolve()
+    work.mkdir(parents=True, exist_ok=True)  # the preparation logs go there first
     paths = {name: prepare_data(name, args.shared_data.resolve(), work) for name in args.datasets}
     if not args.report_only:
         jobs = [job for name in args.datasets for job in jobs_of(name, paths[name], work)]
