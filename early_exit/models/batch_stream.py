@@ -21,6 +21,7 @@ from allennlp.common.checks import ConfigurationError
 from allennlp.data import TextFieldTensors
 
 from early_exit.models.inference_engine import InferenceEngine
+from early_exit.models.inference_settings import InferenceSettings
 from early_exit.modules.exit_record import ExitRecord
 from early_exit.modules.row_set import RowSet
 
@@ -55,19 +56,25 @@ class BatchStream:
         Its `engine` runs the layers, heads and exit decisions.
     min_tokens : `int`, optional (default = `MIN_TOKENS`, 2048)
         How many tokens (of the waiting rows) a layer call after the first waits for.
+    settings : `InferenceSettings`, optional
+        The stream's exit policy, `run_all_heads` and `packed`; the model's own
+        (`inference_settings()`, read now) when not given. The model is not changed.
     """
 
-    def __init__(self, model: Any, min_tokens: int = MIN_TOKENS) -> None:
+    def __init__(
+        self, model: Any, min_tokens: int = MIN_TOKENS, settings: Optional[InferenceSettings] = None
+    ) -> None:
         if isinstance(min_tokens, bool) or not isinstance(min_tokens, int) or min_tokens < 1:
             raise ConfigurationError(f"min_tokens must be a positive integer, got {min_tokens!r}")
         self.model = model
         self.engine: InferenceEngine = model.engine
         engine = self.engine
         self.min_tokens = min_tokens
+        self.settings = settings or model.inference_settings()
         self.carries = (
-            not model.run_all_heads
-            and engine.packs()
-            and not engine.policy.never_exits_early(engine.num_heads)
+            not self.settings.run_all_heads
+            and engine.packs(self.settings)
+            and not self.settings.exit_policy.never_exits_early(engine.num_heads)
         )
         num_layers = model.encoder.num_layers
         self._waiting: List[List[RowSet]] = [[] for _ in range(num_layers)]
@@ -88,8 +95,8 @@ class BatchStream:
         `relative_compute`; batch-first), possibly none.
         """
         if not self.carries:
-            return [self.model(tokens=tokens, **kwargs)]
-        rows = self.engine.initial_rows(tokens, first_row=self._next_row)
+            return [self.model(tokens=tokens, settings=self.settings, **kwargs)]
+        rows = self.engine.initial_rows(tokens, self.settings, first_row=self._next_row)
         batch_size = len(rows)
         self._pending.append((self._next_row, batch_size))
         self._next_row += batch_size
@@ -122,7 +129,7 @@ class BatchStream:
             waiting = type(self._waiting[layer][0]).merge(self._waiting[layer])
             self._waiting[layer] = []
             exits = ExitRecord()
-            going_on = self.engine.step(layer, waiting, exits)
+            going_on = self.engine.step(layer, waiting, exits, self.settings)
             self._record(exits)
             if going_on is not None and layer + 1 < num_layers:
                 self._waiting[layer + 1].append(going_on)

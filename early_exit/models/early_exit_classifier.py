@@ -15,6 +15,7 @@ from transformers import AutoConfig
 from early_exit.common.encoder_files import carried_transformer, forget_carried_transformer
 from early_exit.models.batch_stream import MIN_TOKENS, BatchStream
 from early_exit.models.inference_engine import InferenceEngine
+from early_exit.models.inference_settings import InferenceSettings
 from early_exit.modules.exit_head import ExitHead
 from early_exit.modules.exit_policies import ExitPolicy, MaxProbabilityPolicy
 from early_exit.modules.exit_policies.exit_policy import check_fraction
@@ -304,6 +305,13 @@ class EarlyExitClassifier(Model):
         """Sets a `max_probability` exit policy at threshold `value`, in [0, 1]."""
         self._exit_policy = MaxProbabilityPolicy(check_fraction("confidence_threshold", value))
 
+    def inference_settings(self) -> InferenceSettings:
+        """
+        The model's own settings (its `exit_policy`, `run_all_heads` and `packed`): what `forward`
+        runs with when no `settings` are passed.
+        """
+        return InferenceSettings(self._exit_policy, self.run_all_heads, self.packed)
+
     @property
     def layer_runner(self) -> LayerRunner:
         """How the encoder's layers are computed; settable (a `LayerRunner` or its config)."""
@@ -364,7 +372,11 @@ class EarlyExitClassifier(Model):
 
     @overrides(check_signature=False)
     def forward(  # type: ignore
-        self, tokens: TextFieldTensors, label: Optional[torch.IntTensor] = None, **kwargs: Any
+        self,
+        tokens: TextFieldTensors,
+        label: Optional[torch.IntTensor] = None,
+        settings: Optional[InferenceSettings] = None,
+        **kwargs: Any,
     ) -> Dict[str, torch.Tensor]:
         """
         # Parameters
@@ -374,6 +386,9 @@ class EarlyExitClassifier(Model):
             each of shape `(batch_size, num_tokens)`.
         label : `torch.IntTensor`, optional
             Gold labels, shape `(batch_size,)`.
+        settings : `InferenceSettings`, optional
+            The exit policy, `run_all_heads` and `packed` of this call; the model's own
+            (`inference_settings()`) when not given. The model is not changed.
 
         # Returns
 
@@ -396,12 +411,13 @@ class EarlyExitClassifier(Model):
         # (every layer is computed anyway, so per-head accuracies cost only the heads). Prediction
         # without early exit computes only the heads it needs.
         engine = self._engine
-        no_early_exit = self._exit_policy.never_exits_early(engine.num_heads)
-        all_heads = self.training or self.run_all_heads or (no_early_exit and label is not None)
-        rows = engine.initial_rows(tokens)
+        settings = settings or self.inference_settings()
+        no_early_exit = settings.exit_policy.never_exits_early(engine.num_heads)
+        all_heads = self.training or settings.run_all_heads or (no_early_exit and label is not None)
+        rows = engine.initial_rows(tokens, settings)
         batch_size = len(rows)
-        exits = engine.run(rows, all_heads)
-        output = engine.batch_outputs(exits, batch_size)
+        exits = engine.run(rows, settings, all_heads)
+        output = engine.batch_outputs(exits, batch_size, settings)
         engine.count_exits(output["exit_head"].tolist() if all_heads else exits.heads)
 
         if label is not None:
@@ -423,23 +439,29 @@ class EarlyExitClassifier(Model):
             self._ece(output["probs"], label)
         return output
 
-    def stream(self, min_tokens: int = MIN_TOKENS) -> BatchStream:
+    def stream(
+        self, min_tokens: int = MIN_TOKENS, settings: Optional[InferenceSettings] = None
+    ) -> BatchStream:
         """
         A `BatchStream` over this model: prediction of many batches with the rows that go on
         carried into later layer calls together with the rows of later batches, so that at
         inference a layer call after the first waits until rows with `min_tokens` tokens need it
-        (`allennlp predict` with the `early_exit_classifier` predictor predicts this way).
+        (`allennlp predict` with the `early_exit_classifier` predictor predicts this way), with
+        `settings` (the model's own when not given).
         """
-        return BatchStream(self, min_tokens)
+        return BatchStream(self, min_tokens, settings)
 
     def forward_stream(
-        self, batches: Iterable[Dict[str, Any]], min_tokens: int = MIN_TOKENS
+        self,
+        batches: Iterable[Dict[str, Any]],
+        min_tokens: int = MIN_TOKENS,
+        settings: Optional[InferenceSettings] = None,
     ) -> Iterator[Dict[str, torch.Tensor]]:
         """
         Predicts `batches` (each `forward`'s keyword arguments) through `stream`, yielding each
         batch's output dictionary, batch-first as `forward`'s, in the batches' order.
         """
-        stream = self.stream(min_tokens)
+        stream = self.stream(min_tokens, settings)
         for batch in batches:
             yield from stream.push(**batch)
         yield from stream.finish()

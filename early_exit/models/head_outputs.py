@@ -45,10 +45,11 @@ def collect_head_outputs(
     logits: List[torch.Tensor] = []
     labels: List[torch.Tensor] = []
     has_labels = True
-    with inference_switches(model, run_all_heads=True), torch.inference_mode():
+    settings = model.inference_settings().replace(run_all_heads=True)
+    with inference_switches(model), torch.inference_mode():
         for start in Tqdm.tqdm(range(0, len(instances), batch_size), desc=description):
             tensors = batch_on_device(model, instances[start : start + batch_size])
-            output = model(tokens=tensors["tokens"])
+            output = model(tokens=tensors["tokens"], settings=settings)
             logits.append(output["head_logits"].float().cpu())  # (batch, num_heads, labels)
             if "label" in tensors:
                 labels.append(tensors["label"].long().cpu())

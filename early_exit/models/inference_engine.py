@@ -11,7 +11,8 @@ import torch
 from allennlp.common.checks import ConfigurationError
 from allennlp.data import TextFieldTensors
 
-from early_exit.modules.exit_policies import ExitPolicy, scaled_probabilities
+from early_exit.models.inference_settings import InferenceSettings
+from early_exit.modules.exit_policies import scaled_probabilities
 from early_exit.modules.exit_record import ExitRecord
 from early_exit.modules.packed_rows import PackedRows
 from early_exit.modules.padded_rows import PaddedRows
@@ -39,11 +40,10 @@ def token_tensors(
 
 class InferenceEngine:
     """
-    Runs an `EarlyExitClassifier`'s encoder, heads and exit policy. It reads the model's public
-    attributes (`encoder`, `heads`, `exit_layers`, `exit_policy`, `serving_temperatures`,
-    `head_pooling`,
-    `add_previous_layer_logits`, `packed`, `full_depth`) at every call, so that changing them on the
-    model takes effect at once.
+    Runs an `EarlyExitClassifier`'s encoder, heads and an exit policy. What a call runs with (the
+    policy, every head or not, packing) comes with the call as an `InferenceSettings`; the model
+    gives its parts (`encoder`, `heads`, `exit_layers`, `serving_temperatures`, `head_pooling`,
+    `add_previous_layer_logits`, `full_depth`), read at every call.
 
     # Parameters
 
@@ -59,16 +59,14 @@ class InferenceEngine:
         self._head_values = list(zip(model.exit_layers, torch.tensor(compute).tolist()))
         self._temperatures: VersionedCache[List[float]] = VersionedCache()
 
-    @property
-    def policy(self) -> ExitPolicy:
-        return self._model.exit_policy
-
-    def packs(self) -> bool:
-        """Whether rows run packed now: at inference, where the encoder allows it."""
+    def packs(self, settings: InferenceSettings) -> bool:
+        """Whether rows run packed: at inference, where the settings and the encoder allow it."""
         model = self._model
-        return not model.training and model.packed and model.encoder.supports_packing
+        return not model.training and settings.packed and model.encoder.supports_packing
 
-    def initial_rows(self, tokens: TextFieldTensors, first_row: int = 0) -> RowSet:
+    def initial_rows(
+        self, tokens: TextFieldTensors, settings: InferenceSettings, first_row: int = 0
+    ) -> RowSet:
         """
         A batch's rows embedded, as the layers will run them: packed at inference where the
         encoder allows it (BERT's embeddings run on the real tokens alone), else padded. Rows are
@@ -80,34 +78,41 @@ class InferenceEngine:
         batch_size = token_ids.shape[0]
         rows = torch.arange(first_row, first_row + batch_size, device=token_ids.device)
         row_set: RowSet
-        if self.packs() and encoder.embeds_packed:
+        packs = self.packs(settings)
+        if packs and encoder.embeds_packed:
             lengths = mask.sum(dim=1)  # (batch_size,)
             length_list = lengths.tolist()  # read once, for the embedding and the packing
             padded = min(length_list) < mask.shape[1]
             hidden = encoder.embed_packed(token_ids, mask, type_ids, padded)  # (tokens, hidden)
             row_set = PackedRows.from_tokens(rows, hidden, lengths, length_list)
-        elif self.packs():
+        elif packs:
             row_set = PackedRows.from_padded(rows, encoder.embed(token_ids, type_ids), mask)
         else:
             row_set = PaddedRows(rows, encoder.embed(token_ids, type_ids), mask)
-        row_set.state = self.policy.initial_state(batch_size, token_ids.device)
+        row_set.state = settings.exit_policy.initial_state(batch_size, token_ids.device)
         return row_set
 
-    def run(self, rows: RowSet, all_heads: bool) -> ExitRecord:
+    def run(self, rows: RowSet, settings: InferenceSettings, all_heads: bool) -> ExitRecord:
         """Every layer the rows need (every layer, with `all_heads`); what each head decided."""
         exits = ExitRecord()
         running: Optional[RowSet] = rows
         for layer in range(self._model.encoder.num_layers):
-            running = self.step(layer, running, exits, all_heads)
+            running = self.step(layer, running, exits, settings, all_heads)
             if running is None:
                 break
         return exits
 
     def step(
-        self, layer: int, rows: RowSet, exits: ExitRecord, all_heads: bool = False
+        self,
+        layer: int,
+        rows: RowSet,
+        exits: ExitRecord,
+        settings: InferenceSettings,
+        all_heads: bool = False,
     ) -> Optional[RowSet]:
         """
-        Runs `layer` on `rows`, then the head on that layer (if any) and the exit policy. Records
+        Runs `layer` on `rows`, then the head on that layer (if any) and the settings' exit
+        policy. Records
         the rows that exit in `exits`. With `all_heads` no row exits before the last head, and
         every head's logits are kept (the policy decides from them in `batch_outputs`).
 
@@ -115,15 +120,15 @@ class InferenceEngine:
 
         The rows that go on (`rows` itself if all do), or `None` if none does.
         """
-        model = self._model
-        rows.run_layer(model.encoder, layer)
+        model, policy = self._model, settings.exit_policy
+        rows.hidden = model.encoder.run_rows(layer, rows)
         rows.pooled.append(self.pool(rows))  # (num_rows, hidden_size)
         head = self._head_of_layer.get(layer)
         if head is None:
             return rows
         is_last = head == self.num_heads - 1
         keeps_logits = all_heads or model.add_previous_layer_logits
-        if not (is_last or keeps_logits) and self.policy.never_exits_early(self.num_heads):
+        if not (is_last or keeps_logits) and policy.never_exits_early(self.num_heads):
             return rows  # nobody can exit here, and no later head reads this one's logits
         previous = (
             torch.cat(rows.head_logits, dim=-1)
@@ -140,7 +145,7 @@ class InferenceEngine:
             rows.head_logits.append(logits)
         if all_heads:
             return rows
-        decision = self.policy.decide(probs, rows.state)
+        decision = policy.decide(probs, rows.state)
         rows.state = decision.state
         if decision.count == len(rows):
             exits.add(rows.rows, logits, probs, head, decision.count)
@@ -171,7 +176,9 @@ class InferenceEngine:
         temperatures = self._model.serving_temperatures
         return self._temperatures.get((temperatures,), temperatures.tolist)[head]
 
-    def batch_outputs(self, exits: ExitRecord, batch_size: int) -> Dict[str, torch.Tensor]:
+    def batch_outputs(
+        self, exits: ExitRecord, batch_size: int, settings: InferenceSettings
+    ) -> Dict[str, torch.Tensor]:
         """
         The exit outputs of one batch's rows (numbered 0 to `batch_size - 1`), collected head by
         head, as batch-first tensors in the batch's order (`OUTPUT_KEYS`; with every head's logits,
@@ -187,7 +194,7 @@ class InferenceEngine:
         if exits.every_head is not None:
             head_logits = exits.every_head  # (batch_size, num_heads, num_labels)
             head_probs = scaled_probabilities(head_logits, self._model.serving_temperatures)
-            exit_head = self.policy.exit_heads(head_probs)  # (batch_size,)
+            exit_head = settings.exit_policy.exit_heads(head_probs)  # (batch_size,)
             picked = torch.arange(batch_size, device=order.device)
             logits, probs = head_logits[picked, exit_head], head_probs[picked, exit_head]
             heads = exit_head.tolist()

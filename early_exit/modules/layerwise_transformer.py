@@ -7,6 +7,8 @@ from transformers.models.bert.modeling_bert import BertEmbeddings
 
 from early_exit.modules.layer_adapters import LAYER_ADAPTERS
 from early_exit.modules.packed_rows import PackedRows
+from early_exit.modules.padded_rows import PaddedRows
+from early_exit.modules.row_set import RowSet
 from early_exit.modules.layer_runners import LayerRunner, TorchLayerRunner
 
 
@@ -213,6 +215,20 @@ class LayerwiseTransformer(torch.nn.Module):
         boolean padding mask (for BERT-style layers `None` when nothing is padded).
         """
         return self._adapter.layer_mask(self.transformer, mask, dtype)
+
+    def run_rows(self, index: int, rows: RowSet) -> torch.Tensor:
+        """
+        Layer `index` on `rows` in their layout: `(num_tokens, hidden_size)` for `PackedRows`,
+        `(num_rows, num_tokens, hidden_size)` for `PaddedRows` (whose layer mask is made once).
+        """
+        if isinstance(rows, PackedRows):
+            return self.run_packed_layer(index, rows)
+        if not isinstance(rows, PaddedRows):
+            raise TypeError(f"rows of an unknown layout: {type(rows).__name__}")
+        if not rows.layer_mask_known:  # `None` (no padding) is a valid mask too
+            rows.layer_mask = self.layer_mask(rows.mask, rows.hidden.dtype)
+            rows.layer_mask_known = True
+        return self.run_layer(index, rows.hidden, rows.layer_mask)
 
     def run_layer(
         self, index: int, hidden: torch.Tensor, layer_mask: Optional[torch.Tensor]

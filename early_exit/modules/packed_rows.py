@@ -183,10 +183,6 @@ class PackedRows(RowSet):
         return self._num_tokens
 
     @overrides
-    def run_layer(self, encoder: torch.nn.Module, layer: int) -> None:
-        self.hidden = encoder.run_packed_layer(layer, self)  # (num_tokens, hidden_size)
-
-    @overrides
     def _select_tokens(self, keep: torch.BoolTensor, kept: torch.LongTensor) -> "PackedRows":
         kept_tokens = keep[self.row_of_token].nonzero().squeeze(1)  # (num_kept_tokens,)
         new_index = keep.long().cumsum(dim=0) - 1  # (num_rows,): a kept row's new number

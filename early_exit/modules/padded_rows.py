@@ -23,26 +23,25 @@ class PaddedRows(RowSet):
         `(num_rows, num_tokens, hidden_size)`: the last computed layer's output.
     mask : `torch.BoolTensor`
         `(num_rows, num_tokens)`: true for real tokens.
+
+    # Attributes
+
+    layer_mask : `Optional[torch.Tensor]`
+        The attention mask in the encoder's layers' form, once `layer_mask_known` (set by the
+        encoder when it first runs these rows; `None` is a valid mask: no padding).
     """
 
     def __init__(self, rows: torch.Tensor, hidden: torch.Tensor, mask: torch.BoolTensor) -> None:
         self._init_row_data(rows)
         self.hidden = hidden
         self.mask = mask
-        self._layer_mask: Optional[torch.Tensor] = None
-        self._layer_mask_ready = False
+        self.layer_mask: Optional[torch.Tensor] = None
+        self.layer_mask_known = False
 
     @property
     @overrides
     def num_tokens(self) -> int:
         return int(self.mask.numel())
-
-    @overrides
-    def run_layer(self, encoder: torch.nn.Module, layer: int) -> None:
-        if not self._layer_mask_ready:  # once per mask (`None`, no padding, is a valid mask too)
-            self._layer_mask = encoder.layer_mask(self.mask, self.hidden.dtype)
-            self._layer_mask_ready = True
-        self.hidden = encoder.run_layer(layer, self.hidden, self._layer_mask)
 
     @overrides
     def mean(self) -> torch.Tensor:

@@ -14,7 +14,8 @@ class RowSet:
     whatever rows it runs with.
 
     Two layouts implement it: `PackedRows` (the real tokens only, one matrix) and `PaddedRows`
-    (right-padded, as Hugging Face layers take them).
+    (right-padded, as Hugging Face layers take them). Row sets are data: the encoder runs a layer
+    on them (`LayerwiseTransformer.run_rows`) and the engine stores the result in `hidden`.
 
     # Attributes
 
@@ -29,6 +30,7 @@ class RowSet:
     """
 
     rows: torch.Tensor
+    hidden: torch.Tensor
     pooled: List[torch.Tensor]
     head_logits: List[torch.Tensor]
     state: Optional[torch.Tensor]
@@ -45,10 +47,6 @@ class RowSet:
     @property
     def num_tokens(self) -> int:
         """How many tokens a layer computes for these rows (padding included, where padded)."""
-        raise NotImplementedError
-
-    def run_layer(self, encoder: torch.nn.Module, layer: int) -> None:
-        """Runs the encoder's layer `layer` on these rows (a `LayerwiseTransformer`)."""
         raise NotImplementedError
 
     def mean(self) -> torch.Tensor:

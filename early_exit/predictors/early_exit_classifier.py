@@ -18,7 +18,9 @@ from early_exit.common.cli_errors import UserError
 from early_exit.models.batch_stream import BatchStream
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
 from early_exit.models.model_inputs import batch_on_device
-from early_exit.modules.exit_policies import ExitPolicy
+from early_exit.models.inference_settings import InferenceSettings
+from early_exit.modules.exit_policies import ExitPolicy, MaxProbabilityPolicy
+from early_exit.modules.exit_policies.exit_policy import check_fraction
 from early_exit.modules.layer_runners import LayerRunner
 
 _END = object()  # the end of a stream of inputs
@@ -94,14 +96,14 @@ class EarlyExitClassifierPredictor(Predictor):
         Put the model in evaluation mode.
     confidence_threshold : `float`, optional (default = `None`)
         A number in [0, 1] (`true` is refused, not read as 1.0): sets a `max_probability` exit
-        policy at this threshold for this predictor (and the model it wraps). `None` keeps the
-        archive's policy. Give it as `--predictor-args
-        '{"confidence_threshold": 0.8}'` to `allennlp predict`, or as a keyword argument of
-        `Predictor.from_path`.
+        policy at this threshold for this predictor; the model it wraps is not changed (another
+        predictor may share it with another policy). `None` keeps the archive's policy. Give it
+        as `--predictor-args '{"confidence_threshold": 0.8}'` to `allennlp predict`, or as a
+        keyword argument of `Predictor.from_path`.
     exit_policy : `Union[ExitPolicy, Dict[str, Any]]`, optional (default = `None`)
-        Sets the model's exit policy, e.g. `--predictor-args '{"exit_policy": {"type":
-        "patience", "patience": 2}}'` (a dictionary as in a config) or an `ExitPolicy`. Not
-        together with `confidence_threshold`.
+        Sets this predictor's exit policy (the model is not changed), e.g. `--predictor-args
+        '{"exit_policy": {"type": "patience", "patience": 2}}'` (a dictionary as in a config) or
+        an `ExitPolicy`. Not together with `confidence_threshold`.
     decimals : `int`, optional (default = `4`)
         Probabilities and `relative_compute` are rounded to this many decimal places.
     carry_rows : `bool`, optional (default = `True`)
@@ -145,13 +147,14 @@ class EarlyExitClassifierPredictor(Predictor):
             raise ConfigurationError(f"decimals must be a non-negative integer, got {decimals!r}")
         super().__init__(model, dataset_reader, frozen)
         self._early_exit_model = model
+        self._exit_policy: Optional[ExitPolicy] = None  # `None`: the model's own
         if confidence_threshold is not None and exit_policy is not None:
             raise ConfigurationError(
                 "give either exit_policy or confidence_threshold (the shorthand for a "
                 "max_probability policy), not both"
             )
         if confidence_threshold is not None:
-            model.confidence_threshold = confidence_threshold  # validated by the model
+            self.confidence_threshold = confidence_threshold
         if exit_policy is not None:
             self.exit_policy = exit_policy
         if layer_runner is not None:
@@ -168,25 +171,32 @@ class EarlyExitClassifierPredictor(Predictor):
         self._pair_input = "premise" in parameters and "hypothesis" in parameters
 
     @property
-    def confidence_threshold(self) -> float:
-        """The threshold the wrapped model exits at."""
-        return self._early_exit_model.confidence_threshold
+    def confidence_threshold(self) -> Optional[float]:
+        """The threshold this predictor exits at (`None` under another policy)."""
+        policy = self.exit_policy
+        return policy.threshold if isinstance(policy, MaxProbabilityPolicy) else None
 
     @confidence_threshold.setter
     def confidence_threshold(self, value: float) -> None:
-        self._early_exit_model.confidence_threshold = value
+        self._exit_policy = MaxProbabilityPolicy(check_fraction("confidence_threshold", value))
 
     @property
     def exit_policy(self) -> ExitPolicy:
-        """The exit policy of the wrapped model."""
-        return self._early_exit_model.exit_policy
+        """This predictor's exit policy: its own if set, else the wrapped model's."""
+        return self._exit_policy or self._early_exit_model.exit_policy
 
     @exit_policy.setter
     def exit_policy(self, policy: Union[ExitPolicy, Dict[str, Any]]) -> None:
         """Takes an `ExitPolicy` or its config, e.g. `{"type": "entropy", "threshold": 0.3}`."""
         if isinstance(policy, dict):
             policy = ExitPolicy.from_params(Params(dict(policy)))
-        self._early_exit_model.exit_policy = policy
+        if not isinstance(policy, ExitPolicy):
+            raise ConfigurationError(f"exit_policy must be an ExitPolicy, got {policy!r}")
+        self._exit_policy = policy
+
+    def settings(self) -> InferenceSettings:
+        """What this predictor's model calls run with: the model's, with this exit policy."""
+        return self._early_exit_model.inference_settings().replace(exit_policy=self.exit_policy)
 
     def predict(self, sentence: str) -> JsonDict:
         """Classifies one text (for models trained on single texts)."""
@@ -279,7 +289,8 @@ class EarlyExitClassifierPredictor(Predictor):
         under `torch.inference_mode` rather than `torch.no_grad`.
         """
         with torch.inference_mode():
-            return self._separated(self._model(**self._model_input(instances)), len(instances))
+            outputs = self._model(**self._model_input(instances), settings=self.settings())
+            return self._separated(outputs, len(instances))
 
     def _model_input(self, instances: List[Instance]) -> Dict[str, Any]:
         """The instances (token indexers applied) as one batch of model inputs on its device."""
@@ -329,7 +340,7 @@ class EarlyExitClassifierPredictor(Predictor):
     ) -> Iterator[Tuple[Any, JsonDict]]:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigurationError(f"batch_size must be a positive integer, got {batch_size!r}")
-        stream = BatchStream(self._early_exit_model)
+        stream = BatchStream(self._early_exit_model, settings=self.settings())
         # The batches not yet answered: their inputs (not their instances, which would stay alive
         # for as long as a row waits, up to a few dozen batches).
         pending: Deque[List[Any]] = deque()
@@ -388,7 +399,7 @@ class EarlyExitClassifierPredictor(Predictor):
             "exit_layer": int(output["exit_layer"]),
             "relative_compute": round(float(output["relative_compute"]), self._decimals),
         }
-        if self._early_exit_model.run_all_heads:
+        if "head_probs" in output:
             formatted["head_probs"] = [
                 [round(float(prob), self._decimals) for prob in head]
                 for head in output["head_probs"]

@@ -46,7 +46,13 @@ from early_exit.predictors.early_exit_classifier import (
 # Errors that describe the user's input; the output lines written before one of them are kept.
 _BAD_INPUT = (PredictorInputError, DataFormatError)
 # Arguments only the early_exit_classifier predictor takes.
-_EARLY_EXIT_PREDICTOR_ARGS = ("confidence_threshold", "carry_rows", "decimals")
+_EARLY_EXIT_PREDICTOR_ARGS = (
+    "confidence_threshold",
+    "exit_policy",
+    "carry_rows",
+    "decimals",
+    "layer_runner",
+)
 
 
 def check_predict_paths(

@@ -14,6 +14,7 @@ from allennlp.common.tqdm import Tqdm
 from allennlp.data import Instance
 
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
+from early_exit.models.inference_settings import InferenceSettings
 from early_exit.models.model_inputs import batch_on_device, inference_switches
 from early_exit.modules.exit_policies import ExitPolicy, MaxProbabilityPolicy
 from early_exit.sweep.sweep_table import SweepRow
@@ -101,20 +102,24 @@ def stopwatch(work: Callable[[], Any], cuda: bool = False) -> float:
 
 
 def time_batches(
-    model: EarlyExitClassifier, batches: Sequence[Dict[str, Any]], carry: bool
+    model: EarlyExitClassifier,
+    batches: Sequence[Dict[str, Any]],
+    carry: bool,
+    settings: Optional[InferenceSettings] = None,
 ) -> float:
     """
     The seconds one pass of `model` over `batches` takes: one stream of them
-    (`EarlyExitClassifier.forward_stream`) with `carry`, otherwise a forward pass per batch.
+    (`EarlyExitClassifier.forward_stream`) with `carry`, otherwise a forward pass per batch; with
+    `settings`, or the model's own.
     """
 
     def run() -> None:
         if carry:
-            for _ in model.forward_stream(batches):
+            for _ in model.forward_stream(batches, settings=settings):
                 pass
         else:
             for batch in batches:
-                model(**batch)
+                model(**batch, settings=settings)
 
     return stopwatch(run, cuda=next(model.parameters()).is_cuda)
 
@@ -233,11 +238,14 @@ def measure_inference_time(
     carry = carry_rows and batch_size > 1
     compute: Dict[ExitPolicy, float] = {}
 
+    base = model.inference_settings().replace(run_all_heads=False)
+
     def runner(policy: ExitPolicy) -> Callable[[slice], float]:
+        settings = base.replace(exit_policy=policy)
+
         def run(part: slice) -> float:
-            model.exit_policy = policy
             model.get_metrics(reset=True)
-            seconds = time_batches(model, batches[part], carry)
+            seconds = time_batches(model, batches[part], carry, settings)
             compute[policy] = model.get_metrics(reset=True)["relative_compute"]
             return seconds
 
@@ -246,7 +254,7 @@ def measure_inference_time(
     rounds = repeats + (1 if warmup else 0)
     bar = Tqdm.tqdm(total=rounds, desc=f"timing (batch size {batch_size})", disable=not progress)
     try:
-        with inference_switches(model, run_all_heads=False), torch.inference_mode():
+        with inference_switches(model), torch.inference_mode():
             times = interleaved_times(
                 [runner(policy) for policy in policies],
                 repeats,

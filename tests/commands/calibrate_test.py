@@ -372,7 +372,14 @@ def test_an_int8_runner_gets_temperatures_of_its_own_in_the_archive(archive, tmp
     _run_in_process([str(archive), str(DATA), "--output-file", str(plain)])
     override = _run_in_process  # the int8 refit is made on the calibrated archive
     report = override(
-        [str(plain), str(DATA), "--output-file", str(int8), "-o", _runner_override("int8", tmp_path)]
+        [
+            str(plain),
+            str(DATA),
+            "--output-file",
+            str(int8),
+            "-o",
+            _runner_override("int8", tmp_path),
+        ]
     )
     assert "temperatures of layer runner onnxruntime int8" in capsys.readouterr().out
     fp32_values = load_archive(str(plain)).model.temperatures.tolist()
@@ -391,7 +398,14 @@ def test_an_fp32_runner_refits_the_same_temperatures(archive, tmp_path):
     by_torch, by_onnx = tmp_path / "torch.tar.gz", tmp_path / "onnx.tar.gz"
     torch_report = _run_in_process([str(archive), str(DATA), "--output-file", str(by_torch)])
     onnx_report = _run_in_process(
-        [str(archive), str(DATA), "--output-file", str(by_onnx), "-o", _runner_override("fp32", tmp_path)]
+        [
+            str(archive),
+            str(DATA),
+            "--output-file",
+            str(by_onnx),
+            "-o",
+            _runner_override("fp32", tmp_path),
+        ]
     )
     assert onnx_report["temperatures"] == pytest.approx(torch_report["temperatures"], abs=1e-3)
     config = load_archive(str(by_onnx)).config.as_dict()["model"]

@@ -14,6 +14,7 @@ import pytest
 import torch
 from allennlp.predictors import Predictor
 
+from early_exit.models.model_inputs import inference_switches
 from tests.predictors.early_exit_classifier_test import _lines, assert_same_predictions
 from tests.sweep.trained_models import TEXT_JSONL, trained_archive
 
@@ -39,11 +40,8 @@ def _reference(predictor, lines):
     for instance in instances:
         predictor._dataset_reader.apply_token_indexers(instance)
     model = predictor._model
-    model.packed = False
-    try:
+    with inference_switches(model, exit_policy=predictor.exit_policy, packed=False):
         outputs = model.forward_on_instances(instances)
-    finally:
-        model.packed = True
     return [predictor._format(output) for output in outputs]
 
 
@@ -168,7 +166,8 @@ class TestBatchedPredictions:
         for instance in instances:
             predictor._dataset_reader.apply_token_indexers(instance)
         ours = predictor._forward_on_instances(instances)
-        theirs = predictor._model.forward_on_instances(instances)
+        with inference_switches(predictor._model, exit_policy=predictor.exit_policy):
+            theirs = predictor._model.forward_on_instances(instances)
         assert len(ours) == len(theirs)
         for one, other in zip(ours, theirs):
             assert one.keys() == other.keys()

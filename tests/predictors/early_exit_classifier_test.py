@@ -112,7 +112,7 @@ class TestPredictions:
             text_archive, "early_exit_classifier", confidence_threshold=0.8
         )
         assert predictor.confidence_threshold == 0.8
-        assert predictor._model.confidence_threshold == 0.8
+        assert predictor._model.confidence_threshold == 1.0  # the model is not changed
         for overrides in (
             '{"model.confidence_threshold": 0.3}',
             '{"model": {"confidence_threshold": 0.3}}',
@@ -413,3 +413,20 @@ class TestInputLinesNobodyPlannedFor:
             assert outcome is None
         else:
             assert outcome == self._wordpieces(predictor, premise, hypothesis)
+
+
+def test_two_predictors_with_different_policies_share_one_model(predictor, mixed_threshold):
+    model = predictor._model
+    before = model.exit_policy
+    full = EarlyExitClassifierPredictor(model, predictor._dataset_reader, confidence_threshold=1.0)
+    early = EarlyExitClassifierPredictor(
+        model, predictor._dataset_reader, confidence_threshold=mixed_threshold
+    )
+    lines = _lines(TEXT_JSONL)[:16]
+    for _ in range(2):  # interleaved: neither leaves its policy on the shared model
+        full_layers = [output["exit_layer"] for output in full.predict_batch_json(lines)]
+        early_layers = [output["exit_layer"] for output in early.predict_batch_json(lines)]
+        streamed = [output["exit_layer"] for _, output in early.predict_json_stream(lines, 4)]
+        assert set(full_layers) == {model.exit_layers[-1]}
+        assert len(set(early_layers)) > 1 and streamed == early_layers
+    assert model.exit_policy is before

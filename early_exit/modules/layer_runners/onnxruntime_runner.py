@@ -164,9 +164,7 @@ class OnnxRuntimeLayerRunner(LayerRunner):
         options.add_session_config_entry(
             "session.intra_op.allow_spinning", "1" if self.spinning else "0"
         )
-        session = onnxruntime.InferenceSession(
-            path, options, providers=["CPUExecutionProvider"]
-        )
+        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         seconds = time.perf_counter() - start
         self.build_seconds += seconds
         logger.info(

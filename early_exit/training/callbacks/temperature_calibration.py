@@ -205,7 +205,9 @@ class TemperatureCalibrationCallback(TrainerCallback):
         if is_primary:
             self._save(trainer, model, fits, source)
         if runner_key is not None:
-            logger.info("Calibrating the exit heads again under layer runner %s.", runner.describe())
+            logger.info(
+                "Calibrating the exit heads again under layer runner %s.", runner.describe()
+            )
             fits = self._fit(model, instances, source)
             if is_primary:
                 self._save_runner_temperatures(runner_key, [fit.temperature for fit in fits])

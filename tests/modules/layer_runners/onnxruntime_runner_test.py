@@ -91,7 +91,11 @@ def test_int8_predicts_the_labels_of_the_full_model(tmp_path):
     batches = batches_of(instances, vocab, 8)
     with torch.inference_mode():
         expected = torch.cat([model(**batch)["probs"] for batch in batches])
-        model.layer_runner = {"type": "onnxruntime", "precision": "int8", "cache_dir": str(tmp_path)}
+        model.layer_runner = {
+            "type": "onnxruntime",
+            "precision": "int8",
+            "cache_dir": str(tmp_path),
+        }
         got = torch.cat([model(**batch)["probs"] for batch in batches])
     assert torch.equal(got.argmax(dim=-1), expected.argmax(dim=-1))
     assert not torch.equal(got, expected)  # it did run in int8

@@ -1,0 +1,3 @@
+from bench.runners.cli import main
+
+main()

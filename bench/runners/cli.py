@@ -1,0 +1,247 @@
+"""
+Early exit under each layer runner against the peers a user would deploy instead, on the same
+trained weights, timed side by side (`interleaved_times`, medians of the rounds) at batch size 1
+and 32, with the accuracy of each on the same evaluation data.
+
+For each runner ("torch", "onnxruntime" fp32 and int8) the temperatures are refitted on the dev
+file where the runner computes in another precision, and the threshold is the cheapest on the dev
+file within `--max-accuracy-drop` of that runner's full-depth dev accuracy. The peers run the
+full model (encoder, pooled layers, last head): plain torch as `transformers` runs it, ONNX
+Runtime fp32 and int8 (dynamic, per-channel) and OpenVINO fp32 from one ONNX export.
+
+Usage (from the repo root, after `make install`; a single-text archive):
+
+    .venv/bin/python -m bench.runners --archive ARCHIVE --dev DEV.tsv --eval EVAL.tsv
+        [--instances 500] [--repeats 9] [--threads 2] [--max-accuracy-drop 0.01]
+        [--work-dir build/runners] [--output docs/runners.md]
+"""
+
+import argparse
+import copy
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Tuple
+
+import torch
+
+from bench.runners import peers
+from early_exit.common.files import atomic_open, display_path
+from early_exit.common.machine import machine_description, run_command
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+RUNNERS = [
+    {"type": "torch"},
+    {"type": "onnxruntime", "precision": "fp32"},
+    {"type": "onnxruntime", "precision": "int8"},
+]
+BATCH_SIZES = (1, 32)
+GRID = [round(0.5 + step * 0.005, 3) for step in range(101)]  # 0.5 to 1.0
+SETTLE_SECONDS = 0.05  # before each turn, so that one runtime's spinning threads have stopped
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--archive", required=True)
+    parser.add_argument("--dev", required=True, help="thresholds and temperatures are fit here")
+    parser.add_argument("--eval", required=True, help="accuracy and speed are measured here")
+    parser.add_argument("--instances", type=int, default=500, help="of --eval, for the timing")
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-accuracy-drop", type=float, default=0.01)
+    parser.add_argument("--work-dir", default=str(ROOT / "build" / "runners"))
+    parser.add_argument("--output", default=str(ROOT / "docs" / "runners.md"))
+    args = parser.parse_args(argv)
+    for path in (args.archive, args.dev, args.eval):
+        if not Path(path).exists():
+            raise SystemExit(f"error: {path} does not exist")
+    torch.set_num_threads(args.threads)
+
+    from early_exit.models.archive_loading import load_early_exit_archive
+
+    archive = load_early_exit_archive(args.archive)
+    model, reader = archive.model.eval(), archive.validation_dataset_reader
+    dev, evaluation = (_read(reader, path) for path in (args.dev, args.eval))
+    timed = evaluation[: args.instances]
+    rows: List[Dict] = []
+    contenders: List[Tuple[str, Callable[[int], Callable[[slice], float]]]] = []
+    for settings in RUNNERS:
+        copy_ = copy.deepcopy(model)
+        copy_.layer_runner = {**settings, "cache_dir": str(Path(args.work_dir) / "cache")}
+        row = _choose(copy_, dev, evaluation, args.max_accuracy_drop)
+        rows.append(row)
+        contenders.append((row["name"], _early_exit_runs(copy_, timed)))
+    full = peers.FullPath(model).eval()
+    exported = peers.export_full_path(full, str(Path(args.work_dir) / "peers"))
+    for name, make in [
+        ("plain transformers (torch)", lambda: peers.torch_peer(full)),
+        ("ONNX Runtime fp32", lambda: peers.onnxruntime_peer(exported["fp32"], args.threads)),
+        ("ONNX Runtime int8", lambda: peers.onnxruntime_peer(exported["int8"], args.threads)),
+        ("OpenVINO fp32", lambda: peers.openvino_peer(exported["fp32"], args.threads)),
+    ]:
+        run = make()
+        rows.append(_peer_row(name, model, run, evaluation))
+        contenders.append((name, _peer_runs(model, run, timed)))
+    _time(contenders, rows, len(timed), args.repeats)
+    page = _page(rows, args, model.encoder.num_layers, len(timed), len(evaluation))
+    print(page)
+    with atomic_open(args.output) as out:
+        out.write(page)
+    print(f"written: {display_path(args.output)}")
+
+
+def _read(reader, path: str) -> List:
+    instances = list(reader.read(path))
+    for instance in instances:
+        reader.apply_token_indexers(instance)
+    return instances
+
+
+def _choose(model, dev, evaluation, max_drop: float) -> Dict:
+    """Temperatures (refit where the runner has its own) and the threshold, chosen on dev."""
+    from early_exit.calibration.temperature_scaling import fit_head_temperatures
+    from early_exit.models.head_outputs import collect_head_outputs
+    from early_exit.sweep.recommendation import choose_on_dev
+    from early_exit.sweep.sweep_table import sweep_table
+
+    runner = model.layer_runner
+    on_dev = collect_head_outputs(model, dev, description=f"{runner.describe()}: dev")
+    if runner.calibration_key() is not None:
+        fits = fit_head_temperatures(on_dev, model.exit_layers)
+        model.set_temperatures([fit.temperature for fit in fits])
+    on_eval = collect_head_outputs(model, evaluation, description=f"{runner.describe()}: eval")
+    tables = [
+        sweep_table(
+            outputs.logits,
+            outputs.labels,
+            GRID,
+            model.exit_layers,
+            model.full_depth,
+            model.serving_temperatures,
+        )
+        for outputs in (on_dev, on_eval)
+    ]
+    dev_full = tables[0][-1].accuracy
+    choice = choose_on_dev(tables[0], dev_full, tables[1], [max_drop])[0]
+    model.confidence_threshold = choice.policy.threshold
+    return {
+        "name": f"early_exit, {runner.describe()}",
+        "full_accuracy": tables[1][-1].accuracy,
+        "accuracy": choice.on_eval.accuracy,
+        "threshold": choice.policy.threshold,
+        "compute": choice.on_eval.relative_compute,
+    }
+
+
+def _peer_row(name: str, model, run, evaluation) -> Dict:
+    from early_exit.sweep.timing import prepare_batches
+
+    correct = 0
+    batches = prepare_batches(model, evaluation, 32)
+    labels = torch.cat(
+        [_labels(model, evaluation[start : start + 32]) for start in range(0, len(evaluation), 32)]
+    )
+    with torch.inference_mode():
+        predicted = [
+            torch.from_numpy(run(inputs)).argmax(-1) for inputs in peers.peer_inputs(batches)
+        ]
+    correct = int((torch.cat(predicted) == labels).sum())
+    accuracy = correct / len(evaluation)
+    return {"name": name, "full_accuracy": accuracy, "accuracy": accuracy, "compute": 1.0}
+
+
+def _labels(model, instances) -> torch.Tensor:
+    from early_exit.models.model_inputs import batch_on_device
+
+    return batch_on_device(model, instances)["label"].long().view(-1)
+
+
+def _settled(work: Callable[[], None]) -> float:
+    from early_exit.sweep.timing import stopwatch
+
+    time.sleep(SETTLE_SECONDS)
+    with torch.inference_mode():
+        return stopwatch(work)
+
+
+def _early_exit_runs(model, instances) -> Callable[[int], Callable[[slice], float]]:
+    from early_exit.sweep.timing import prepare_batches, time_batches
+
+    def at(batch_size: int) -> Callable[[slice], float]:
+        batches = prepare_batches(model, instances, batch_size)
+        return lambda part: _settled(lambda: time_batches(model, batches, carry=batch_size > 1))
+
+    return at
+
+
+def _peer_runs(model, run, instances) -> Callable[[int], Callable[[slice], float]]:
+    from early_exit.sweep.timing import prepare_batches
+
+    def at(batch_size: int) -> Callable[[slice], float]:
+        inputs = peers.peer_inputs(prepare_batches(model, instances, batch_size))
+
+        def work() -> None:
+            for one in inputs:
+                run(one)
+
+        return lambda part: _settled(work)
+
+    return at
+
+
+def _time(contenders, rows: List[Dict], num_instances: int, repeats: int) -> None:
+    from early_exit.sweep.timing import interleaved_times
+
+    for batch_size in BATCH_SIZES:
+        runs = [at(batch_size) for _, at in contenders]
+        print(f"timing at batch size {batch_size}: {len(runs)} contenders, {repeats} rounds")
+        times = interleaved_times(runs, repeats)
+        for row, seconds in zip(rows, times):
+            row[f"ms_{batch_size}"] = statistics.median(seconds) * 1e3 / num_instances
+            row[f"rounds_{batch_size}"] = seconds
+
+
+def _page(rows: List[Dict], args, num_layers: int, num_timed: int, num_eval: int) -> str:
+    lines = [
+        "# Layer runners against the peers",
+        "",
+        "Generated by `bench/runners/` (do not edit): early exit under each layer runner and the",
+        "full model under the runtimes a user would deploy instead, on the same trained weights.",
+        f"Accuracy on all {num_eval} instances of the evaluation file; ms per sentence, the median",
+        f"of {args.repeats} interleaved rounds over its first {num_timed}, {args.threads} threads.",
+        "Early exit at the cheapest threshold within",
+        f"{args.max_accuracy_drop * 100:g} point(s) of its own full-depth accuracy on the dev file;",
+        "at batch size 32 it streams the batches as `allennlp predict` does (carried rows).",
+        "",
+        f"Machine: {machine_description()}",
+        "",
+        "```",
+        run_command(".venv/bin/python -m bench.runners", args_list(args)),
+        "```",
+        "",
+        "| model | accuracy, full depth | accuracy | threshold | relative compute | "
+        "ms, batch 1 | ms, batch 32 | ms per layer run, batch 1 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        threshold = f"{row['threshold']:.3f}" if "threshold" in row else "-"
+        per_layer = row["ms_1"] / (row["compute"] * num_layers)
+        lines.append(
+            f"| {row['name']} | {row['full_accuracy'] * 100:.1f} | {row['accuracy'] * 100:.1f} | "
+            f"{threshold} | {row['compute']:.2f} | {row['ms_1']:.2f} | {row['ms_32']:.2f} | "
+            f"{per_layer:.3f} |"
+        )
+    lines += [
+        "",
+        "ms per layer run: the batch-1 time over the layers computed (embeddings and heads "
+        "included, so an upper bound).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def args_list(args) -> List[str]:
+    out = ["--archive", args.archive, "--dev", args.dev, "--eval", args.eval]
+    out += ["--instances", str(args.instances), "--repeats", str(args.repeats)]
+    out += ["--threads", str(args.threads), "--max-accuracy-drop", str(args.max_accuracy_drop)]
+    return out + ["--output", display_path(args.output)]
