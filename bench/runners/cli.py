@@ -67,7 +67,8 @@ def main(argv=None) -> None:
     contenders: List[Tuple[str, Callable[[int], Callable[[slice], float]]]] = []
     for settings in RUNNERS:
         copy_ = copy.deepcopy(model)
-        copy_.layer_runner = {**settings, "cache_dir": str(Path(args.work_dir) / "cache")}
+        cache = {"cache_dir": str(Path(args.work_dir) / "cache")}
+        copy_.layer_runner = {**settings, **(cache if settings["type"] == "onnxruntime" else {})}
         row = _choose(copy_, dev, evaluation, args.max_accuracy_drop)
         rows.append(row)
         contenders.append((row["name"], _early_exit_runs(copy_, timed)))
@@ -87,7 +88,7 @@ def main(argv=None) -> None:
     print(page)
     with atomic_open(args.output) as out:
         out.write(page)
-    print(f"written: {display_path(args.output)}")
+    print(f"written: {display_path(args.output, ROOT)}")
 
 
 def _read(reader, path: str) -> List:
@@ -241,7 +242,8 @@ def _page(rows: List[Dict], args, num_layers: int, num_timed: int, num_eval: int
 
 
 def args_list(args) -> List[str]:
-    out = ["--archive", args.archive, "--dev", args.dev, "--eval", args.eval]
+    out = ["--archive", display_path(args.archive, ROOT), "--dev", display_path(args.dev, ROOT)]
+    out += ["--eval", display_path(args.eval, ROOT)]
     out += ["--instances", str(args.instances), "--repeats", str(args.repeats)]
     out += ["--threads", str(args.threads), "--max-accuracy-drop", str(args.max_accuracy_drop)]
-    return out + ["--output", display_path(args.output)]
+    return out + ["--output", display_path(args.output, ROOT)]
