@@ -9,7 +9,13 @@ import os
 from typing import Any, Dict, List
 
 from early_exit.sweep.guaranteed import LabelFreeSweep
-from early_exit.sweep.report import CSV_FILE, JSON_FILE, MARKDOWN_FILE, markdown_table
+from early_exit.sweep.report import (
+    CSV_FILE,
+    JSON_FILE,
+    MARKDOWN_FILE,
+    markdown_table,
+    model_line,
+)
 
 _COLUMNS = ("policy", "relative_compute", "mean_exit_layer", "disagreement", "certified")
 
@@ -33,10 +39,7 @@ def _header_lines(result: LabelFreeSweep) -> List[str]:
         lines.append(f"Archive: {result.sources['archive_file']}")
     data = result.sources.get("data_file", "data")
     lines.append(f"Data: {data} ({result.num_instances} instances, labels not used)")
-    lines.append(
-        f"Exit layers {result.exit_layers} of a {result.full_depth}-layer encoder; temperatures "
-        f"{[round(value, 4) for value in result.temperatures]}"
-    )
+    lines.append(model_line(result))
     lines.append(f"Recommended {result.guarantee.message}")
     return lines
 

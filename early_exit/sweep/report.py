@@ -143,6 +143,16 @@ def _is_round(policy: ExitPolicy) -> bool:
     return thresholds is None or threshold is None or round(threshold, 10) in thresholds
 
 
+def model_line(result: Any) -> str:
+    """The heads, the temperatures and (where not the default) the layer runner of a sweep."""
+    runner = result.sources.get("layer_runner")
+    return (
+        f"Exit layers {result.exit_layers} of a {result.full_depth}-layer encoder; temperatures "
+        f"{[round(value, 4) for value in result.temperatures]}"
+        + (f" (layer runner {runner})" if runner else "")
+    )
+
+
 def _header_lines(result: SweepResult) -> List[str]:
     full = result.full_model
     lines = []
@@ -152,10 +162,7 @@ def _header_lines(result: SweepResult) -> List[str]:
         lines.append(f"Data: {result.sources['data_file']} ({result.num_instances} instances)")
     else:
         lines.append(f"Instances: {result.num_instances}")
-    lines.append(
-        f"Exit layers {result.exit_layers} of a {result.full_depth}-layer encoder; temperatures "
-        f"{[round(value, 4) for value in result.temperatures]}"
-    )
+    lines.append(model_line(result))
     policies = result.policies
     lines.append(f"Exit {'policy' if len(policies) == 1 else 'policies'}: {', '.join(policies)}")
     lines.append(

@@ -418,6 +418,9 @@ def run_sweep(
     else:
         result = sweep_model(archive.model, instances, data_name=data_file, **kwargs)
     result.sources = {"archive_file": archive_file, "data_file": data_file, **result.sources}
+    runner = archive.model.layer_runner.describe()
+    if runner != "torch":  # the default runner is not named, so default outputs do not change
+        result.sources["layer_runner"] = runner
     return result
 
 

@@ -308,3 +308,26 @@ def test_data_without_labels_gets_the_consistency_guarantee(archive, tmp_path, c
     assert "labels not used" in printed and guarantee.message in printed
     with open(tmp_path / "sweep.csv") as csv_file:
         assert "accuracy" not in csv_file.readline()
+
+
+def test_a_sweep_under_a_layer_runner_names_it_and_uses_its_temperatures(archive, tmp_path):
+    runner = {"type": "onnxruntime", "precision": "int8"}
+    int8 = [0.5, 0.7, 0.9]
+    overrides = json.dumps(
+        {"model.layer_runner": runner, "model.runner_temperatures": {"onnxruntime_int8": int8}}
+    )
+    _sweep(
+        archive,
+        TEXT_DATA,
+        "--output-dir",
+        tmp_path / "int8",
+        "--risk",
+        "none",
+        "--no-timing",
+        "-o",
+        overrides,
+    )
+    page = (tmp_path / "int8" / "sweep.md").read_text()
+    assert f"temperatures {int8} (layer runner onnxruntime int8)" in page
+    _sweep(archive, TEXT_DATA, "--output-dir", tmp_path / "torch", "--risk", "none", "--no-timing")
+    assert "layer runner" not in (tmp_path / "torch" / "sweep.md").read_text()

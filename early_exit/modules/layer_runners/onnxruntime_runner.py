@@ -167,7 +167,9 @@ class OnnxRuntimeLayerRunner(LayerRunner):
         session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         seconds = time.perf_counter() - start
         self.build_seconds += seconds
-        logger.info(
+        # An export is worth a line on the console; loading a cached graph is not.
+        logger.log(
+            logging.INFO if made else logging.DEBUG,
             "%s layer %d: %s in %.2f s (%s)",
             self.describe(),
             index,

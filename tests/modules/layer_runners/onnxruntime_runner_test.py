@@ -115,7 +115,7 @@ def test_the_graphs_are_cached_by_weights_and_settings(tmp_path, caplog):
     again.use_layer_runner(OnnxRuntimeLayerRunner("int8", cache_dir=str(tmp_path)))
     mtimes = {name: os.stat(tmp_path / name).st_mtime_ns for name in cached}
     caplog.clear()
-    with caplog.at_level("INFO"):
+    with caplog.at_level("DEBUG"):
         torch.testing.assert_close(_all_layers(again, packed), first, atol=0, rtol=0)
     assert caplog.text.count("loaded from the cache") == 2 and "exported" not in caplog.text
     assert {name: os.stat(tmp_path / name).st_mtime_ns for name in cached} == mtimes
