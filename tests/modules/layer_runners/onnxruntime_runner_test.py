@@ -4,6 +4,7 @@ The "onnxruntime" layer runner against the "torch" runner: the same layer output
 that is reused and follows the weights, and one clear error for what it cannot do.
 """
 
+import json
 import os
 
 import pytest
@@ -14,13 +15,14 @@ from allennlp.common.checks import ConfigurationError
 
 from early_exit.modules import LayerwiseTransformer, PackedRows
 from early_exit.modules.layer_runners import LayerRunner, OnnxRuntimeLayerRunner, TorchLayerRunner
-from tests import TINY_BERT
+from tests import TINY_BERT, run_allennlp
 from tests.models.batch_stream_test import (
     assert_same_outputs,
     batches_of,
     build,
     median_first_head_threshold,
 )
+from tests.sweep.trained_models import TEXT_DATA, TEXT_JSONL, trained_archive
 
 DISTILBERT = dict(vocab_size=120, dim=32, n_layers=4, n_heads=2, hidden_dim=37)
 
@@ -186,3 +188,33 @@ def test_layers_that_cannot_be_packed_are_refused(tmp_path):
             keep_pooler=False,
             layer_runner=OnnxRuntimeLayerRunner(),
         )
+
+
+@pytest.mark.parametrize(
+    "command, option",
+    [
+        (
+            "evaluate",
+            [
+                "-o",
+                json.dumps({"model.layer_runner": {"type": "onnxruntime", "precision": "int4"}}),
+            ],
+        ),
+        (
+            "predict",
+            [
+                "--predictor-args",
+                json.dumps({"layer_runner": {"type": "onnxruntime", "precision": "int4"}}),
+            ],
+        ),
+    ],
+)
+def test_a_bad_runner_is_one_error_line_on_the_command_line(command, option, tmp_path_factory):
+    archive = trained_archive(tmp_path_factory, "text")
+    data = TEXT_DATA if command == "evaluate" else TEXT_JSONL
+    extra = ["--output-file", str(tmp_path_factory.mktemp("out") / "out.json")]
+    result = run_allennlp(command, archive, data, *option, *extra)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "precision must be one of fp32, int8, got 'int4'" in errors[0]
