@@ -9,9 +9,10 @@ file within `--max-accuracy-drop` of that runner's full-depth dev accuracy. The 
 full model (encoder, pooled layers, last head): plain torch as `transformers` runs it, ONNX
 Runtime fp32 and int8 (dynamic, per-channel) and OpenVINO fp32 from one ONNX export.
 
-Usage (from the repo root, after `make install`; a single-text archive):
+Usage (from the repo root, after `make install`; single-text archives; without `--archive`, those
+of `scripts/reproduce_results.py` that exist):
 
-    .venv/bin/python -m bench.runners --archive ARCHIVE --dev DEV.tsv --eval EVAL.tsv
+    .venv/bin/python -m bench.runners [--archive NAME=ARCHIVE:DEV:EVAL ...]
         [--instances 500] [--repeats 9] [--threads 2] [--max-accuracy-drop 0.01]
         [--work-dir build/runners] [--output docs/runners.md]
 """
@@ -25,6 +26,7 @@ from typing import Callable, Dict, List, Tuple
 
 import torch
 
+from bench.performance.data import parse_datasets
 from bench.runners import peers
 from early_exit.common.files import atomic_open, display_path
 from early_exit.common.machine import machine_description, run_command
@@ -42,38 +44,51 @@ SETTLE_SECONDS = 0.05  # before each turn, so that one runtime's spinning thread
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--archive", required=True)
-    parser.add_argument("--dev", required=True, help="thresholds and temperatures are fit here")
-    parser.add_argument("--eval", required=True, help="accuracy and speed are measured here")
-    parser.add_argument("--instances", type=int, default=500, help="of --eval, for the timing")
+    parser.add_argument(
+        "--archive",
+        action="append",
+        help="NAME=ARCHIVE:DEV:EVAL (repeatable; default: the archives of "
+        "scripts/reproduce_results.py that exist); thresholds and int8 temperatures are fit on "
+        "DEV, accuracy and speed measured on EVAL",
+    )
+    parser.add_argument("--dev-data", action="append", help="NAME=DEV, with --archive NAME=ARCHIVE")
+    parser.add_argument("--eval-data", action="append", help="NAME=EVAL, likewise")
+    parser.add_argument("--instances", type=int, default=500, help="of EVAL, for the timing")
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-accuracy-drop", type=float, default=0.01)
     parser.add_argument("--work-dir", default=str(ROOT / "build" / "runners"))
     parser.add_argument("--output", default=str(ROOT / "docs" / "runners.md"))
     args = parser.parse_args(argv)
-    for path in (args.archive, args.dev, args.eval):
-        if not Path(path).exists():
-            raise SystemExit(f"error: {path} does not exist")
+    datasets = parse_datasets(args)
     torch.set_num_threads(args.threads)
+    sections = [_measure(dataset, args) for dataset in datasets]
+    page = _page(sections, args)
+    print(page)
+    with atomic_open(args.output) as out:
+        out.write(page)
+    print(f"written: {display_path(args.output, ROOT)}")
 
+
+def _measure(dataset, args) -> Dict:
+    """One dataset's rows: each runner and each peer, with accuracy and times."""
     from early_exit.models.archive_loading import load_early_exit_archive
 
-    archive = load_early_exit_archive(args.archive)
+    archive = load_early_exit_archive(dataset.archive)
     model, reader = archive.model.eval(), archive.validation_dataset_reader
-    dev, evaluation = (_read(reader, path) for path in (args.dev, args.eval))
+    dev, evaluation = (_read(reader, path) for path in (dataset.dev, dataset.eval))
     timed = evaluation[: args.instances]
+    work = Path(args.work_dir) / dataset.name
     rows: List[Dict] = []
-    contenders: List[Tuple[str, Callable[[int], Callable[[slice], float]]]] = []
+    contenders: List[Callable[[int], Callable[[slice], float]]] = []
     for settings in RUNNERS:
         copy_ = copy.deepcopy(model)
         cache = {"cache_dir": str(Path(args.work_dir) / "cache")}
         copy_.layer_runner = {**settings, **(cache if settings["type"] == "onnxruntime" else {})}
-        row = _choose(copy_, dev, evaluation, args.max_accuracy_drop)
-        rows.append(row)
-        contenders.append((row["name"], _early_exit_runs(copy_, timed)))
+        rows.append(_choose(copy_, dev, evaluation, args.max_accuracy_drop))
+        contenders.append(_early_exit_runs(copy_, timed))
     full = peers.FullPath(model).eval()
-    exported = peers.export_full_path(full, str(Path(args.work_dir) / "peers"))
+    exported = peers.export_full_path(full, str(work / "peers"))
     for name, make in [
         ("plain transformers (torch)", lambda: peers.torch_peer(full)),
         ("ONNX Runtime fp32", lambda: peers.onnxruntime_peer(exported["fp32"], args.threads)),
@@ -82,13 +97,15 @@ def main(argv=None) -> None:
     ]:
         run = make()
         rows.append(_peer_row(name, model, run, evaluation))
-        contenders.append((name, _peer_runs(model, run, timed)))
+        contenders.append(_peer_runs(model, run, timed))
     _time(contenders, rows, len(timed), args.repeats)
-    page = _page(rows, args, model.encoder.num_layers, len(timed), len(evaluation))
-    print(page)
-    with atomic_open(args.output) as out:
-        out.write(page)
-    print(f"written: {display_path(args.output, ROOT)}")
+    return {
+        "dataset": dataset,
+        "rows": rows,
+        "num_layers": model.encoder.num_layers,
+        "num_timed": len(timed),
+        "num_eval": len(evaluation),
+    }
 
 
 def _read(reader, path: str) -> List:
@@ -194,7 +211,7 @@ def _time(contenders, rows: List[Dict], num_instances: int, repeats: int) -> Non
     from early_exit.sweep.timing import interleaved_times
 
     for batch_size in BATCH_SIZES:
-        runs = [at(batch_size) for _, at in contenders]
+        runs = [at(batch_size) for at in contenders]
         print(f"timing at batch size {batch_size}: {len(runs)} contenders, {repeats} rounds")
         times = interleaved_times(runs, repeats)
         for row, seconds in zip(rows, times):
@@ -202,36 +219,47 @@ def _time(contenders, rows: List[Dict], num_instances: int, repeats: int) -> Non
             row[f"rounds_{batch_size}"] = seconds
 
 
-def _page(rows: List[Dict], args, num_layers: int, num_timed: int, num_eval: int) -> str:
+def _page(sections: List[Dict], args) -> str:
     lines = [
         "# Layer runners against the peers",
         "",
         "Generated by `bench/runners/` (do not edit): early exit under each layer runner and the",
         "full model under the runtimes a user would deploy instead, on the same trained weights.",
-        f"Accuracy on all {num_eval} instances of the evaluation file; ms per sentence, the median",
-        f"of {args.repeats} interleaved rounds over its first {num_timed}, {args.threads} threads.",
-        "Early exit at the cheapest threshold within",
-        f"{args.max_accuracy_drop * 100:g} point(s) of its own full-depth accuracy on the dev file;",
-        "at batch size 32 it streams the batches as `allennlp predict` does (carried rows).",
+        "Accuracy on the whole evaluation file; ms per sentence: the median of "
+        f"{args.repeats} interleaved",
+        f"rounds over its first {args.instances} sentences, {args.threads} threads. Early exit at "
+        "the cheapest threshold",
+        f"within {args.max_accuracy_drop * 100:g} point(s) of its own full-depth accuracy on the "
+        "dev file (int8: temperatures",
+        "refitted there); at batch size 32 it streams the batches as `allennlp predict` does.",
         "",
         f"Machine: {machine_description()}",
         "",
         "```",
         run_command(".venv/bin/python -m bench.runners", args_list(args)),
         "```",
-        "",
-        "| model | accuracy, full depth | accuracy | threshold | relative compute | "
-        "ms, batch 1 | ms, batch 32 | ms per layer run, batch 1 |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for row in rows:
-        threshold = f"{row['threshold']:.3f}" if "threshold" in row else "-"
-        per_layer = row["ms_1"] / (row["compute"] * num_layers)
-        lines.append(
-            f"| {row['name']} | {row['full_accuracy'] * 100:.1f} | {row['accuracy'] * 100:.1f} | "
-            f"{threshold} | {row['compute']:.2f} | {row['ms_1']:.2f} | {row['ms_32']:.2f} | "
-            f"{per_layer:.3f} |"
-        )
+    for section in sections:
+        dataset = section["dataset"]
+        lines += [
+            "",
+            f"## {dataset.name}",
+            "",
+            f"`{display_path(dataset.archive, ROOT)}`; {section['num_eval']} evaluation sentences "
+            f"(`{display_path(dataset.eval, ROOT)}`), dev `{display_path(dataset.dev, ROOT)}`.",
+            "",
+            "| model | accuracy, full depth | accuracy | threshold | relative compute | "
+            "ms, batch 1 | ms, batch 32 | ms per layer run, batch 1 |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for row in section["rows"]:
+            threshold = f"{row['threshold']:.3f}" if "threshold" in row else "-"
+            per_layer = row["ms_1"] / (row["compute"] * section["num_layers"])
+            lines.append(
+                f"| {row['name']} | {row['full_accuracy'] * 100:.1f} | "
+                f"{row['accuracy'] * 100:.1f} | {threshold} | {row['compute']:.2f} | "
+                f"{row['ms_1']:.2f} | {row['ms_32']:.2f} | {per_layer:.3f} |"
+            )
     lines += [
         "",
         "ms per layer run: the batch-1 time over the layers computed (embeddings and heads "
@@ -242,8 +270,10 @@ def _page(rows: List[Dict], args, num_layers: int, num_timed: int, num_eval: int
 
 
 def args_list(args) -> List[str]:
-    out = ["--archive", display_path(args.archive, ROOT), "--dev", display_path(args.dev, ROOT)]
-    out += ["--eval", display_path(args.eval, ROOT)]
+    out: List[str] = []
+    for option in ("archive", "dev_data", "eval_data"):
+        for value in getattr(args, option) or []:
+            out += [f"--{option.replace('_', '-')}", value]
     out += ["--instances", str(args.instances), "--repeats", str(args.repeats)]
     out += ["--threads", str(args.threads), "--max-accuracy-drop", str(args.max_accuracy_drop)]
     return out + ["--output", display_path(args.output, ROOT)]

@@ -16,7 +16,7 @@ def text_archive(tmp_path_factory):
 
 def test_the_page_has_every_runner_and_peer_with_consistent_accuracies(text_archive, tmp_path):
     output = tmp_path / "runners.md"
-    argv = ["--archive", str(text_archive), "--dev", str(DATA), "--eval", str(DATA)]
+    argv = ["--archive", f"tiny={text_archive}:{DATA}:{DATA}"]
     argv += ["--instances", "6", "--repeats", "1", "--threads", "1"]
     main(argv + ["--work-dir", str(tmp_path / "work"), "--output", str(output)])
     rows = {}
