@@ -107,6 +107,9 @@ class OnnxRuntimeLayerRunner(LayerRunner):
             )
         super().bind(adapter, layers, packable)
         self._sessions = [VersionedCache() for _ in layers]
+        # What each layer's graph is made from, listed once: loading weights, a training step or
+        # `.to()` changes these tensors in place (seen by the cache); they are not replaced.
+        self._layer_tensors = [[*layer.parameters(), *layer.buffers()] for layer in layers]
 
     @overrides
     def check_device(self, device: torch.device) -> None:
@@ -121,7 +124,9 @@ class OnnxRuntimeLayerRunner(LayerRunner):
         layer = self._layers[index]
         if torch.is_grad_enabled() or layer.training:
             return self._adapter.run_packed(layer, packed)
-        session = self._sessions[index].get(self._tensors(layer), lambda: self._session(index))
+        session = self._sessions[index].get(
+            self._layer_tensors[index], lambda: self._session(index)
+        )
         slots, places, mask = packed.one_group()
         hidden = packed.hidden
         if hidden.dtype != torch.float32:
@@ -143,10 +148,6 @@ class OnnxRuntimeLayerRunner(LayerRunner):
     @overrides
     def describe(self) -> str:
         return f"onnxruntime {self.precision}"
-
-    @staticmethod
-    def _tensors(layer: torch.nn.Module) -> List[torch.Tensor]:
-        return [*layer.parameters(), *layer.buffers()]
 
     def _session(self, index: int) -> Any:
         """Layer `index`'s session, from the cached graph, exporting it first where needed."""
