@@ -1,9 +1,10 @@
+import contextlib
 import hashlib
 import logging
 import os
 import tempfile
 import time
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 from allennlp.common.checks import ConfigurationError
@@ -107,6 +108,7 @@ class OnnxRuntimeLayerRunner(LayerRunner):
             )
         super().bind(adapter, layers, packable)
         self._sessions = [VersionedCache() for _ in layers]
+        self._exported: Dict[int, str] = {}  # layer -> the graph this runner last exported
         # What each layer's graph is made from, listed once: loading weights, a training step or
         # `.to()` changes these tensors in place (seen by the cache); they are not replaced.
         self._layer_tensors = [[*layer.parameters(), *layer.buffers()] for layer in layers]
@@ -159,6 +161,13 @@ class OnnxRuntimeLayerRunner(LayerRunner):
         made = not os.path.isfile(path)
         if made:
             atomic_write(path, lambda target: self._make_graph(layer, target))
+            # Weights that change in this process (validation between training epochs) leave one
+            # graph per layer behind, not one per change: this runner's own previous export goes.
+            previous = self._exported.get(index)
+            if previous is not None and previous != path:
+                with contextlib.suppress(OSError):
+                    os.remove(previous)
+            self._exported[index] = path
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = self.threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
