@@ -12,6 +12,7 @@ from allennlp.training.metrics import CategoricalAccuracy
 from overrides import overrides
 from transformers import AutoConfig
 
+from early_exit.common.registrables import registered
 from early_exit.common.encoder_files import carried_transformer, forget_carried_transformer
 from early_exit.models.batch_stream import MIN_TOKENS, BatchStream
 from early_exit.models.inference_engine import InferenceEngine
@@ -319,11 +320,7 @@ class EarlyExitClassifier(Model):
 
     @layer_runner.setter
     def layer_runner(self, runner: Union[LayerRunner, Dict[str, Any]]) -> None:
-        if isinstance(runner, dict):
-            runner = LayerRunner.from_params(Params(dict(runner)))
-        if not isinstance(runner, LayerRunner):
-            raise ConfigurationError(f"layer_runner must be a LayerRunner, got {runner!r}")
-        self.encoder.use_layer_runner(runner)
+        self.encoder.use_layer_runner(registered(LayerRunner, runner, "layer_runner"))
 
     @property
     def serving_temperatures(self) -> torch.Tensor:

@@ -5,7 +5,6 @@ from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optiona
 
 import numpy
 import torch
-from allennlp.common import Params
 from allennlp.common.checks import ConfigurationError
 from allennlp.common.util import JsonDict, sanitize
 from allennlp.data import DatasetReader, Instance
@@ -13,6 +12,7 @@ from allennlp.models import Model
 from allennlp.predictors.predictor import Predictor
 from overrides import overrides
 
+from early_exit.common.registrables import registered
 from early_exit.common.json_lines import InvalidJsonLine, decode_json_line
 from early_exit.common.cli_errors import UserError
 from early_exit.models.batch_stream import BatchStream
@@ -188,11 +188,7 @@ class EarlyExitClassifierPredictor(Predictor):
     @exit_policy.setter
     def exit_policy(self, policy: Union[ExitPolicy, Dict[str, Any]]) -> None:
         """Takes an `ExitPolicy` or its config, e.g. `{"type": "entropy", "threshold": 0.3}`."""
-        if isinstance(policy, dict):
-            policy = ExitPolicy.from_params(Params(dict(policy)))
-        if not isinstance(policy, ExitPolicy):
-            raise ConfigurationError(f"exit_policy must be an ExitPolicy, got {policy!r}")
-        self._exit_policy = policy
+        self._exit_policy = registered(ExitPolicy, policy, "exit_policy")
 
     def settings(self) -> InferenceSettings:
         """What this predictor's model calls run with: the model's, with this exit policy."""

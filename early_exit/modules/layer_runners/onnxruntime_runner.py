@@ -13,12 +13,7 @@ from overrides import overrides
 from early_exit.common.files import atomic_write
 from early_exit.modules.layer_adapters import LayerAdapter
 from early_exit.modules.layer_runners.layer_runner import LayerRunner
-from early_exit.modules.layer_runners.onnx_graph import (
-    INPUT_NAMES,
-    OPSET,
-    export_packed_layer,
-    quantize_int8,
-)
+from early_exit.modules.layer_runners.onnx_graph import OPSET, export_packed_layer, quantize_int8
 from early_exit.modules.packed_rows import PackedRows
 from early_exit.modules.tensor_cache import VersionedCache
 
