@@ -234,8 +234,8 @@ class PackedRows(RowSet):
         Every row padded to the longest, as one attention group, for a runner that pads inside
         its own graph by gathering (a gather is far cheaper there than a scatter):
 
-        - `slots` `(num_rows * longest,)`: the token each padded slot takes, `num_tokens` (one
-          past the last, a zero row) for padding;
+        - `slots` `(num_rows * longest,)`: the token each padded slot takes (for padding, token
+          0: a padding key is masked and a padding query dropped, so any real token will do);
         - `places` `(num_tokens,)`: each token's padded slot;
         - `mask` `(num_rows, 1, 1, longest)`: true where a key is a real token.
         """
@@ -247,8 +247,8 @@ class PackedRows(RowSet):
                 mask = torch.ones((len(self), 1, 1, self.longest), dtype=torch.bool, device=device)
             else:
                 places = self.row_of_token * self.longest + self.position  # (num_tokens,)
-                slots = torch.full(
-                    (len(self) * self.longest,), self._num_tokens, dtype=torch.long, device=device
+                slots = torch.zeros(
+                    (len(self) * self.longest,), dtype=torch.long, device=device
                 )  # (num_rows * longest,)
                 slots[places] = torch.arange(self._num_tokens, device=device)
                 steps = torch.arange(self.longest, device=device)  # (longest,)

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "int8")
 # Bump when the exported graph changes, so that older cached graphs are not used.
-GRAPH_VERSION = 1
+GRAPH_VERSION = 3
 
 
 def default_cache_dir() -> str:
