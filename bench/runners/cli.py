@@ -19,6 +19,7 @@ of `scripts/reproduce_results.py` that exist):
 
 import argparse
 import copy
+import os
 import statistics
 import time
 from pathlib import Path
@@ -66,6 +67,7 @@ def main(argv=None) -> None:
         help="the page whose bench.runners section is replaced (a new file is made if missing)",
     )
     args = parser.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the exports fork
     datasets = parse_datasets(args)
     torch.set_num_threads(args.threads)
     sections = [_measure(dataset, args) for dataset in datasets]
