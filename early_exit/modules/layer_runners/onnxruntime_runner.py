@@ -4,7 +4,7 @@ import logging
 import os
 import tempfile
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from allennlp.common.checks import ConfigurationError
@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "int8")
 # Bump when the exported graph changes, so that older cached graphs are not used.
 GRAPH_VERSION = 3
+# Below this many tokens a layer call runs on one thread: waking a second costs more than it
+# saves (on 2 cores one thread was faster up to 192 tokens and slower from 384).
+SMALL_CALL_TOKENS = 256
 
 
 def default_cache_dir() -> str:
@@ -59,8 +62,10 @@ class OnnxRuntimeLayerRunner(LayerRunner):
 
     precision : `str`, optional (default = `"fp32"`)
         `"fp32"` or `"int8"` (dynamic, per-channel weights).
-    threads : `int`, optional (default = torch's number of threads)
-        Intra-op threads of each layer's session.
+    threads : `int`, optional (default = automatic)
+        Intra-op threads of each layer's session. By default a call of fewer than
+        `SMALL_CALL_TOKENS` tokens (batch size 1) runs on one thread and a larger one on torch's
+        number of threads (two sessions per layer on the same graph).
     spinning : `bool`, optional (default = `False`)
         Let the sessions' idle threads spin for the next call. Off by default: one session per
         layer means as many thread pools, and spinning pools take the cores from each other
@@ -121,9 +126,10 @@ class OnnxRuntimeLayerRunner(LayerRunner):
         layer = self._layers[index]
         if torch.is_grad_enabled() or layer.training:
             return self._adapter.run_packed(layer, packed)
-        session = self._sessions[index].get(
-            self._layer_tensors[index], lambda: self._session(index)
+        small, large = self._sessions[index].get(
+            self._layer_tensors[index], lambda: self._layer_sessions(index)
         )
+        session = small if packed.num_tokens < SMALL_CALL_TOKENS else large
         slots, places, mask = packed.one_group()
         hidden = packed.hidden
         if hidden.dtype != torch.float32:
@@ -146,8 +152,11 @@ class OnnxRuntimeLayerRunner(LayerRunner):
     def describe(self) -> str:
         return f"onnxruntime {self.precision}"
 
-    def _session(self, index: int) -> Any:
-        """Layer `index`'s session, from the cached graph, exporting it first where needed."""
+    def _layer_sessions(self, index: int) -> Tuple[Any, Any]:
+        """
+        Layer `index`'s sessions for small and large calls (one and the same with `threads`
+        given or one torch thread), from the cached graph, exporting it first where needed.
+        """
         import onnxruntime
 
         start = time.perf_counter()
@@ -163,13 +172,18 @@ class OnnxRuntimeLayerRunner(LayerRunner):
                 with contextlib.suppress(OSError):
                     os.remove(previous)
             self._exported[index] = path
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = self.threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry(
-            "session.intra_op.allow_spinning", "1" if self.spinning else "0"
-        )
-        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+        def session(threads: int) -> Any:
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            options.add_session_config_entry(
+                "session.intra_op.allow_spinning", "1" if self.spinning else "0"
+            )
+            return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+        large = session(self.threads or torch.get_num_threads())
+        small = large if self.threads or torch.get_num_threads() == 1 else session(1)
         seconds = time.perf_counter() - start
         self.build_seconds += seconds
         # An export is worth a line on the console; loading a cached graph is not.
@@ -182,7 +196,7 @@ class OnnxRuntimeLayerRunner(LayerRunner):
             seconds,
             path,
         )
-        return session
+        return small, large
 
     def _make_graph(self, layer: torch.nn.Module, target: str) -> None:
         if self.precision == "fp32":

@@ -15,6 +15,7 @@ from allennlp.common.checks import ConfigurationError
 
 from early_exit.modules import LayerwiseTransformer, PackedRows
 from early_exit.modules.layer_runners import LayerRunner, OnnxRuntimeLayerRunner, TorchLayerRunner
+from early_exit.modules.layer_runners.onnxruntime_runner import SMALL_CALL_TOKENS
 from tests import TINY_BERT, run_allennlp
 from tests.models.batch_stream_test import (
     assert_same_outputs,
@@ -220,3 +221,23 @@ def test_a_bad_runner_is_one_error_line_on_the_command_line(command, option, tmp
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "precision must be one of fp32, int8, got 'int4'" in errors[0]
+
+
+def test_small_and_large_calls_compute_the_same_layer(tmp_path):
+    # Calls under SMALL_CALL_TOKENS tokens run on a one-thread session, larger ones on torch's
+    # threads: both the same graph.
+    torch.set_num_threads(2)
+    encoder = LayerwiseTransformer(TINY_BERT, num_layers=2, keep_pooler=False).eval()
+    torch.manual_seed(2)
+    lengths = torch.randint(3, 12, (48,))  # about 350 tokens
+    hidden = torch.randn(int(lengths.sum()), encoder.hidden_size)
+    large = PackedRows.from_tokens(torch.arange(48), hidden, lengths)
+    assert large.num_tokens >= SMALL_CALL_TOKENS
+    small = PackedRows.from_tokens(torch.arange(2), hidden[: int(lengths[:2].sum())], lengths[:2])
+    with torch.inference_mode():
+        expected = [encoder.run_packed_layer(1, rows) for rows in (small, large)]
+        encoder.use_layer_runner(OnnxRuntimeLayerRunner("fp32", cache_dir=str(tmp_path)))
+        got = [encoder.run_packed_layer(1, rows) for rows in (small, large)]
+    for one, other in zip(got, expected):
+        torch.testing.assert_close(one, other, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(got[1][: got[0].shape[0]], got[0], atol=1e-5, rtol=1e-5)
