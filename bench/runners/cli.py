@@ -161,13 +161,11 @@ def _choose(model, dev, evaluation, max_drop: float) -> Dict:
 
 
 def _peer_row(name: str, model, run, evaluation) -> Dict:
+    from early_exit.models.model_inputs import batch_on_device
     from early_exit.sweep.timing import prepare_batches
 
-    correct = 0
     batches = prepare_batches(model, evaluation, 32)
-    labels = torch.cat(
-        [_labels(model, evaluation[start : start + 32]) for start in range(0, len(evaluation), 32)]
-    )
+    labels = batch_on_device(model, evaluation)["label"].long().view(-1)  # (num_eval,)
     with torch.inference_mode():
         predicted = [
             torch.from_numpy(run(inputs)).argmax(-1) for inputs in peers.peer_inputs(batches)
@@ -175,12 +173,6 @@ def _peer_row(name: str, model, run, evaluation) -> Dict:
     correct = int((torch.cat(predicted) == labels).sum())
     accuracy = correct / len(evaluation)
     return {"name": name, "full_accuracy": accuracy, "accuracy": accuracy, "compute": 1.0}
-
-
-def _labels(model, instances) -> torch.Tensor:
-    from early_exit.models.model_inputs import batch_on_device
-
-    return batch_on_device(model, instances)["label"].long().view(-1)
 
 
 def _settled(work: Callable[[], None]) -> float:

@@ -22,6 +22,16 @@ EXIT_POLICY_KEY = "exit_policy"
 GUARANTEE_NAME = "exit_policy_guarantee.json"
 
 
+def set_runner_temperatures(
+    model_config: Dict[str, Any], runner_key: str, temperatures: Sequence[float]
+) -> None:
+    """
+    Puts a layer runner's own temperatures into a model's config (`config.json`'s `model` block):
+    under `runner_temperatures[runner_key]`, every other runner's left as they are.
+    """
+    model_config.setdefault(RUNNER_TEMPERATURES_KEY, {})[runner_key] = list(temperatures)
+
+
 def store_temperatures_in_weights(
     weights_file: Union[str, os.PathLike], temperatures: Sequence[float]
 ) -> None:
@@ -96,8 +106,7 @@ def write_calibrated_archive(
             store_temperatures_in_weights(weights_file, temperatures)
             config["model"][TEMPERATURES_KEY] = list(temperatures)
         else:
-            by_runner = config["model"].setdefault(RUNNER_TEMPERATURES_KEY, {})
-            by_runner[runner_key] = list(temperatures)
+            set_runner_temperatures(config["model"], runner_key, temperatures)
         if exit_policy is not None:
             config["model"].pop("confidence_threshold", None)
             config["model"][EXIT_POLICY_KEY] = exit_policy

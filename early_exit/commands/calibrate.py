@@ -259,6 +259,7 @@ def calibrate_archive(
         )
         policy_record = _policy_record(guarantee, input_file, len(fit_on))
 
+    runner_key = model.layer_runner.calibration_key()  # None: the weights' own temperatures
     # Both outputs or neither: the report is moved into place only once the archive is.
     with atomic_path(report_file) as report_temporary:
         report = write_calibration_report(
@@ -275,10 +276,9 @@ def calibrate_archive(
             temperatures,
             exit_policy=None if guarantee is None else guarantee.policy.to_json(),
             guarantee=policy_record,
-            runner_key=model.layer_runner.calibration_key(),
+            runner_key=runner_key,
         )
     print(format_calibration_table(fits, model.exit_layers))
-    runner_key = model.layer_runner.calibration_key()
     if runner_key is None:
         print(f"temperatures: {temperatures}")
     else:

@@ -229,7 +229,8 @@ class EarlyExitClassifier(Model):
         self.register_buffer("temperatures", torch.tensor(temperatures, dtype=torch.float))
         self.runner_temperatures: Dict[str, torch.Tensor] = {}
         for key, values in (runner_temperatures or {}).items():
-            self.runner_temperatures[key] = self._checked_temperatures(values, key)
+            name = f"runner_temperatures[{key!r}]"
+            self.runner_temperatures[key] = self._checked_temperatures(values, name)
         self._warned_runner_temperatures: Optional[str] = None
         if exit_policy is not None and confidence_threshold is not None:
             raise ConfigurationError(

@@ -112,9 +112,9 @@ class InferenceEngine:
     ) -> Optional[RowSet]:
         """
         Runs `layer` on `rows`, then the head on that layer (if any) and the settings' exit
-        policy. Records
-        the rows that exit in `exits`. With `all_heads` no row exits before the last head, and
-        every head's logits are kept (the policy decides from them in `batch_outputs`).
+        policy. Records the rows that exit in `exits`. With `all_heads` no row exits before the
+        last head, and every head's logits are kept (the policy decides from them in
+        `batch_outputs`).
 
         # Returns
 

@@ -92,6 +92,8 @@ class OnnxRuntimeLayerRunner(LayerRunner):
                 f"layer_runner onnxruntime: threads must be a positive integer, got {threads!r}"
             )
         self.precision = precision
+        # Read by the model for every head it scales (`serving_temperatures`): made once.
+        self._calibration_key = None if precision == "fp32" else f"onnxruntime_{precision}"
         self.threads = threads
         self.spinning = spinning
         self.cache_dir = cache_dir or default_cache_dir()
@@ -146,7 +148,7 @@ class OnnxRuntimeLayerRunner(LayerRunner):
 
     @overrides
     def calibration_key(self) -> Optional[str]:
-        return None if self.precision == "fp32" else f"onnxruntime_{self.precision}"
+        return self._calibration_key
 
     @overrides
     def describe(self) -> str:

@@ -14,7 +14,7 @@ from allennlp.training.callbacks.callback import TrainerCallback
 from overrides import overrides
 
 from early_exit.calibration.calibrated_archive import (
-    RUNNER_TEMPERATURES_KEY,
+    set_runner_temperatures,
     store_temperatures_in_weights,
 )
 from early_exit.common.files import atomic_open, atomic_path
@@ -238,7 +238,7 @@ class TemperatureCalibrationCallback(TrainerCallback):
         config_file = os.path.join(self.serialization_dir, CONFIG_NAME)
         with open(config_file) as config_in:
             config = json.load(config_in)
-        config["model"].setdefault(RUNNER_TEMPERATURES_KEY, {})[key] = temperatures
+        set_runner_temperatures(config["model"], key, temperatures)
         with atomic_open(config_file) as config_out:
             json.dump(config, config_out, indent=4)
         logger.info("Temperatures of layer runner %r stored in %s.", key, config_file)

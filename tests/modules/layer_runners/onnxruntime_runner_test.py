@@ -275,3 +275,14 @@ def test_fp32_exits_equal_the_torch_runner_on_distilbert(tiny_distilbert, tmp_pa
     assert len(set(runs[0][0]["exit_head"].tolist())) > 1
     assert_same_outputs(runs[0][:1], runs[1][:1])
     assert_same_outputs(runs[0][1:], runs[1][1:])
+
+
+def test_runner_temperatures_of_the_wrong_size_are_named_in_the_error():
+    vocab = Vocabulary()
+    vocab.add_tokens_to_namespace(["a", "b"], "labels")
+    with pytest.raises(
+        ConfigurationError, match=r"runner_temperatures\['onnxruntime_int8'\] must have one value"
+    ):
+        EarlyExitClassifier(
+            vocab, TINY_BERT, exit_layers=[0, 3], runner_temperatures={"onnxruntime_int8": [1.0]}
+        )
