@@ -9,7 +9,7 @@ file within `--max-accuracy-drop` of that runner's full-depth dev accuracy. The 
 full model (encoder, pooled layers, last head): plain torch as `transformers` runs it, ONNX
 Runtime fp32 and int8 (dynamic, per-channel) and OpenVINO fp32 from one ONNX export.
 
-Usage (from the repo root, after `make install`; single-text archives; without `--archive`, those
+Usage (from the repo root, after `make install`; without `--archive`, those
 of `scripts/reproduce_results.py` that exist):
 
     .venv/bin/python -m bench.runners [--archive NAME=ARCHIVE:DEV:EVAL ...]

@@ -7,7 +7,7 @@ quantizes) and for OpenVINO in fp32.
 
 import os
 import warnings
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy
 import torch
@@ -32,10 +32,19 @@ class FullPath(torch.nn.Module):
         self.head = model.heads[-1]
         self.pooling = model.head_pooling
         self.num_layers = model.encoder.num_layers
+        # Token types (sentence pairs, as SNLI's) are an input where the encoder has them.
+        self.input_names = ["token_ids", "mask"] + (
+            ["type_ids"] if model.encoder.has_token_types else []
+        )
 
-    def forward(self, token_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, token_ids: torch.Tensor, mask: torch.Tensor, type_ids: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         hidden = self.transformer(
-            input_ids=token_ids, attention_mask=mask.long(), output_hidden_states=True
+            input_ids=token_ids,
+            attention_mask=mask.long(),
+            token_type_ids=type_ids,
+            output_hidden_states=True,
         ).hidden_states[
             1 : self.num_layers + 1
         ]  # per layer (batch, tokens, hidden)
@@ -51,7 +60,7 @@ class FullPath(torch.nn.Module):
 
 def torch_peer(full: FullPath) -> Callable[[Inputs], numpy.ndarray]:
     def run(inputs: Inputs) -> numpy.ndarray:
-        return full(inputs["token_ids"], inputs["mask"]).numpy()
+        return full(*(inputs[name] for name in full.input_names)).numpy()
 
     return run
 
@@ -60,19 +69,19 @@ def export_full_path(full: FullPath, folder: str) -> Dict[str, str]:
     """`{"fp32": path, "int8": path}` of the full path exported to ONNX under `folder`."""
     os.makedirs(folder, exist_ok=True)
     fp32, int8 = os.path.join(folder, "full_fp32.onnx"), os.path.join(folder, "full_int8.onnx")
-    example = (torch.ones((2, 5), dtype=torch.long), torch.ones((2, 5), dtype=torch.bool))
+    example = tuple(
+        torch.ones((2, 5), dtype=torch.bool if name == "mask" else torch.long)
+        for name in full.input_names
+    )
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             full,
             example,
             fp32,
-            input_names=["token_ids", "mask"],
+            input_names=full.input_names,
             output_names=["logits"],
-            dynamic_axes={
-                "token_ids": {0: "batch", 1: "tokens"},
-                "mask": {0: "batch", 1: "tokens"},
-            },
+            dynamic_axes={name: {0: "batch", 1: "tokens"} for name in full.input_names},
             opset_version=OPSET,
             dynamo=False,
         )
@@ -87,10 +96,10 @@ def onnxruntime_peer(path: str, threads: int) -> Callable[[Inputs], numpy.ndarra
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    names = [graph_input.name for graph_input in session.get_inputs()]
 
     def run(inputs: Inputs) -> numpy.ndarray:
-        feeds = {"token_ids": inputs["token_ids"].numpy(), "mask": inputs["mask"].numpy()}
-        return session.run(None, feeds)[0]
+        return session.run(None, _feeds(names, inputs))[0]
 
     return run
 
@@ -102,18 +111,34 @@ def openvino_peer(path: str, threads: int) -> Callable[[Inputs], numpy.ndarray]:
     config = {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
     compiled = openvino.Core().compile_model(path, "CPU", config)
     request = compiled.create_infer_request()
+    names = [graph_input.get_any_name() for graph_input in compiled.inputs]
 
     def run(inputs: Inputs) -> numpy.ndarray:
-        feeds = {"token_ids": inputs["token_ids"].numpy(), "mask": inputs["mask"].numpy()}
-        return next(iter(request.infer(feeds).values()))
+        return next(iter(request.infer(_feeds(names, inputs)).values()))
 
     return run
 
 
+def _feeds(names: List[str], inputs: Inputs) -> Dict[str, numpy.ndarray]:
+    """The arrays a graph takes, by its input names (`type_ids` only where it was exported)."""
+    return {name: inputs[name].numpy() for name in names}
+
+
 def peer_inputs(batches: List[Dict]) -> List[Inputs]:
-    """The model's padded batches as the peers take them (token ids and the boolean mask)."""
+    """
+    The model's padded batches as the peers take them: token ids, the boolean mask and the
+    token type ids (zeros for single texts).
+    """
     inputs = []
     for batch in batches:
         indexed = next(iter(batch["tokens"].values()))
-        inputs.append({"token_ids": indexed["token_ids"], "mask": indexed["mask"].bool()})
+        token_ids = indexed["token_ids"]
+        type_ids = indexed.get("type_ids")
+        inputs.append(
+            {
+                "token_ids": token_ids,
+                "mask": indexed["mask"].bool(),
+                "type_ids": torch.zeros_like(token_ids) if type_ids is None else type_ids,
+            }
+        )
     return inputs

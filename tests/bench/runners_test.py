@@ -1,6 +1,7 @@
 import re
 
 import pytest
+import torch
 
 from bench.runners.cli import main
 from tests import FIXTURES_ROOT
@@ -41,3 +42,30 @@ def test_the_page_has_every_runner_and_peer_with_consistent_accuracies(text_arch
     for cells in rows.values():
         assert float(cells[5]) > 0 and float(cells[6]) > 0  # ms at batch 1 and 32
     assert "\n.venv/bin/python -m bench.runners --archive " in output.read_text()
+
+
+def test_the_peers_take_the_token_types_of_sentence_pairs(tmp_path_factory, tmp_path):
+    from bench.runners import peers
+    from early_exit.models.archive_loading import load_early_exit_archive
+    from early_exit.models.head_outputs import collect_head_outputs
+    from early_exit.sweep.timing import prepare_batches
+
+    archive = load_early_exit_archive(str(trained_archive(tmp_path_factory, "nli")))
+    model, reader = archive.model.eval(), archive.validation_dataset_reader
+    instances = list(reader.read(str(FIXTURES_ROOT / "data" / "nli.tsv")))
+    for instance in instances:
+        reader.apply_token_indexers(instance)
+    full = peers.FullPath(model).eval()
+    assert full.input_names == ["token_ids", "mask", "type_ids"]
+    inputs = peers.peer_inputs(prepare_batches(model, instances, len(instances)))
+    assert bool(inputs[0]["type_ids"].any())  # the hypotheses are type 1
+    last = collect_head_outputs(model, instances).logits[:, -1]  # (num_instances, num_labels)
+    exported = peers.export_full_path(full, str(tmp_path))
+    runs = [peers.torch_peer(full)]
+    runs += [make(exported["fp32"], 1) for make in (peers.onnxruntime_peer, peers.openvino_peer)]
+    no_types = {**inputs[0], "type_ids": torch.zeros_like(inputs[0]["type_ids"])}
+    with torch.inference_mode():
+        for run in runs:
+            assert torch.allclose(torch.from_numpy(run(inputs[0])), last, atol=1e-4)
+        # Without the token types the last head's logits are not the model's.
+        assert not torch.allclose(torch.from_numpy(runs[0](no_types)), last, atol=1e-4)
