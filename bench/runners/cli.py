@@ -31,6 +31,7 @@ from bench.performance.data import parse_datasets
 from bench.performance.report import write_markdown
 from bench.runners import peers
 from early_exit.common.files import display_path
+from early_exit.dataset_readers import read_indexed
 from early_exit.common.machine import machine_description, run_command
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -83,7 +84,7 @@ def _measure(dataset, args) -> Dict:
 
     archive = load_early_exit_archive(dataset.archive)
     model, reader = archive.model.eval(), archive.validation_dataset_reader
-    dev, evaluation = (_read(reader, path) for path in (dataset.dev, dataset.eval))
+    dev, evaluation = (read_indexed(reader, path) for path in (dataset.dev, dataset.eval))
     timed = evaluation[: args.instances]
     work = Path(args.work_dir) / dataset.name
     rows: List[Dict] = []
@@ -115,13 +116,6 @@ def _measure(dataset, args) -> Dict:
         "num_timed": len(timed),
         "num_eval": len(evaluation),
     }
-
-
-def _read(reader, path: str) -> List:
-    instances = list(reader.read(path))
-    for instance in instances:
-        reader.apply_token_indexers(instance)
-    return instances
 
 
 def _choose(model, dev, evaluation, max_drop: float) -> Dict:

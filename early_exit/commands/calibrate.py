@@ -13,11 +13,10 @@ The `calibrate` subcommand: temperature scaling of an existing early-exit model 
 import argparse
 import logging
 import os
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, Optional, Union
 
 from allennlp.commands.subcommand import Subcommand
 from allennlp.common.checks import ConfigurationError
-from allennlp.data import Instance
 from overrides import overrides
 
 from early_exit.calibration.calibrated_archive import write_calibrated_archive
@@ -35,6 +34,7 @@ from early_exit.models.archive_loading import load_early_exit_archive
 from early_exit.common.cli_errors import exit_with_user_error
 from early_exit.common.files import atomic_path, check_output_paths, is_local
 from early_exit.dataset_readers.errors import NoInstancesError
+from early_exit.dataset_readers.indexed import read_indexed
 from early_exit.dataset_readers.label_check import check_known_labels
 from early_exit.models.head_outputs import HeadOutputs, collect_head_outputs
 from early_exit.sweep import guaranteed, risk_control
@@ -224,10 +224,7 @@ def calibrate_archive(
     archive = load_early_exit_archive(archive_file, cuda_device=cuda_device, overrides=overrides)
     model = archive.model
     reader = archive.validation_dataset_reader
-    instances: List[Instance] = []
-    for instance in reader.read(input_file):
-        reader.apply_token_indexers(instance)
-        instances.append(instance)
+    instances = read_indexed(reader, input_file)
     if not instances:
         raise NoInstancesError(input_file)
     check_known_labels(instances, model.vocab, input_file, reader)

@@ -4,6 +4,7 @@ from early_exit.dataset_readers.errors import (
     NoInstancesError,
     UnknownLabelError,
 )
+from early_exit.dataset_readers.indexed import read_indexed
 from early_exit.dataset_readers.line_reader import EarlyExitLineReader
 from early_exit.dataset_readers.nli import EarlyExitNliReader
 from early_exit.dataset_readers.text_classification import EarlyExitTextClassificationReader
@@ -16,4 +17,5 @@ __all__ = [
     "EarlyExitTextClassificationReader",
     "NoInstancesError",
     "UnknownLabelError",
+    "read_indexed",
 ]

@@ -48,13 +48,12 @@ def test_the_peers_take_the_token_types_of_sentence_pairs(tmp_path_factory, tmp_
     from bench.runners import peers
     from early_exit.models.archive_loading import load_early_exit_archive
     from early_exit.models.head_outputs import collect_head_outputs
+    from early_exit.dataset_readers import read_indexed
     from early_exit.sweep.timing import prepare_batches
 
     archive = load_early_exit_archive(str(trained_archive(tmp_path_factory, "nli")))
     model, reader = archive.model.eval(), archive.validation_dataset_reader
-    instances = list(reader.read(str(FIXTURES_ROOT / "data" / "nli.tsv")))
-    for instance in instances:
-        reader.apply_token_indexers(instance)
+    instances = read_indexed(reader, str(FIXTURES_ROOT / "data" / "nli.tsv"))
     full = peers.FullPath(model).eval()
     assert full.input_names == ["token_ids", "mask", "type_ids"]
     inputs = peers.peer_inputs(prepare_batches(model, instances, len(instances)))

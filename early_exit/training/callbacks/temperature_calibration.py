@@ -30,6 +30,7 @@ from early_exit.calibration.temperature_scaling import (
     check_temperature_range,
     fit_head_temperatures,
 )
+from early_exit.dataset_readers.indexed import read_indexed
 from early_exit.dataset_readers.label_check import check_known_labels
 from early_exit.modules.layer_runners import TorchLayerRunner
 
@@ -183,12 +184,7 @@ class TemperatureCalibrationCallback(TrainerCallback):
         """This worker's share of the calibration data."""
         if self.calibration_data_path is None:
             return list(trainer._validation_data_loader.iter_instances())
-        reader = self._reader(trainer)
-        instances = []
-        for instance in reader.read(self.calibration_data_path):
-            reader.apply_token_indexers(instance)
-            instances.append(instance)
-        return instances
+        return read_indexed(self._reader(trainer), self.calibration_data_path)
 
     def _calibrate(self, trainer: "GradientDescentTrainer", is_primary: bool) -> None:
         model: "EarlyExitClassifier" = trainer.model  # type: ignore[assignment]
