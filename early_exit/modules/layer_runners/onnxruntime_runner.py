@@ -72,7 +72,8 @@ class OnnxRuntimeLayerRunner(LayerRunner):
         and from torch between the layers.
     cache_dir : `str`, optional (default = `$EARLY_EXIT_CACHE/layer_runners`, else
         `~/.cache/early_exit/layer_runners`)
-        Where exported graphs are kept.
+        Where exported graphs are kept. If it cannot be written, the graphs of this run go into
+        a temporary folder instead (a warning says so).
     """
 
     def __init__(
@@ -99,6 +100,7 @@ class OnnxRuntimeLayerRunner(LayerRunner):
         self.cache_dir = cache_dir or default_cache_dir()
         self._sessions: List[VersionedCache[Any]] = []
         self.build_seconds = 0.0  # export, quantization and session creation, all layers so far
+        self._fallback_dir: Optional[str] = None  # where graphs go if `cache_dir` is not writable
 
     @overrides
     def bind(self, adapter: LayerAdapter, layers: torch.nn.ModuleList, packable: bool) -> None:
@@ -163,10 +165,11 @@ class OnnxRuntimeLayerRunner(LayerRunner):
 
         start = time.perf_counter()
         layer = self._layers[index]
-        path = os.path.join(self.cache_dir, f"{self._graph_key(layer)}.onnx")
+        name = f"{self._graph_key(layer)}.onnx"
+        path = os.path.join(self.cache_dir, name)
         made = not os.path.isfile(path)
         if made:
-            atomic_write(path, lambda target: self._make_graph(layer, target))
+            path = self._write_graph(layer, name)
             # Weights that change in this process (validation between training epochs) leave one
             # graph per layer behind, not one per change: this runner's own previous export goes.
             previous = self._exported.get(index)
@@ -199,6 +202,31 @@ class OnnxRuntimeLayerRunner(LayerRunner):
             path,
         )
         return small, large
+
+    def _write_graph(self, layer: torch.nn.Module, name: str) -> str:
+        """
+        Exports `layer` as `name` into the cache and returns its path. A cache that cannot be
+        written (a read-only home, a full disk) costs speed, not the run: the graph goes into a
+        temporary folder of this process instead, with one warning naming the setting.
+        """
+        try:
+            path = os.path.join(self.cache_dir, name)
+            atomic_write(path, lambda target: self._make_graph(layer, target))
+            return path
+        except OSError as error:
+            if self._fallback_dir is None:
+                self._fallback = tempfile.TemporaryDirectory(prefix="early_exit_layers_")
+                self._fallback_dir = self._fallback.name
+                logger.warning(
+                    "layer_runner onnxruntime: cannot write its graphs to %s (%s); exporting "
+                    "into a temporary folder for this run only (set cache_dir or $EARLY_EXIT_CACHE "
+                    "to a writable folder to export once)",
+                    self.cache_dir,
+                    error.strerror or error,
+                )
+        path = os.path.join(self._fallback_dir, name)
+        self._make_graph(layer, path)
+        return path
 
     def _make_graph(self, layer: torch.nn.Module, target: str) -> None:
         if self.precision == "fp32":

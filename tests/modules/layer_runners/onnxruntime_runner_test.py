@@ -141,6 +141,22 @@ def test_the_graphs_are_cached_by_weights_and_settings(tmp_path, caplog):
     assert len(os.listdir(tmp_path)) == 4
 
 
+def test_a_cache_that_cannot_be_written_costs_a_warning_not_the_run(tmp_path, caplog):
+    encoder = LayerwiseTransformer(TINY_BERT, num_layers=2, keep_pooler=False).eval()
+    packed = _packed_inputs(encoder)
+    encoder.use_layer_runner(OnnxRuntimeLayerRunner("fp32", cache_dir=str(tmp_path / "ok")))
+    expected = _all_layers(encoder, packed)
+    blocked = tmp_path / "a_file"
+    blocked.write_text("not a folder")
+    runner = OnnxRuntimeLayerRunner("fp32", cache_dir=str(blocked / "cache"))
+    encoder.use_layer_runner(runner)
+    with caplog.at_level("WARNING"):
+        torch.testing.assert_close(_all_layers(encoder, packed), expected, atol=0, rtol=0)
+    assert caplog.text.count("cannot write its graphs to") == 1  # once, not per layer
+    assert str(blocked / "cache") in caplog.text and "cache_dir" in caplog.text
+    assert len(os.listdir(runner._fallback_dir)) == 2
+
+
 def test_with_gradients_the_layers_run_in_torch(tmp_path):
     encoder = LayerwiseTransformer(TINY_BERT, num_layers=2, keep_pooler=False).eval()
     encoder.use_layer_runner(OnnxRuntimeLayerRunner("int8", cache_dir=str(tmp_path)))
