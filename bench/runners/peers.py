@@ -12,6 +12,7 @@ from typing import Callable, Dict, List, Optional
 import numpy
 import torch
 
+from bench.performance.data import indexed_tokens
 from early_exit.models import EarlyExitClassifier
 from early_exit.modules.layer_runners.onnx_graph import OPSET, quantize_int8
 
@@ -131,7 +132,7 @@ def peer_inputs(batches: List[Dict]) -> List[Inputs]:
     """
     inputs = []
     for batch in batches:
-        indexed = next(iter(batch["tokens"].values()))
+        indexed = indexed_tokens(batch)
         token_ids = indexed["token_ids"]
         type_ids = indexed.get("type_ids")
         inputs.append(
