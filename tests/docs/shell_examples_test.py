@@ -80,7 +80,13 @@ def _run(block: Block, folder: Path, bin_dir: Path) -> Optional[str]:
     else:
         argv = [sys.executable, "-c", block.text]
     result = subprocess.run(
-        argv, cwd=folder, env=_environment(bin_dir), capture_output=True, text=True, timeout=600
+        argv,
+        cwd=folder,
+        env=_environment(bin_dir),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if result.returncode != 0:
         return (
@@ -106,17 +112,23 @@ def _run_all(blocks: List[Block], folder: Path, bin_dir: Path) -> Optional[str]:
 def allennlp_bin():
     """A folder whose `allennlp` runs its commands in a server that has imported allennlp."""
     folder = Path(tempfile.mkdtemp(prefix="early_exit_docs_"))  # short: a socket path's limit
-    socket_path = folder / "allennlp.sock"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tests.docs.allennlp_server", str(socket_path)],
-        cwd=PROJECT_ROOT,
-        env=_environment(),
-    )
+    socket_path, log = folder / "allennlp.sock", folder / "server.log"
+    with open(log, "w") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "tests.docs.allennlp_server", str(socket_path)],
+            cwd=PROJECT_ROOT,
+            env=_environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 300
         while not socket_path.exists():
-            assert server.poll() is None, "the allennlp server stopped"
-            assert time.monotonic() < deadline, "the allennlp server did not start"
+            assert server.poll() is None, f"the allennlp server stopped:\n{log.read_text()}"
+            assert (
+                time.monotonic() < deadline
+            ), f"the allennlp server did not start:\n{log.read_text()}"
             time.sleep(0.1)
         write_client(folder, socket_path)
         yield folder
