@@ -22,7 +22,7 @@ test: install
 demo: install
 	bash scripts/demo.sh
 
-# A maintainer's step: the demo, then its results copied into the README's demo section and docs/demo/.
+# A maintainer's step: the demo, then its results copied into docs/demo.md and docs/demo/.
 docs: install
 	DEMO_UPDATE_DOCS=1 bash scripts/demo.sh
 

@@ -2,8 +2,9 @@
 # The main job (`make demo`): train an early-exit classifier on the committed SST-2 sample with the
 # offline all-MiniLM-L6-v2 encoder (a head on each of its 6 layers), calibrate every head (training
 # callback), evaluate, sweep the confidence threshold, print the speed/accuracy table and write the
-# plot. It writes only under its output folder; `make docs` (DEMO_UPDATE_DOCS=1) also regenerates the
-# README's demo section and docs/demo/ from the outputs (a maintainer's step: it changes tracked files).
+# plot. It writes only under its output folder; `make docs` (DEMO_UPDATE_DOCS=1) also regenerates
+# docs/demo.md's demo section and docs/demo/ (the README's plot) from the outputs (a maintainer's
+# step: it changes tracked files).
 #
 # Environment: DEMO_OUTPUT (default demo_output/), DEMO_EPOCHS (default 2), DEMO_REPEATS (default 5),
 # DEMO_UPDATE_DOCS (default 0).
@@ -46,10 +47,10 @@ echo ">> [3/4] evaluating at threshold 1.0 (full model) and at the recommended $
     -o "{\"model.confidence_threshold\": $THRESHOLD}" >/dev/null 2>&1
 
 if [ "${DEMO_UPDATE_DOCS:-0}" = 1 ]; then
-    echo ">> [4/4] updating the README's demo section and docs/demo/"
+    echo ">> [4/4] updating docs/demo.md and docs/demo/"
     "$PY" scripts/update_readme_demo.py "$OUT" "$(( $(date +%s) - start ))"
 else
-    echo ">> [4/4] done (\`make docs\` would copy these results into the README and docs/demo/)"
+    echo ">> [4/4] done (\`make docs\` would copy these results into docs/demo.md and docs/demo/)"
 fi
 
 echo
@@ -58,5 +59,5 @@ echo "  model archive (temperatures inside):  $OUT/model/model.tar.gz"
 echo "  calibration report:                   $OUT/model/calibration.json"
 echo "  sweep table / plot / summary:         $OUT/sweep/sweep.md, sweep.csv, sweep.png, sweep.json"
 echo "  evaluation at 1.0 / recommended:      $OUT/evaluate_full.json, $OUT/evaluate_recommended.json"
-[ "${DEMO_UPDATE_DOCS:-0}" = 1 ] && echo "  README section and copies:            README.md (Demo), docs/demo/"
+[ "${DEMO_UPDATE_DOCS:-0}" = 1 ] && echo "  demo page and copies:                 docs/demo.md, docs/demo/"
 true

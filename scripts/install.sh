@@ -2,7 +2,7 @@
 # Creates (or repairs) the virtual environment for early_exit and installs everything into it.
 #
 # AllenNLP 2.10.1 pins torch<1.13 and transformers<4.21, which do not exist for Python 3.11, so the
-# stack is installed in an order pip alone cannot express (see README.md, "Install: why the pins"):
+# stack is installed in an order pip alone cannot express (see docs/install.md, "Why the pins"):
 #   1. torch                          (CPU wheel 2.13.0 here; TORCH_SPEC overrides, e.g. a CUDA build)
 #   2. allennlp, allennlp-models, fairscale without their pins (--no-deps)
 #   3. torchvision only as an import shim, if `import torchvision` fails

@@ -119,19 +119,19 @@ def test_every_module_is_in_a_layer_and_the_test_sees_the_package():
 
 
 def _layout_rows() -> List[List[str]]:
-    """The README's "Project layout" table, as cells."""
-    text = (PROJECT_ROOT / "README.md").read_text()
+    """The "Project layout" table of docs/development.md, as cells."""
+    text = (PROJECT_ROOT / "docs" / "development.md").read_text()
     table = text.split("## Project layout", 1)[1].split("\n## ", 1)[0]
     rows = [line.strip().strip("|").split("|") for line in table.splitlines()]
     return [[cell.strip() for cell in row] for row in rows if len(row) == 3][2:]
 
 
-def test_the_readme_layout_table_gives_each_path_its_layer():
+def test_the_layout_table_gives_each_path_its_layer():
     numbered = {}
     for layer, paths, _ in _layout_rows():
         for path in re.findall(r"`(early_exit/[^`]*)`", paths):
             numbered[path.rstrip("/").removesuffix(".py").replace("/", ".")] = layer
-    assert numbered, "no layered row in the README's Project layout table"
+    assert numbered, "no layered row in the Project layout table of docs/development.md"
     assert {module: str(_layer(module)) for module in numbered} == numbered
     # Every subpackage and top-level module of the package is in the table (as itself or within
     # a listed folder).
@@ -150,7 +150,7 @@ def test_the_readme_layout_table_gives_each_path_its_layer():
     assert missing == []
 
 
-def test_the_readme_layout_table_names_every_tracked_folder():
+def test_the_layout_table_names_every_tracked_folder():
     try:
         tracked = subprocess.run(
             ["git", "ls-files"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True

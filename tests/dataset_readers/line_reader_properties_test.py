@@ -4,7 +4,7 @@ random unicode, tabs, carriage returns and newlines inside fields, very long fie
 either gives instances whose texts and labels are its fields, or a `DataFormatError` naming the
 first line that cannot be read: never another exception.
 
-The expected outcome comes from the formats as the README states them: TSV lines are split on
+The expected outcome comes from the formats as docs/training.md states them: TSV lines are split on
 `\\n` only, a line is `label<TAB>field[<TAB>field]` with each field stripped of surrounding
 whitespace and none empty, blank lines are skipped, and a byte order mark starts the file only.
 """
@@ -64,7 +64,7 @@ def _expected_instances(reader, records: List[Dict[str, str]]) -> list:
 
 
 def _looks_like_a_header(values: List[str], reader) -> bool:
-    """The README's header rule: the first column names a label, or every column names a field."""
+    """docs/errors.md's header rule: the first column names a label, or every column a field."""
     names = [value.lower() for value in values]
     columns = {"label", "gold_label", "sentence1", "sentence2", *reader.text_fields}
     for aliases in reader.json_aliases.values():

@@ -1,4 +1,4 @@
-"""`make docs`' writer refuses a demo output that is not finished, before touching README.md."""
+"""`make docs`' writer refuses a demo output that is not finished, before touching docs/demo.md."""
 
 import subprocess
 import sys
@@ -14,16 +14,16 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_an_unfinished_demo_output_is_one_error_line_and_leaves_the_readme_alone(tmp_path):
+def test_an_unfinished_demo_output_is_one_error_line_and_leaves_the_demo_page_alone(tmp_path):
     (tmp_path / "sweep").mkdir()
     (tmp_path / "sweep" / "sweep.json").write_text("{}")
-    readme = (ROOT / "README.md").read_bytes()
+    page = (ROOT / "docs" / "demo.md").read_bytes()
     result = _run(str(tmp_path), "60")
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: {tmp_path} is not a finished `make demo` output")
     assert "model/calibration.json" in last and "sweep/sweep.json" not in last
-    assert (ROOT / "README.md").read_bytes() == readme
+    assert (ROOT / "docs" / "demo.md").read_bytes() == page
 
 
 def test_missing_arguments_print_the_usage_as_one_error_line():

@@ -28,7 +28,8 @@ NLI_JSONL = FIXTURES_ROOT / "data" / "nli.jsonl"
 _CONFIGS = {"text": (TEXT_CONFIG, '{"trainer.num_epochs": 2}'), "nli": (NLI_CONFIG, "")}
 
 
-def _shared_dir(tmp_path_factory) -> Path:
+def shared_dir(tmp_path_factory) -> Path:
+    """One directory per test run, shared by every xdist worker (guard what it holds with a lock)."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         # Every xdist worker's base temp dir sits in one directory per test run.
         return tmp_path_factory.getbasetemp().parent
@@ -40,7 +41,7 @@ def trained_archive(tmp_path_factory, kind: str) -> Path:
     from allennlp.commands.train import train_model_from_file
 
     config, overrides = _CONFIGS[kind]
-    root = _shared_dir(tmp_path_factory)
+    root = shared_dir(tmp_path_factory)
     serialization_dir = root / f"early_exit_{kind}_model"
     archive = serialization_dir / "model.tar.gz"
     with FileLock(str(root / f"early_exit_{kind}_model.lock")):
