@@ -198,6 +198,7 @@ class TestBadInput:
             ("   \n", "empty input line"),
             ("{not json", "not valid JSON.*{not json"),
             ('["a list"]', "not an object"),
+            ('{"sentence": "\\u200b\\u0002"}', "empty text: it has no wordpieces"),
         ],
     )
     def test_bad_lines(self, predictor, line, message):
@@ -210,6 +211,7 @@ class TestBadInput:
             ({"sentence": "a", "text": "b"}, "both"),
             ({"sentence": ""}, "non-empty string"),
             ({"sentence": 3}, "non-empty string"),
+            ({"sentence": "\u200b\u2060"}, "empty text: it has no wordpieces"),
         ],
     )
     def test_bad_values(self, predictor, inputs, message):

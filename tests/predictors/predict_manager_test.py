@@ -355,6 +355,8 @@ class TestUserErrors:
         bad_utf8.write_bytes(b'{"sentence": "fine"}\n{"sentence": "caf\xe9"}\n')
         missing_key = tmp_path / "missing.jsonl"
         missing_key.write_text('{"sentence": "fine"}\n{"txt": "no key"}\n')
+        no_wordpieces = tmp_path / "invisible.jsonl"
+        no_wordpieces.write_text('{"sentence": "fine"}\n{"sentence": "\\u200b\\u0001"}\n')
         content = input_file.read_text()
         output = ["--silent", "--output-file", tmp_path / "out.jsonl"]
         cases = [
@@ -366,6 +368,10 @@ class TestUserErrors:
                 "(tab-separated, as the dataset reader reads: add",
             ),
             ([text_archive, missing_key, *output, "--batch-size", "4"], "missing.jsonl line 2: "),
+            (
+                [text_archive, no_wordpieces, *output, "--batch-size", "4"],
+                "invisible.jsonl line 2: empty text: it has no wordpieces",
+            ),
             (
                 [text_archive, input_file, *output, "-o", '{"model.confidence_threshold": "abc"}'],
                 "Expected confidence_threshold to be numeric",
