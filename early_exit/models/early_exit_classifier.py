@@ -239,7 +239,7 @@ class EarlyExitClassifier(Model):
             )
         if split_by_length is not None:
             logger.warning("split_by_length is no longer used: every supported encoder packs")
-        self.exit_policy = exit_policy if exit_policy is not None else MaxProbabilityPolicy()
+        self.exit_policy = exit_policy if exit_policy is not None else MaxProbabilityPolicy(1.0)
         if confidence_threshold is not None:
             self.confidence_threshold = confidence_threshold
         self.run_all_heads = run_all_heads

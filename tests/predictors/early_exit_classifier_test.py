@@ -218,6 +218,13 @@ class TestBadInput:
         with pytest.raises(PredictorInputError, match=message):
             predictor.predict_json(inputs)
 
+    @pytest.mark.parametrize("policy", ["max_probability", "entropy"])
+    def test_a_policy_without_its_threshold_names_the_setting(self, text_archive, policy):
+        with pytest.raises(ConfigurationError, match='"threshold" is required at .*exit_policy'):
+            Predictor.from_path(text_archive, exit_policy={"type": policy})
+        with pytest.raises(ConfigurationError, match='"threshold" is required at .*exit_policy'):
+            Predictor.from_path(text_archive, overrides={"model.exit_policy": {"type": policy}})
+
     @pytest.mark.parametrize("threshold", [1.5, -0.1, "high", True, False])
     def test_threshold_outside_zero_one(self, text_archive, threshold):
         with pytest.raises(ConfigurationError, match=r"confidence_threshold must be"):
