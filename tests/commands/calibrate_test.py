@@ -349,6 +349,9 @@ def test_a_certified_exit_policy_is_stored_and_predict_runs_at_it(archive, tmp_p
         (["--max-accuracy-drop", "0"], r"--max-accuracy-drop must be in \(0, 1\)"),
         (["--max-accuracy-drop", "1.5"], r"--max-accuracy-drop must be in \(0, 1\)"),
         (["--max-accuracy-drop", "0.01", "--delta", "1"], r"--delta must be in \(0, 1\)"),
+        # Without --max-accuracy-drop they would do nothing.
+        (["--risk", "consistency"], "--risk applies only with --max-accuracy-drop"),
+        (["--delta", "0.1", "--risk", "accuracy"], "--risk and --delta apply only with --max-acc"),
     ],
 )
 def test_bad_guarantee_settings_are_one_error_line(archive, tmp_path, capsys, settings, message):

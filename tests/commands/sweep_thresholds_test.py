@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from early_exit.commands.sweep_thresholds import SweepThresholds
+from early_exit.commands.sweep_thresholds import TIMING_OPTIONS, SweepThresholds
 from early_exit.sweep import default_threshold_grid
 from tests import FIXTURES_ROOT, run_allennlp
 from tests.sweep.trained_models import TEXT_DATA, other_model_archive, trained_archive
@@ -204,11 +204,34 @@ def bad_inputs(archive, tmp_path_factory):
         (["{missing}.tar.gz", "{data}", "--policy", "fastest"], "unknown exit policy"),
         (["{archive}", "{data}", "--policy", "patience", "--thresholds", "0.5"], "do not apply"),
         (["{archive}", "{data}", "--policy", "all", "--timing-thresholds", "0.5"], "apply to a"),
+        # Options that would do nothing.
+        (
+            ["{archive}", "{data}", "--risk", "none", "--delta", "0.1"],
+            "--delta applies only with a",
+        ),
+        (
+            ["{archive}", "{data}", "--no-timing", "--repeats", "5"],
+            "--repeats applies only without --no-timing",
+        ),
+        (
+            [
+                "{archive}",
+                "{data}",
+                "--no-timing",
+                "--timing-instances",
+                "9",
+                "--timing-batch-size",
+                "2",
+            ],
+            "--timing-batch-size and --timing-instances apply only without --no-timing",
+        ),
     ],
 )
 def test_bad_inputs_are_one_error_line(bad_inputs, tmp_path, capsys, argv, message):
     paths = {**bad_inputs, "data": TEXT_DATA}
-    argv = [arg.format(**paths) for arg in argv] + ["--output-dir", tmp_path / "out", "--no-timing"]
+    argv = [arg.format(**paths) for arg in argv] + ["--output-dir", tmp_path / "out"]
+    if not set(argv) & set(TIMING_OPTIONS):  # checked before any timing, and refused with it
+        argv.append("--no-timing")
     with pytest.raises(SystemExit) as exit_info:
         _sweep(*argv)
     assert exit_info.value.code == 1
