@@ -414,3 +414,16 @@ def test_an_fp32_runner_refits_the_same_temperatures(archive, tmp_path):
     config = load_archive(str(by_onnx)).config.as_dict()["model"]
     assert "runner_temperatures" not in config
     assert config["temperatures"] == onnx_report["temperatures"]
+
+
+def test_a_full_disk_names_the_file_it_could_not_write(archive, tmp_path, capsys):
+    # /dev/full answers every write with ENOSPC, as a full disk does.
+    report = tmp_path / "report.json"
+    with pytest.raises(SystemExit) as exit_info:
+        _run_in_process(
+            [str(archive), str(DATA), "--output-file", "/dev/full", "--report-file", str(report)]
+        )
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == "error: cannot write /dev/full: No space left on device"
+    assert not report.exists()  # both outputs or neither

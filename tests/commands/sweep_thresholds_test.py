@@ -1,6 +1,8 @@
 import argparse
 import csv
+import errno
 import json
+import os
 import re
 
 import pytest
@@ -354,3 +356,17 @@ def test_a_sweep_under_a_layer_runner_names_it_and_uses_its_temperatures(archive
     assert f"temperatures {int8} (layer runner onnxruntime int8)" in page
     _sweep(archive, TEXT_DATA, "--output-dir", tmp_path / "torch", "--risk", "none", "--no-timing")
     assert "layer runner" not in (tmp_path / "torch" / "sweep.md").read_text()
+
+
+def test_a_full_disk_names_the_file_it_could_not_write(archive, tmp_path, capsys, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("matplotlib.figure.Figure.savefig", full_disk)
+    output_dir = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        _sweep(archive, TEXT_DATA, "--output-dir", output_dir, "--no-timing")
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == f"error: cannot write {output_dir / 'sweep.png'}: No space left on device"
+    assert not output_dir.exists() or not os.listdir(output_dir)  # none of the four, no temporary

@@ -362,6 +362,11 @@ class TestUserErrors:
         cases = [
             ([text_archive, input_file, "--output-file", input_file], "is the input file"),
             ([text_archive, bad_utf8, *output], "latin1.jsonl line 2: not valid UTF-8"),
+            # A full disk, for real: /dev/full answers every write with ENOSPC.
+            (
+                [text_archive, input_file, "--silent", "--output-file", "/dev/full"],
+                "cannot write /dev/full: No space left on device",
+            ),
             ([text_archive, missing_key, *output], 'missing.jsonl line 2: input line has no "sen'),
             (
                 [text_archive, TEXT_DATA, *output],
