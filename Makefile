@@ -6,12 +6,14 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 PYTEST_ARGS ?= -n 2
 
-.PHONY: install test demo docs fixtures clean-venv
+LOCK_VENV ?= /tmp/early_exit_lock_venv
+
+.PHONY: install test demo docs fixtures lock clean-venv
 
 install: $(STAMP)
 
 # The environment is rebuilt whenever the recipe or the requirements change.
-$(STAMP): requirements.txt scripts/install.sh pyproject.toml
+$(STAMP): requirements.txt requirements.lock scripts/install.sh pyproject.toml
 	bash scripts/install.sh $(VENV)
 	@touch $(STAMP)
 
@@ -29,6 +31,17 @@ docs: install
 # Regenerates the tiny random BERT under test_fixtures/ (committed; tests never need a network).
 fixtures: install
 	$(PY) scripts/make_tiny_bert.py test_fixtures/tiny_bert
+
+# Rewrites requirements.lock: a fresh environment from requirements.txt's ranges (no lock), then the
+# exact version of every package in it (early_exit itself and pip aside). Commit the result.
+lock:
+	rm -rf $(LOCK_VENV)
+	EARLY_EXIT_UNLOCKED=1 bash scripts/install.sh $(LOCK_VENV)
+	{ echo "# Written by \`make lock\` from requirements.txt; scripts/install.sh installs these versions."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable --disable-pip-version-check \
+	  | grep -v -i -E '^(pip|early[-_]exit)=='; } > requirements.lock.tmp
+	mv requirements.lock.tmp requirements.lock
+	rm -rf $(LOCK_VENV)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,4 +1,7 @@
-from tests import run_allennlp
+import importlib.metadata
+import re
+
+from tests import PROJECT_ROOT, run_allennlp
 
 
 def test_allennlp_test_install_loads_the_plugin_without_errors():
@@ -7,3 +10,24 @@ def test_allennlp_test_install_loads_the_plugin_without_errors():
     assert result.returncode == 0, output
     assert "Plugin early_exit available" in output
     assert "Plugin early_exit could not be loaded" not in output
+
+
+def test_the_environment_has_every_version_of_the_lock():
+    """`make install` installs requirements.lock's versions (if not: `make install` again)."""
+    lock = (PROJECT_ROOT / "requirements.lock").read_text().splitlines()
+    locked = dict(line.split("==") for line in lock if line and not line.startswith("#"))
+    assert {"torch", "allennlp", "transformers", "numpy"} <= locked.keys()
+    installed = {
+        _canonical(dist.metadata["Name"]): dist.version
+        for dist in importlib.metadata.distributions()
+    }
+    different = {
+        name: (version, installed.get(_canonical(name)))
+        for name, version in locked.items()
+        if installed.get(_canonical(name)) != version
+    }
+    assert not different, f"locked vs installed: {different}"
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()

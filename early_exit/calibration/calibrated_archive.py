@@ -13,7 +13,7 @@ from allennlp.common.checks import ConfigurationError
 from allennlp.common.file_utils import cached_path
 from allennlp.models.archival import CONFIG_NAME, _WEIGHTS_NAME
 
-from early_exit.common.files import atomic_write
+from early_exit.common.files import atomic_write, write_errors_named
 
 TEMPERATURES_KEY = "temperatures"
 RUNNER_TEMPERATURES_KEY = "runner_temperatures"
@@ -86,35 +86,38 @@ def write_calibrated_archive(
         )
     output_file = os.fspath(output_file)
     with tempfile.TemporaryDirectory(prefix="early_exit_calibrate_") as work_dir:
-        content = os.path.join(work_dir, "archive")
-        os.makedirs(content)
-        with tarfile.open(resolved, "r:*") as archive:
-            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 (and the 3.8+ backports)
-                archive.extractall(content, filter="data")
-            else:
-                archive.extractall(content)
+        # A failed write in the working copy names it: the temporary folder's disk is full.
+        with write_errors_named(f"the working copy of the archive in {work_dir}"):
+            content = os.path.join(work_dir, "archive")
+            os.makedirs(content)
+            with tarfile.open(resolved, "r:*") as archive:
+                if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4 (and the 3.8+ backports)
+                    archive.extractall(content, filter="data")
+                else:
+                    archive.extractall(content)
 
-        weights_file = os.path.join(content, _WEIGHTS_NAME)
-        config_file = os.path.join(content, CONFIG_NAME)
-        if not os.path.isfile(weights_file) or not os.path.isfile(config_file):
-            raise ConfigurationError(
-                f"{archive_file} has no {_WEIGHTS_NAME} or no {CONFIG_NAME}; is it a model archive?"
-            )
-        with open(config_file) as config_in:
-            config = json.load(config_in)
-        if runner_key is None:
-            store_temperatures_in_weights(weights_file, temperatures)
-            config["model"][TEMPERATURES_KEY] = list(temperatures)
-        else:
-            set_runner_temperatures(config["model"], runner_key, temperatures)
-        if exit_policy is not None:
-            config["model"].pop("confidence_threshold", None)
-            config["model"][EXIT_POLICY_KEY] = exit_policy
-        if guarantee is not None:
-            with open(os.path.join(content, GUARANTEE_NAME), "w") as guarantee_out:
-                json.dump(guarantee, guarantee_out, indent=2)
-        with open(config_file, "w") as config_out:
-            json.dump(config, config_out, indent=4)
+            weights_file = os.path.join(content, _WEIGHTS_NAME)
+            config_file = os.path.join(content, CONFIG_NAME)
+            if not os.path.isfile(weights_file) or not os.path.isfile(config_file):
+                raise ConfigurationError(
+                    f"{archive_file} has no {_WEIGHTS_NAME} or no {CONFIG_NAME}; is it a model "
+                    "archive?"
+                )
+            with open(config_file) as config_in:
+                config = json.load(config_in)
+            if runner_key is None:
+                store_temperatures_in_weights(weights_file, temperatures)
+                config["model"][TEMPERATURES_KEY] = list(temperatures)
+            else:
+                set_runner_temperatures(config["model"], runner_key, temperatures)
+            if exit_policy is not None:
+                config["model"].pop("confidence_threshold", None)
+                config["model"][EXIT_POLICY_KEY] = exit_policy
+            if guarantee is not None:
+                with open(os.path.join(content, GUARANTEE_NAME), "w") as guarantee_out:
+                    json.dump(guarantee, guarantee_out, indent=2)
+            with open(config_file, "w") as config_out:
+                json.dump(config, config_out, indent=4)
 
         def pack(path: str) -> None:
             with tarfile.open(path, "w:gz") as new_archive:

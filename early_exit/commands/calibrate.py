@@ -37,6 +37,7 @@ from early_exit.dataset_readers.errors import NoInstancesError
 from early_exit.dataset_readers.indexed import read_indexed
 from early_exit.dataset_readers.label_check import check_known_labels
 from early_exit.models.head_outputs import HeadOutputs, collect_head_outputs
+from early_exit.commands.option_checks import refuse_unless
 from early_exit.sweep import guaranteed, risk_control
 
 logger = logging.getLogger(__name__)
@@ -122,15 +123,17 @@ class Calibrate(Subcommand):
         subparser.add_argument(
             "--risk",
             choices=risk_control.RISKS,
-            default=risk_control.ACCURACY,
+            default=None,
             help="with --max-accuracy-drop: 'accuracy' (inputs the full model gets right and the "
-            "early exit wrong) or 'consistency' (predictions that differ from the full model's)",
+            "early exit wrong) or 'consistency' (predictions that differ from the full model's); "
+            f"default {risk_control.ACCURACY}",
         )
         subparser.add_argument(
             "--delta",
             type=float,
-            default=risk_control.DEFAULT_DELTA,
-            help="with --max-accuracy-drop: the allowed probability of breaking the promise",
+            default=None,
+            help="with --max-accuracy-drop: the allowed probability of breaking the promise; "
+            f"default {risk_control.DEFAULT_DELTA}",
         )
         subparser.set_defaults(func=calibrate_from_args)
         return subparser
@@ -143,6 +146,12 @@ def calibrate_from_args(args: argparse.Namespace) -> Dict[str, Any]:
     and ends the program with exit status 1, without a traceback.
     """
     try:
+        refuse_unless(
+            args,
+            ["--risk", "--delta"],
+            args.max_accuracy_drop is not None,
+            "with --max-accuracy-drop",
+        )
         return calibrate_archive(
             args.archive_file,
             args.input_file,
@@ -154,8 +163,8 @@ def calibrate_from_args(args: argparse.Namespace) -> Dict[str, Any]:
             min_temperature=args.min_temperature,
             max_temperature=args.max_temperature,
             max_accuracy_drop=args.max_accuracy_drop,
-            risk=args.risk,
-            delta=args.delta,
+            risk=args.risk or risk_control.ACCURACY,
+            delta=risk_control.DEFAULT_DELTA if args.delta is None else args.delta,
         )
     except (ConfigurationError, OSError, ValueError) as error:
         exit_with_user_error(error, logger)

@@ -22,7 +22,7 @@ from typing import Any, Callable, List, Optional
 
 from allennlp.common.checks import ConfigurationError
 
-from early_exit.common.files import atomic_path, check_output_paths
+from early_exit.common.files import atomic_path, check_output_paths, write_errors_named
 
 
 def evaluation_data_paths(input_file: str) -> List[Any]:
@@ -96,7 +96,8 @@ def checked_evaluation(evaluate_from_archive: Callable[..., Any]) -> Callable[..
             arguments["metrics_output_file"] = ",".join(temporary[: len(metrics)]) or None
             arguments["predictions_output_file"] = ",".join(temporary[len(metrics) :]) or None
             arguments["auto_names"] = "NONE"
-            return evaluate_from_archive(**arguments)
+            with write_errors_named(*metrics, *predictions):  # allennlp writes them all at once
+                return evaluate_from_archive(**arguments)
 
     wrapper._early_exit = True  # type: ignore[attr-defined]
     return wrapper

@@ -8,7 +8,7 @@ run, for the confidence threshold or any exit policy (or all of them).
 import argparse
 import logging
 import tarfile
-from typing import List, Optional, Union
+from typing import List, Optional, TypeVar, Union
 
 from allennlp.commands.subcommand import Subcommand
 from allennlp.common import logging as common_logging
@@ -18,10 +18,17 @@ from overrides import overrides
 from early_exit.common.cli_errors import exit_with_user_error
 from early_exit.common.files import check_output_paths
 from early_exit.sweep.report import format_summary, sweep_output_files, write_sweep_outputs
-from early_exit.sweep.guaranteed import AUTO, RISK_CHOICES, LabelFreeSweep
+from early_exit.commands.option_checks import refuse_unless
+from early_exit.sweep.guaranteed import AUTO, NO_GUARANTEE, RISK_CHOICES, LabelFreeSweep
 from early_exit.sweep.label_free_report import format_label_free_summary, write_label_free_outputs
 from early_exit.sweep.risk_control import DEFAULT_DELTA
-from early_exit.sweep.run import SweepResult, run_sweep
+from early_exit.sweep.run import (
+    TIMING_BATCH_SIZE,
+    TIMING_INSTANCES,
+    TIMING_REPEATS,
+    SweepResult,
+    run_sweep,
+)
 from early_exit.sweep.thresholds import ALL_POLICIES, SWEPT_POLICIES, parse_thresholds
 
 logger = logging.getLogger(__name__)
@@ -29,6 +36,9 @@ logger = logging.getLogger(__name__)
 # Errors that come from what the user gave (files, settings, data); they are reported as one
 # `error: ...` line instead of a traceback.
 USER_ERRORS = (ConfigurationError, OSError, ValueError, tarfile.TarError)
+# What the timing options do nothing without.
+TIMING_OPTIONS = ("--timing-thresholds", "--timing-batch-size", "--repeats", "--timing-instances")
+T = TypeVar("T")
 
 
 @Subcommand.register("sweep-thresholds")
@@ -114,8 +124,9 @@ class SweepThresholds(Subcommand):
         subparser.add_argument(
             "--delta",
             type=float,
-            default=DEFAULT_DELTA,
-            help="the allowed probability that the guaranteed threshold breaks its promise",
+            default=None,
+            help="the allowed probability that the guaranteed threshold breaks its promise; "
+            f"default {DEFAULT_DELTA} (not with --risk none)",
         )
         subparser.add_argument(
             "--compute-budget",
@@ -135,17 +146,20 @@ class SweepThresholds(Subcommand):
         subparser.add_argument(
             "--timing-batch-size",
             type=int,
-            default=32,
-            help="time at batch size 1 and at this batch size",
+            default=None,
+            help=f"time at batch size 1 and at this batch size; default {TIMING_BATCH_SIZE}",
         )
         subparser.add_argument(
-            "--repeats", type=int, default=3, help="timing repeats; the median is reported"
+            "--repeats",
+            type=int,
+            default=None,
+            help=f"timing repeats; the median is reported; default {TIMING_REPEATS}",
         )
         subparser.add_argument(
             "--timing-instances",
             type=int,
-            default=200,
-            help="time only the first this many instances",
+            default=None,
+            help=f"time only the first this many instances; default {TIMING_INSTANCES}",
         )
         subparser.add_argument("--no-timing", action="store_true", help="skip the timing")
         subparser.add_argument(
@@ -169,6 +183,10 @@ class SweepThresholds(Subcommand):
         )
         subparser.set_defaults(func=sweep_thresholds_from_args)
         return subparser
+
+
+def _or_default(value: Optional[T], default: T) -> T:
+    return default if value is None else value
 
 
 def _thresholds(args: argparse.Namespace) -> Optional[List[float]]:
@@ -201,7 +219,10 @@ def sweep_thresholds_from_args(
                 ("sweep output", path) for path in sweep_output_files(args.output_dir).values()
             ],
         )
-        timing_batch_sizes = [1] if args.timing_batch_size == 1 else [1, args.timing_batch_size]
+        refuse_unless(args, TIMING_OPTIONS, not args.no_timing, "without --no-timing")
+        refuse_unless(args, ["--delta"], args.risk != NO_GUARANTEE, "with a --risk other than none")
+        timing_batch_size = _or_default(args.timing_batch_size, TIMING_BATCH_SIZE)
+        timing_batch_sizes = [1] if timing_batch_size == 1 else [1, timing_batch_size]
         result = run_sweep(
             args.archive_file,
             args.data_file,
@@ -216,10 +237,10 @@ def sweep_thresholds_from_args(
             timing=not args.no_timing,
             timing_thresholds=_timing_thresholds(args),
             timing_batch_sizes=timing_batch_sizes,
-            repeats=args.repeats,
-            timing_instances=args.timing_instances,
+            repeats=_or_default(args.repeats, TIMING_REPEATS),
+            timing_instances=_or_default(args.timing_instances, TIMING_INSTANCES),
             risk=args.risk,
-            delta=args.delta,
+            delta=_or_default(args.delta, DEFAULT_DELTA),
         )
         if isinstance(result, LabelFreeSweep):
             files = write_label_free_outputs(result, args.output_dir)

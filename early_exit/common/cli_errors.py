@@ -55,7 +55,8 @@ def exit_with_user_error(error: BaseException, logger: logging.Logger) -> NoRetu
 
 def running_allennlp_cli() -> bool:
     program = sys.argv[0] if sys.argv else ""
-    return os.path.basename(program) == "allennlp" or program.endswith(
+    # `early-exit` is the same command line (`early_exit_startup.main`).
+    return os.path.basename(program) in ("allennlp", "early-exit") or program.endswith(
         os.path.join("allennlp", "__main__.py")
     )
 

@@ -11,11 +11,15 @@ and removed on failure, so a failure or an interruption never leaves half a file
 output's name, and never touches the old file. A temporary left by a killed process (SIGKILL gives
 no chance to clean up) is removed by the next write of the same output on the same machine, once
 the process that made it is gone; a temporary is never read, so one that stays is harmless.
+A write that fails for want of room (a full disk, a quota, a file too large, a read-only or
+failing device) is an `OutputWriteError` naming the output (`write_errors_named`), not a bare
+`[Errno 28] No space left on device`.
 
-This module imports nothing from the rest of the package, so that every layer may use it.
+This module imports only `common.cli_errors` from the package, so that every layer may use it.
 """
 
 import contextlib
+import errno
 import os
 import socket
 import stat
@@ -24,11 +28,60 @@ from typing import IO, Callable, Iterator, Optional, Sequence, Tuple, Union
 
 from allennlp.common.checks import ConfigurationError
 
+from early_exit.common.cli_errors import UserError
+
 PathType = Union[str, os.PathLike]
 # (what the path is, e.g. "data file"; the path). `None` paths are skipped.
 NamedPath = Tuple[str, Optional[PathType]]
 
 _TEMPORARY_SUFFIX = ".tmp"
+# The errors of a write that did not fit (or could not land), as opposed to a bad path.
+_WRITE_ERRNOS = frozenset(
+    code
+    for code in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG, errno.EIO, errno.EROFS)
+    if code is not None
+)
+
+
+class OutputWriteError(UserError, OSError):
+    """
+    An output could not be written: `"cannot write out/preds.jsonl: No space left on device"`.
+    Its `errno` is the failed write's.
+    """
+
+    def __init__(self, message: str, code: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.errno = code
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.errno))
+
+
+def _failed_write(error: BaseException) -> bool:
+    if isinstance(error, OutputWriteError):
+        return False  # named already, by a writer inside
+    if isinstance(error, OSError):
+        return error.errno in _WRITE_ERRNOS
+    # `torch.save` reports a failed write as a RuntimeError of its stream writer.
+    return isinstance(error, RuntimeError) and "file write failed" in str(error)
+
+
+@contextlib.contextmanager
+def write_errors_named(*paths: PathType) -> Iterator[None]:
+    """
+    Turns a failed write inside (see `_WRITE_ERRNOS`) into an `OutputWriteError` naming `paths`
+    (the files being written, as the user gave them); other errors pass unchanged.
+    """
+    try:
+        yield
+    except Exception as error:
+        if not _failed_write(error):
+            raise
+        reason = getattr(error, "strerror", None) or str(error)
+        names = " or ".join(os.fspath(path) for path in paths)
+        raise OutputWriteError(
+            f"cannot write {names}: {reason}", getattr(error, "errno", None)
+        ) from error
 
 
 def is_local(path: PathType) -> bool:
@@ -181,20 +234,23 @@ def atomic_path(path: PathType) -> Iterator[str]:
     A hard link to the old file keeps the old content (the trainer hard-links its best weights).
     A device or pipe (`/dev/stdout`) cannot be replaced: its own path is yielded and written.
     """
-    if _is_special(os.fspath(path)):
-        yield os.fspath(path)
+    given = os.fspath(path)
+    if _is_special(given):
+        with write_errors_named(given):
+            yield given
         return
-    path = os.path.realpath(os.fspath(path))
+    path = os.path.realpath(given)
     folder, name = os.path.split(path)
     os.makedirs(folder, exist_ok=True)
     remove_stale_temporaries(path)
     token = f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
     temporary = os.path.join(folder, f"{_temporary_prefix(name)}{token}{_TEMPORARY_SUFFIX}")
     try:
-        yield temporary
-        if os.path.exists(path):
-            os.chmod(temporary, stat.S_IMODE(os.stat(path).st_mode))
-        os.replace(temporary, path)
+        with write_errors_named(given):
+            yield temporary
+            if os.path.exists(path):
+                os.chmod(temporary, stat.S_IMODE(os.stat(path).st_mode))
+            os.replace(temporary, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(temporary)

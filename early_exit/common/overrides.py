@@ -11,11 +11,18 @@ that a nested override *without* a `type` of a block whose `type` is one of this
 (`early_exit_...`) is merged key by key, exactly as its dot-syntax spelling would be. Everything
 else keeps allennlp's behaviour: a nested override with its own `type` still replaces the block, and
 blocks of other packages are never touched.
+
+An exit policy given in the overrides replaces the block's: `confidence_threshold` (the shorthand
+for a `max_probability` policy) and `exit_policy` are one setting spelled two ways, so overriding
+one clears the other that the configuration (an archive calibrated with `--max-accuracy-drop`
+stores an `exit_policy`) holds. Both in the overrides is still the model's "not both" error.
 """
 
 from typing import Any, Dict
 
 PACKAGE_TYPE_PREFIX = "early_exit_"
+# The two spellings of a block's exit policy: setting one replaces the other.
+POLICY_KEYS = ("confidence_threshold", "exit_policy")
 
 
 def _is_package_block(block: Any) -> bool:
@@ -64,4 +71,19 @@ def merge_package_blocks(original: Dict[str, Any], overrides: Dict[str, Any]) ->
             rewritten.update(_flatten(block, value, f"{key}."))
         else:
             rewritten[key] = value
-    return rewritten
+    return _policy_replaced(original, rewritten)
+
+
+def _policy_replaced(original: Dict[str, Any], overrides: Dict[str, Any]) -> Dict[str, Any]:
+    """`overrides` plus `<key>.<other spelling>: None` where they set one spelling of a package
+    block's exit policy and the block holds the other."""
+    cleared: Dict[str, Any] = {}
+    for key, block in original.items():
+        if not _is_package_block(block):
+            continue
+        given = [name for name in POLICY_KEYS if f"{key}.{name}" in overrides]
+        if len(given) == 1:
+            (other,) = set(POLICY_KEYS) - set(given)
+            if block.get(other) is not None:
+                cleared[f"{key}.{other}"] = None
+    return {**overrides, **cleared}

@@ -13,7 +13,7 @@ def registered(base: Type[R], value: Union[R, Dict[str, Any]], name: str) -> R:
     `ConfigurationError` naming the setting `name`.
     """
     if isinstance(value, dict):
-        value = base.from_params(Params(dict(value)))
+        value = base.from_params(Params(dict(value), history=f"{name}."))
     if not isinstance(value, base):
         raise ConfigurationError(f"{name} must be a {base.__name__}, got {value!r}")
     return value

@@ -4,6 +4,7 @@ there is one) and the problem. The `allennlp` command line prints each as one `e
 (see `early_exit.common.cli_errors`).
 """
 
+import unicodedata
 from typing import Dict, Optional, Sequence
 
 from early_exit.common.cli_errors import UserError
@@ -34,6 +35,43 @@ class DataFormatError(UserError, ValueError):
         # Keeps the exception picklable (it has a custom constructor), which matters when it is
         # raised inside a data loader worker process.
         return (type(self), (self.file_path, self.line_number, self.problem))
+
+
+class NoWordpiecesError(UserError, ValueError):
+    """
+    Raised for a text that tokenizes to no wordpieces at all (only control, format or zero-width
+    characters): it is refused like an empty text, since the model would classify the special
+    tokens (`[CLS] [SEP]`) alone. The readers add the file and line; the predictor the input line.
+
+    # Parameters
+
+    name : `str`
+        The field, e.g. `"text"` or `"premise"`.
+    text : `str`
+        The text as given.
+    """
+
+    def __init__(self, name: str, text: str) -> None:
+        shown = ascii(text) if len(text) <= 40 else ascii(text[:40]) + "..."
+        self.problem = (
+            f"empty {name}: it has no wordpieces (the tokenizer drops all of it: control, format or "
+            f"zero-width characters, {shown})"
+        )
+        super().__init__(self.problem)
+        self.name = name
+        self.text = text
+
+    def __reduce__(self):
+        return (type(self), (self.name, self.text))
+
+
+def surely_has_wordpieces(text: str) -> bool:
+    """
+    Whether `text` holds a letter, digit or punctuation mark, which every tokenizer turns into at
+    least one wordpiece: only other texts need tokenizing to know (callers that do not tokenize
+    anyway check those only).
+    """
+    return any(unicodedata.category(char)[0] in "LNP" for char in text)
 
 
 class DataFileNotFoundError(UserError, FileNotFoundError):

@@ -30,6 +30,7 @@ from early_exit.dataset_readers.errors import (
     DataFileNotFoundError,
     DataFormatError,
     NoInstancesError,
+    NoWordpiecesError,
 )
 
 logger = logging.getLogger(__name__)
@@ -196,9 +197,27 @@ class EarlyExitLineReader(DatasetReader):
             paths: Sequence[PathOrStr] = file_path
         else:
             paths = [file_path]
-        records = (record for path in paths for record in self._read_records(path))
-        for _, record in self.shard_iterable(records):
-            yield self.text_to_instance(**record)
+        records = (
+            (path, line_number, record)
+            for path in paths
+            for line_number, record in self._read_records(path)
+        )
+        for path, line_number, record in self.shard_iterable(records):
+            try:
+                instance = self.text_to_instance(**record)
+            except NoWordpiecesError as empty:  # known only once tokenized, after sharding
+                error = DataFormatError(str(path), line_number, empty.problem)
+                if not self._skip_invalid_lines:
+                    raise error from None
+                logger.warning("Skipped an invalid line: %s", error)
+                continue
+            yield instance
+
+    @staticmethod
+    def _check_wordpieces(name: str, text: str, num_wordpieces: int) -> None:
+        """A text with no wordpieces is refused like an empty one (`NoWordpiecesError`)."""
+        if num_wordpieces <= 0:
+            raise NoWordpiecesError(name, text)
 
     @overrides
     def apply_token_indexers(self, instance: Instance) -> None:

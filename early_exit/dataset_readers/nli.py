@@ -74,9 +74,11 @@ class EarlyExitNliReader(EarlyExitLineReader):
 
         An `Instance` with a `tokens` field and, if `label` is given, a `label` field.
         """
-        premise_tokens, hypothesis_tokens = self._truncate_pair(
-            self._tokenizer.tokenize(premise), self._tokenizer.tokenize(hypothesis)
-        )
+        premise_tokens = self._tokenizer.tokenize(premise)
+        hypothesis_tokens = self._tokenizer.tokenize(hypothesis)
+        self._check_wordpieces("premise", premise, len(premise_tokens))
+        self._check_wordpieces("hypothesis", hypothesis, len(hypothesis_tokens))
+        premise_tokens, hypothesis_tokens = self._truncate_pair(premise_tokens, hypothesis_tokens)
         tokens = self._tokenizer.add_special_tokens(premise_tokens, hypothesis_tokens)
         fields: Dict[str, Field] = {"tokens": TextField(tokens)}
         if label is not None:

@@ -72,6 +72,10 @@ class EarlyExitTextClassificationReader(EarlyExitLineReader):
             max_length=self._max_length,
             tokenizer_kwargs=tokenizer_kwargs,
         )
+        self._num_special_tokens = len(
+            self._sequence_tokenizer.single_sequence_start_tokens
+            + self._sequence_tokenizer.single_sequence_end_tokens
+        )
 
     # The base class declares `text_to_instance(*inputs)`, which no concrete signature matches,
     # hence no signature check.
@@ -91,7 +95,9 @@ class EarlyExitTextClassificationReader(EarlyExitLineReader):
 
         An `Instance` with a `tokens` field and, if `label` is given, a `label` field.
         """
-        fields: Dict[str, Field] = {"tokens": TextField(self._sequence_tokenizer.tokenize(text))}
+        tokens = self._sequence_tokenizer.tokenize(text)
+        self._check_wordpieces("text", text, len(tokens) - self._num_special_tokens)
+        fields: Dict[str, Field] = {"tokens": TextField(tokens)}
         if label is not None:
             fields["label"] = LabelField(str(label).strip(), label_namespace="labels")
         return Instance(fields)

@@ -181,8 +181,15 @@ class EarlyExitClassifier(Model):
         num_heads = len(exit_layers)
         loss_weights = self._per_head_values("loss_weights", loss_weights, num_heads, 1.0)
         temperatures = self._per_head_values("temperatures", temperatures, num_heads, 1.0)
-        if any(weight < 0 for weight in loss_weights):
+        if any(not weight >= 0 for weight in loss_weights):
             raise ConfigurationError(f"loss_weights must not be negative, got {loss_weights}")
+        if not any(weight > 0 for weight in loss_weights):
+            # The training loss would be 0 whatever the weights: training "succeeds" and archives
+            # a model that learned nothing.
+            raise ConfigurationError(
+                f"loss_weights are all 0 ({loss_weights}): nothing would be trained; give at "
+                "least one head a positive weight"
+            )
         if any(not temperature > 0 for temperature in temperatures):
             raise ConfigurationError(f"temperatures must be positive, got {temperatures}")
         if distillation_weight < 0 or not distillation_temperature > 0:
@@ -239,7 +246,7 @@ class EarlyExitClassifier(Model):
             )
         if split_by_length is not None:
             logger.warning("split_by_length is no longer used: every supported encoder packs")
-        self.exit_policy = exit_policy if exit_policy is not None else MaxProbabilityPolicy()
+        self.exit_policy = exit_policy if exit_policy is not None else MaxProbabilityPolicy(1.0)
         if confidence_threshold is not None:
             self.confidence_threshold = confidence_threshold
         self.run_all_heads = run_all_heads

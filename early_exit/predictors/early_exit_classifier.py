@@ -15,6 +15,7 @@ from overrides import overrides
 from early_exit.common.registrables import registered
 from early_exit.common.json_lines import InvalidJsonLine, decode_json_line
 from early_exit.common.cli_errors import UserError
+from early_exit.dataset_readers.errors import NoWordpiecesError, surely_has_wordpieces
 from early_exit.models.batch_stream import BatchStream
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
 from early_exit.models.model_inputs import batch_on_device
@@ -221,7 +222,11 @@ class EarlyExitClassifierPredictor(Predictor):
                 f"input line is a JSON {type(inputs).__name__}, not an object; expected e.g. "
                 f"{self._expected_example()}; got: {_quote(line)}"
             )
-        self._texts(inputs)  # checked here too, where `allennlp predict` knows the line number
+        # Checked here too, where `allennlp predict` knows the line number; only a text of no
+        # letter, digit or punctuation needs tokenizing to know whether it has wordpieces.
+        texts = self._texts(inputs)
+        if not all(surely_has_wordpieces(text) for text in texts):
+            self._json_to_instance(inputs)
         return inputs
 
     @overrides
@@ -231,7 +236,10 @@ class EarlyExitClassifierPredictor(Predictor):
                 f"expected a JSON object such as {self._expected_example()}, "
                 f"got {type(json_dict).__name__}: {_quote(repr(json_dict))}"
             )
-        return self._dataset_reader.text_to_instance(*self._texts(json_dict))
+        try:
+            return self._dataset_reader.text_to_instance(*self._texts(json_dict))
+        except NoWordpiecesError as error:
+            raise PredictorInputError(error.problem) from None
 
     def _texts(self, json_dict: JsonDict) -> List[str]:
         """The text (or premise and hypothesis) of an input, or a `PredictorInputError`."""

@@ -3,11 +3,13 @@ Writing the sweep of data without labels (`LabelFreeSweep`): `sweep.json`, `swee
 and the console summary. No accuracy columns: without labels there is no accuracy to show.
 """
 
+import contextlib
 import csv
 import json
 import os
 from typing import Any, Dict, List
 
+from early_exit.common.files import atomic_path, write_errors_named
 from early_exit.sweep.guaranteed import LabelFreeSweep
 from early_exit.sweep.report import (
     CSV_FILE,
@@ -56,22 +58,30 @@ def format_label_free_summary(result: LabelFreeSweep, max_rows: int = 25) -> str
 
 
 def write_label_free_outputs(result: LabelFreeSweep, output_dir: str) -> Dict[str, str]:
-    """Writes `sweep.csv`, `sweep.md` and `sweep.json` into `output_dir`; returns their paths."""
+    """
+    Writes `sweep.csv`, `sweep.md` and `sweep.json` into `output_dir`; returns their paths. As
+    `write_sweep_outputs`: all three atomically, moved into place once every one is complete.
+    """
     os.makedirs(output_dir, exist_ok=True)
     files = {
         "csv": os.path.join(output_dir, CSV_FILE),
         "markdown": os.path.join(output_dir, MARKDOWN_FILE),
         "json": os.path.join(output_dir, JSON_FILE),
     }
-    with open(files["csv"], "w", newline="", encoding="utf-8") as csv_file:
-        writer = csv.writer(csv_file)
-        writer.writerow(_COLUMNS)
-        writer.writerows(_table_rows(result))
     markdown = "# Threshold sweep without labels\n\n" + "\n\n".join(_header_lines(result))
     markdown += "\n\n## All thresholds\n\n" + markdown_table(_COLUMNS, _table_rows(result)) + "\n"
-    with open(files["markdown"], "w", encoding="utf-8") as markdown_file:
-        markdown_file.write(markdown)
-    with open(files["json"], "w", encoding="utf-8") as json_file:
-        json.dump({**result.to_json(), "files": files}, json_file, indent=2)
-        json_file.write("\n")
+    with contextlib.ExitStack() as stack:
+        temporary = {kind: stack.enter_context(atomic_path(path)) for kind, path in files.items()}
+        with write_errors_named(files["csv"]):  # each names its own file, not the last opened
+            with open(temporary["csv"], "w", newline="", encoding="utf-8") as csv_file:
+                writer = csv.writer(csv_file)
+                writer.writerow(_COLUMNS)
+                writer.writerows(_table_rows(result))
+        with write_errors_named(files["markdown"]):
+            with open(temporary["markdown"], "w", encoding="utf-8") as markdown_file:
+                markdown_file.write(markdown)
+        with write_errors_named(files["json"]):
+            with open(temporary["json"], "w", encoding="utf-8") as json_file:
+                json.dump({**result.to_json(), "files": files}, json_file, indent=2)
+                json_file.write("\n")
     return files

@@ -9,7 +9,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
 
-from early_exit.common.files import atomic_path
+from early_exit.common.files import atomic_path, write_errors_named
 from early_exit.modules.exit_policies import ExitPolicy
 from early_exit.sweep.recommendation import thresholds_only
 from early_exit.sweep.recommendation import MAX_ACCURACY_DROP, Recommendation
@@ -501,8 +501,12 @@ def write_sweep_outputs(result: SweepResult, output_dir: str) -> Dict[str, str]:
     files = sweep_output_files(output_dir)
     with contextlib.ExitStack() as stack:
         temporary = {kind: stack.enter_context(atomic_path(path)) for kind, path in files.items()}
-        write_csv(result, temporary["csv"])
-        write_markdown(result, temporary["markdown"])
-        plot_sweep(result, temporary["plot"])
-        write_json(result, temporary["json"], files)
+        with write_errors_named(files["csv"]):  # each names its own file, not the last opened
+            write_csv(result, temporary["csv"])
+        with write_errors_named(files["markdown"]):
+            write_markdown(result, temporary["markdown"])
+        with write_errors_named(files["plot"]):
+            plot_sweep(result, temporary["plot"])
+        with write_errors_named(files["json"]):
+            write_json(result, temporary["json"], files)
     return files

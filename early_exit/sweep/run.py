@@ -153,6 +153,12 @@ class SweepResult:
         }
 
 
+# The timing's defaults (the command line's too).
+TIMING_BATCH_SIZE = 32
+TIMING_REPEATS = 3
+TIMING_INSTANCES = 200
+
+
 def _check_labelled(model: EarlyExitClassifier, instances: List[Instance], data_name: str) -> None:
     if not instances:
         raise NoInstancesError(data_name)
@@ -174,9 +180,9 @@ def sweep_model(
     compute_budget: Optional[float] = None,
     timing: bool = True,
     timing_thresholds: Optional[Sequence[Union[float, ExitPolicy]]] = None,
-    timing_batch_sizes: Sequence[int] = (1, 32),
-    repeats: int = 3,
-    timing_instances: Optional[int] = 200,
+    timing_batch_sizes: Sequence[int] = (1, TIMING_BATCH_SIZE),
+    repeats: int = TIMING_REPEATS,
+    timing_instances: Optional[int] = TIMING_INSTANCES,
     data_name: str = "the data",
     policy: str = "max_probability",
     grid_step: Optional[float] = None,

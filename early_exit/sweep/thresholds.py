@@ -21,8 +21,8 @@ from early_exit.modules.exit_policies.max_probability import NEAR_ONE_THRESHOLDS
 # One policy of each type a sweep knows, by name, in the order `--policy all` sweeps them; its
 # `sweep_grid` gives the type's grid.
 SWEPT_POLICIES: Dict[str, ExitPolicy] = {
-    "max_probability": MaxProbabilityPolicy(),
-    "entropy": EntropyPolicy(),
+    "max_probability": MaxProbabilityPolicy(1.0),
+    "entropy": EntropyPolicy(0.0),
     "patience": PatiencePolicy(1),
     "confident_patience": ConfidentPatiencePolicy(1.0, 1),
 }

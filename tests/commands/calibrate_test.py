@@ -349,6 +349,9 @@ def test_a_certified_exit_policy_is_stored_and_predict_runs_at_it(archive, tmp_p
         (["--max-accuracy-drop", "0"], r"--max-accuracy-drop must be in \(0, 1\)"),
         (["--max-accuracy-drop", "1.5"], r"--max-accuracy-drop must be in \(0, 1\)"),
         (["--max-accuracy-drop", "0.01", "--delta", "1"], r"--delta must be in \(0, 1\)"),
+        # Without --max-accuracy-drop they would do nothing.
+        (["--risk", "consistency"], "--risk applies only with --max-accuracy-drop"),
+        (["--delta", "0.1", "--risk", "accuracy"], "--risk and --delta apply only with --max-acc"),
     ],
 )
 def test_bad_guarantee_settings_are_one_error_line(archive, tmp_path, capsys, settings, message):
@@ -411,3 +414,16 @@ def test_an_fp32_runner_refits_the_same_temperatures(archive, tmp_path):
     config = load_archive(str(by_onnx)).config.as_dict()["model"]
     assert "runner_temperatures" not in config
     assert config["temperatures"] == onnx_report["temperatures"]
+
+
+def test_a_full_disk_names_the_file_it_could_not_write(archive, tmp_path, capsys):
+    # /dev/full answers every write with ENOSPC, as a full disk does.
+    report = tmp_path / "report.json"
+    with pytest.raises(SystemExit) as exit_info:
+        _run_in_process(
+            [str(archive), str(DATA), "--output-file", "/dev/full", "--report-file", str(report)]
+        )
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == "error: cannot write /dev/full: No space left on device"
+    assert not report.exists()  # both outputs or neither

@@ -1,11 +1,13 @@
 import argparse
 import csv
+import errno
 import json
+import os
 import re
 
 import pytest
 
-from early_exit.commands.sweep_thresholds import SweepThresholds
+from early_exit.commands.sweep_thresholds import TIMING_OPTIONS, SweepThresholds
 from early_exit.sweep import default_threshold_grid
 from tests import FIXTURES_ROOT, run_allennlp
 from tests.sweep.trained_models import TEXT_DATA, other_model_archive, trained_archive
@@ -204,11 +206,34 @@ def bad_inputs(archive, tmp_path_factory):
         (["{missing}.tar.gz", "{data}", "--policy", "fastest"], "unknown exit policy"),
         (["{archive}", "{data}", "--policy", "patience", "--thresholds", "0.5"], "do not apply"),
         (["{archive}", "{data}", "--policy", "all", "--timing-thresholds", "0.5"], "apply to a"),
+        # Options that would do nothing.
+        (
+            ["{archive}", "{data}", "--risk", "none", "--delta", "0.1"],
+            "--delta applies only with a",
+        ),
+        (
+            ["{archive}", "{data}", "--no-timing", "--repeats", "5"],
+            "--repeats applies only without --no-timing",
+        ),
+        (
+            [
+                "{archive}",
+                "{data}",
+                "--no-timing",
+                "--timing-instances",
+                "9",
+                "--timing-batch-size",
+                "2",
+            ],
+            "--timing-batch-size and --timing-instances apply only without --no-timing",
+        ),
     ],
 )
 def test_bad_inputs_are_one_error_line(bad_inputs, tmp_path, capsys, argv, message):
     paths = {**bad_inputs, "data": TEXT_DATA}
-    argv = [arg.format(**paths) for arg in argv] + ["--output-dir", tmp_path / "out", "--no-timing"]
+    argv = [arg.format(**paths) for arg in argv] + ["--output-dir", tmp_path / "out"]
+    if not set(argv) & set(TIMING_OPTIONS):  # checked before any timing, and refused with it
+        argv.append("--no-timing")
     with pytest.raises(SystemExit) as exit_info:
         _sweep(*argv)
     assert exit_info.value.code == 1
@@ -331,3 +356,17 @@ def test_a_sweep_under_a_layer_runner_names_it_and_uses_its_temperatures(archive
     assert f"temperatures {int8} (layer runner onnxruntime int8)" in page
     _sweep(archive, TEXT_DATA, "--output-dir", tmp_path / "torch", "--risk", "none", "--no-timing")
     assert "layer runner" not in (tmp_path / "torch" / "sweep.md").read_text()
+
+
+def test_a_full_disk_names_the_file_it_could_not_write(archive, tmp_path, capsys, monkeypatch):
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("matplotlib.figure.Figure.savefig", full_disk)
+    output_dir = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        _sweep(archive, TEXT_DATA, "--output-dir", output_dir, "--no-timing")
+    assert exit_info.value.code == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error == f"error: cannot write {output_dir / 'sweep.png'}: No space left on device"
+    assert not output_dir.exists() or not os.listdir(output_dir)  # none of the four, no temporary

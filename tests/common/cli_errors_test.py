@@ -113,8 +113,9 @@ def bad_data(tmp_path_factory):
     [
         ({"model.exit_layers": [0, 9]}, "exit_layers [0, 9] are out of range: {bert} has 4"),
         ({"train_data_path": "{data}/header.tsv"}, "{data}/header.tsv, line 1: a header line"),
+        ({"model.loss_weights": [0, 0, 0]}, "loss_weights are all 0 ([0.0, 0.0, 0.0])"),
     ],
-    ids=["configuration", "header"],
+    ids=["configuration", "header", "zero_loss_weights"],
 )
 def test_train_ends_with_one_error_line(bad_data, tmp_path, overrides, expected):
     serialization_dir = tmp_path / "model"

@@ -1,3 +1,5 @@
+import errno
+import io
 import os
 import socket
 import subprocess
@@ -6,7 +8,10 @@ import sys
 import pytest
 from allennlp.common.checks import ConfigurationError
 
+from early_exit.common import files
 from early_exit.common.files import (
+    OutputWriteError,
+    write_errors_named,
     atomic_open,
     atomic_path,
     atomic_write,
@@ -166,3 +171,47 @@ class TestAtomicWrites:
         with atomic_open(os.devnull) as handle:
             handle.write("discarded")
         assert os.path.exists(os.devnull)
+
+
+class TestFailedWritesNameTheOutput:
+    """A full disk (or quota, or failing device) names the output it could not write."""
+
+    def test_a_real_full_device(self):
+        # /dev/full answers every write with ENOSPC; special files are written in place.
+        with pytest.raises(OutputWriteError, match=r"^cannot write /dev/full: No space left"):
+            with atomic_open("/dev/full") as handle:
+                handle.write("x" * 10_000)
+                handle.flush()
+
+    def test_a_write_that_does_not_fit_leaves_the_old_file(self, tmp_path, monkeypatch):
+        output = tmp_path / "out.txt"
+        output.write_text("old")
+
+        class FullDisk(io.StringIO):
+            def write(self, text):
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(files, "open", lambda *args, **kwargs: FullDisk(), raising=False)
+        with pytest.raises(OutputWriteError) as info:
+            with atomic_open(output) as handle:
+                handle.write("new")
+        assert str(info.value) == f"cannot write {output}: No space left on device"
+        assert info.value.errno == errno.ENOSPC and isinstance(info.value, OSError)
+        assert output.read_text() == "old" and os.listdir(tmp_path) == ["out.txt"]
+
+    def test_torch_saves_failed_write(self, tmp_path):
+        def save(path):
+            raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+        with pytest.raises(OutputWriteError, match="cannot write .*weights.th: PytorchStream"):
+            atomic_write(tmp_path / "weights.th", save)
+
+    def test_the_innermost_writer_names_its_file(self, tmp_path):
+        with pytest.raises(OutputWriteError, match="cannot write first: "):
+            with atomic_path(tmp_path / "second"), write_errors_named("first"):
+                raise OSError(errno.EDQUOT, "Disk quota exceeded")
+
+    def test_other_errors_pass_unchanged(self, tmp_path):
+        with pytest.raises(PermissionError):
+            with atomic_path(tmp_path / "out"):
+                raise PermissionError(errno.EACCES, "Permission denied", "elsewhere")

@@ -4,13 +4,19 @@ untouched.
 """
 
 import json
+import tarfile
 
 import pytest
 from allennlp.common import Params
+from allennlp.common.checks import ConfigurationError
+from allennlp.predictors import Predictor
 from allennlp.common import params as allennlp_params
 
 from early_exit.allennlp_patches import install_nested_override_merge
 from early_exit.common.overrides import merge_package_blocks
+from early_exit.modules.exit_policies.entropy import EntropyPolicy
+from early_exit.modules.exit_policies.max_probability import MaxProbabilityPolicy
+from tests.sweep.trained_models import trained_archive
 
 
 def with_overrides(original, overrides):
@@ -75,3 +81,64 @@ def test_params_from_file_and_install_is_idempotent(tmp_path):
     params = Params.from_file(str(config), '{"model": {"confidence_threshold": 0.25}}')
     assert params["model"]["confidence_threshold"] == 0.25
     assert params["model"]["type"] == "early_exit_classifier"
+
+
+POLICY = {"type": "entropy", "threshold": 0.3}
+WITH_POLICY = dict(
+    CONFIG, model={**CONFIG["model"], "confidence_threshold": None, "exit_policy": POLICY}
+)
+
+
+@pytest.mark.parametrize("spelling", ["nested", "dotted"])
+def test_an_overridden_policy_replaces_the_configurations_other_spelling(spelling):
+    def override(key, value):
+        return {"model": {key: value}} if spelling == "nested" else {f"model.{key}": value}
+
+    merged = with_overrides(WITH_POLICY, override("confidence_threshold", 0.55))["model"]
+    assert merged["confidence_threshold"] == 0.55 and merged["exit_policy"] is None
+    merged = with_overrides(CONFIG, override("exit_policy", POLICY))["model"]
+    assert merged["exit_policy"] == POLICY and merged["confidence_threshold"] is None
+    # The same spelling, or a parameter of the configuration's own policy: nothing cleared.
+    tweak = (
+        override("exit_policy", {"threshold": 0.1})
+        if spelling == "nested"
+        else {"model.exit_policy.threshold": 0.1}
+    )
+    merged = with_overrides(WITH_POLICY, tweak)["model"]
+    assert merged["exit_policy"] == dict(POLICY, threshold=0.1)
+
+
+def test_both_spellings_in_one_override_are_kept_for_the_models_error():
+    both = {"model.confidence_threshold": 0.5, "model.exit_policy": POLICY}
+    merged = with_overrides(WITH_POLICY, both)["model"]
+    assert merged["confidence_threshold"] == 0.5 and merged["exit_policy"] == POLICY
+
+
+@pytest.fixture(scope="module")
+def archive_with_policy(tmp_path_factory):
+    """The tiny model's archive as a folder whose config holds an `exit_policy` (as calibrate's
+    `--max-accuracy-drop` writes it)."""
+    folder = tmp_path_factory.mktemp("policy_archive")
+    with tarfile.open(trained_archive(tmp_path_factory, "text")) as archive:
+        archive.extractall(folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["model"]["exit_policy"] = POLICY
+    config["model"].pop("confidence_threshold", None)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_predictor_overrides_replace_the_archives_policy(archive_with_policy):
+    predictor = Predictor.from_path(archive_with_policy, "early_exit_classifier")
+    assert isinstance(predictor.exit_policy, EntropyPolicy)
+    predictor = Predictor.from_path(
+        archive_with_policy, "early_exit_classifier", overrides={"model.confidence_threshold": 0.55}
+    )
+    assert isinstance(predictor.exit_policy, MaxProbabilityPolicy)
+    assert predictor.confidence_threshold == 0.55
+    with pytest.raises(ConfigurationError, match="not both"):
+        Predictor.from_path(
+            archive_with_policy,
+            "early_exit_classifier",
+            overrides={"model": {"confidence_threshold": 0.5, "exit_policy": POLICY}},
+        )

@@ -198,6 +198,13 @@ BAD_INPUTS = [
     ("bad.tsv", "entailment\t  \tA person.\n", 1, "empty premise"),
     ("bad.tsv", "entailment\tA man.\t \n", 1, "empty hypothesis"),
     ("bad.tsv", "entailment\tA man.\t\n", 1, "empty hypothesis"),
+    ("bad.tsv", "entailment\tA man.\t\u200b\u200c\n", 1, "empty hypothesis: it has no wordpieces"),
+    (
+        "bad.jsonl",
+        '{"premise": "\\u0001", "hypothesis": "B", "label": "x"}\n',
+        1,
+        "empty premise: it",
+    ),
     ("bad.tsv", " \tA man.\tA person.\n", 1, "empty label"),
     ("bad.tsv", "neutral\tA man.\tA person.\tA dog.\n", 1, "too many fields"),
     ("bad.tsv", b"neutral\tA man.\tA person.\nneutral\tA \x80.\tB.\n", 2, "not valid in encoding"),

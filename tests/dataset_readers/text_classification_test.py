@@ -372,3 +372,23 @@ def test_lines_without_labels_are_read_only_when_labels_are_not_required(tmp_pat
         unlabelled, labelled = reader.read(path)
         assert "label" not in unlabelled.fields and wordpieces(unlabelled)[1:3] == ["good", "film"]
         assert labelled["label"].label == label
+
+
+NO_WORDPIECES = [
+    ("bad.tsv", "positive\tgood\nnegative\t\u200b\x01\u2060\n", 2),
+    ("bad.jsonl", '{"text": "good", "label": "x"}\n{"text": "\\u200d\\ufffd", "label": "x"}\n', 2),
+]
+
+
+@pytest.mark.parametrize("name, content, line_number", NO_WORDPIECES)
+def test_a_text_with_no_wordpieces_is_refused_like_an_empty_one(
+    reader, tmp_path, caplog, name, content, line_number
+):
+    path = write(tmp_path / name, content)
+    with pytest.raises(DataFormatError, match="empty text: it has no wordpieces") as info:
+        list(reader.read(path))
+    assert str(info.value).startswith(f"{path}, line {line_number}: ")
+    skipping = EarlyExitTextClassificationReader(TINY_BERT, skip_invalid_lines=True)
+    with caplog.at_level(logging.WARNING, logger=LOGGER_NAME):
+        assert len(list(skipping.read(path))) == line_number - 1
+    assert f"{path}, line {line_number}: empty text" in caplog.text

@@ -339,6 +339,8 @@ class TestConfigurationErrors:
             ({"exit_layers": [0, 3], "temperatures": [1.0]}, "one value per exit layer"),
             ({"exit_layers": [0, 3], "temperatures": [1.0, 0.0]}, "positive"),
             ({"exit_layers": [0, 3], "loss_weights": [1.0, 1.0, 1.0]}, "one value per exit layer"),
+            ({"exit_layers": [0, 3], "loss_weights": [1.0, float("nan")]}, "not be negative"),
+            ({"exit_layers": [0, 3], "loss_weights": [0, 0.0]}, r"all 0 \(\[0.0, 0.0\]\)"),
             ({"exit_layers": [0, 3], "head_pooling": "max"}, "head_pooling"),
         ],
     )

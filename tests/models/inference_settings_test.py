@@ -32,4 +32,4 @@ def test_forward_with_settings_leaves_the_model_as_it_was():
     assert "head_probs" in outputs
     assert len(streamed) == len(batches)
     assert model.inference_settings() == own
-    assert model.exit_policy == MaxProbabilityPolicy() and not model.run_all_heads
+    assert model.exit_policy == MaxProbabilityPolicy(1.0) and not model.run_all_heads

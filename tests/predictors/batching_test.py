@@ -190,3 +190,42 @@ class TestBatchedPredictions:
             assert one["label"] == other["label"]
             numpy.testing.assert_allclose(one["head_probs"], other["head_probs"], atol=1e-4)
             numpy.testing.assert_allclose(one["head_logits"], other["head_logits"], atol=1e-5)
+
+
+# How far batch size may move a probability: float32 rounding, which differs with the shapes of
+# the products a batch makes (see the README's "Predict" section). Measured on these fixtures
+# about 6e-8; the README states what real encoders give.
+BATCH_TOLERANCE = 1e-6
+
+
+@pytest.mark.parametrize("carry_rows", [True, False], ids=["carried", "batch_by_batch"])
+def test_batch_size_moves_probabilities_by_float32_rounding_only(
+    tmp_path_factory, threshold, carry_rows
+):
+    """`allennlp predict`'s two ways at --batch-size 7 against line by line, unrounded."""
+    predictor = Predictor.from_path(
+        trained_archive(tmp_path_factory, "text"),
+        "early_exit_classifier",
+        decimals=12,
+        confidence_threshold=threshold,
+        carry_rows=carry_rows,
+    )
+    lines = _varied_lines()
+    singles = [predictor.predict_json(line) for line in lines]
+    if carry_rows:
+        sevens = [output for _, output in predictor.predict_json_stream(iter(lines), 7)]
+    else:
+        sevens = [
+            output
+            for start in range(0, len(lines), 7)
+            for output in predictor.predict_batch_json(lines[start : start + 7])
+        ]
+    assert [(one["label"], one["exit_head"]) for one in singles] == [
+        (seven["label"], seven["exit_head"]) for seven in sevens
+    ]
+    differences = [
+        abs(value - other)
+        for one, seven in zip(singles, sevens)
+        for value, other in zip(one["probs"], seven["probs"])
+    ]
+    assert max(differences) <= BATCH_TOLERANCE

@@ -198,6 +198,7 @@ class TestBadInput:
             ("   \n", "empty input line"),
             ("{not json", "not valid JSON.*{not json"),
             ('["a list"]', "not an object"),
+            ('{"sentence": "\\u200b\\u0002"}', "empty text: it has no wordpieces"),
         ],
     )
     def test_bad_lines(self, predictor, line, message):
@@ -210,11 +211,19 @@ class TestBadInput:
             ({"sentence": "a", "text": "b"}, "both"),
             ({"sentence": ""}, "non-empty string"),
             ({"sentence": 3}, "non-empty string"),
+            ({"sentence": "\u200b\u2060"}, "empty text: it has no wordpieces"),
         ],
     )
     def test_bad_values(self, predictor, inputs, message):
         with pytest.raises(PredictorInputError, match=message):
             predictor.predict_json(inputs)
+
+    @pytest.mark.parametrize("policy", ["max_probability", "entropy"])
+    def test_a_policy_without_its_threshold_names_the_setting(self, text_archive, policy):
+        with pytest.raises(ConfigurationError, match='"threshold" is required at .*exit_policy'):
+            Predictor.from_path(text_archive, exit_policy={"type": policy})
+        with pytest.raises(ConfigurationError, match='"threshold" is required at .*exit_policy'):
+            Predictor.from_path(text_archive, overrides={"model.exit_policy": {"type": policy}})
 
     @pytest.mark.parametrize("threshold", [1.5, -0.1, "high", True, False])
     def test_threshold_outside_zero_one(self, text_archive, threshold):

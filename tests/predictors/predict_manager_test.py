@@ -355,17 +355,28 @@ class TestUserErrors:
         bad_utf8.write_bytes(b'{"sentence": "fine"}\n{"sentence": "caf\xe9"}\n')
         missing_key = tmp_path / "missing.jsonl"
         missing_key.write_text('{"sentence": "fine"}\n{"txt": "no key"}\n')
+        no_wordpieces = tmp_path / "invisible.jsonl"
+        no_wordpieces.write_text('{"sentence": "fine"}\n{"sentence": "\\u200b\\u0001"}\n')
         content = input_file.read_text()
         output = ["--silent", "--output-file", tmp_path / "out.jsonl"]
         cases = [
             ([text_archive, input_file, "--output-file", input_file], "is the input file"),
             ([text_archive, bad_utf8, *output], "latin1.jsonl line 2: not valid UTF-8"),
+            # A full disk, for real: /dev/full answers every write with ENOSPC.
+            (
+                [text_archive, input_file, "--silent", "--output-file", "/dev/full"],
+                "cannot write /dev/full: No space left on device",
+            ),
             ([text_archive, missing_key, *output], 'missing.jsonl line 2: input line has no "sen'),
             (
                 [text_archive, TEXT_DATA, *output],
                 "(tab-separated, as the dataset reader reads: add",
             ),
             ([text_archive, missing_key, *output, "--batch-size", "4"], "missing.jsonl line 2: "),
+            (
+                [text_archive, no_wordpieces, *output, "--batch-size", "4"],
+                "invisible.jsonl line 2: empty text: it has no wordpieces",
+            ),
             (
                 [text_archive, input_file, *output, "-o", '{"model.confidence_threshold": "abc"}'],
                 "Expected confidence_threshold to be numeric",

@@ -251,7 +251,9 @@ def exit_heads_along(grid, probs):
 
 
 @pytest.mark.parametrize(
-    "policy", [MaxProbabilityPolicy(), EntropyPolicy(), PatiencePolicy(1)], ids=lambda p: str(p)
+    "policy",
+    [MaxProbabilityPolicy(1.0), EntropyPolicy(0.0), PatiencePolicy(1)],
+    ids=lambda p: str(p),
 )
 def test_every_sweep_grid_walks_from_the_full_model_to_ever_earlier_exits(policy):
     generator = torch.Generator().manual_seed(5)

@@ -35,12 +35,12 @@ class EntropyPolicy(ExitPolicy):
 
     # Parameters
 
-    threshold : `float`, optional (default = `0.0`)
+    threshold : `float`
         In [0, 1]. 0 never exits early (even where a distribution rounds to one-hot); 1.0 always
-        exits at the first head.
+        exits at the first head. Required: a policy without it would never exit early, silently.
     """
 
-    def __init__(self, threshold: float = 0.0) -> None:
+    def __init__(self, threshold: float) -> None:
         self.threshold = check_fraction("threshold", threshold)
 
     @overrides

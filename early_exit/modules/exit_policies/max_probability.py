@@ -27,12 +27,12 @@ class MaxProbabilityPolicy(ExitPolicy):
 
     # Parameters
 
-    threshold : `float`, optional (default = `1.0`)
+    threshold : `float`
         In [0, 1]. 1.0 never exits early (even where a probability rounds to 1.0); 0 always
-        exits at the first head.
+        exits at the first head. Required: a policy without it would never exit early, silently.
     """
 
-    def __init__(self, threshold: float = 1.0) -> None:
+    def __init__(self, threshold: float) -> None:
         self.threshold = check_fraction("threshold", threshold)
 
     @overrides

@@ -51,5 +51,5 @@ def test_one_threshold_means_the_same_for_2_and_40_labels():
 
 
 def test_sweep_grid_runs_from_never_to_always():
-    grid = [policy.threshold for policy in EntropyPolicy().sweep_grid(4)]
+    grid = [policy.threshold for policy in EntropyPolicy(0.0).sweep_grid(4)]
     assert grid[0] == 0.0 and grid[-1] == 1.0 and grid == sorted(grid)

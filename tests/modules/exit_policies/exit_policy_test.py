@@ -30,9 +30,11 @@ def test_a_config_gives_the_policy_and_to_json_gives_the_config(policy):
     assert config["type"] == policy.registered_name()
 
 
-def test_the_default_is_the_full_model():
-    policy = ExitPolicy.from_params(Params({}))
+def test_the_default_type_is_max_probability_and_its_threshold_is_required():
+    policy = ExitPolicy.from_params(Params({"threshold": 1.0}))
     assert policy == MaxProbabilityPolicy(1.0) and policy.never_exits_early(2)
+    with pytest.raises(ConfigurationError, match='"threshold" is required'):
+        ExitPolicy.from_params(Params({}))
 
 
 @pytest.mark.parametrize(
@@ -47,6 +49,9 @@ def test_the_default_is_the_full_model():
         ({"type": "patience", "patience": True}, "patience must be an integer >= 1"),
         ({"type": "confident_patience", "threshold": 0.9, "patience": False}, "patience"),
         ({"type": "loss_of_patience"}, "not in acceptable choices"),
+        # Without its threshold, each would silently never exit early.
+        ({"type": "max_probability"}, '"threshold" is required'),
+        ({"type": "entropy"}, '"threshold" is required'),
     ],
 )
 def test_bad_parameters_are_configuration_errors(config, message):

@@ -61,7 +61,7 @@ def test_exit_heads_is_the_first_confident_head(num_labels):
 
 
 def test_sweep_grid_runs_from_the_full_model_to_the_first_head():
-    grid = MaxProbabilityPolicy().sweep_grid(4)
+    grid = MaxProbabilityPolicy(1.0).sweep_grid(4)
     thresholds = [policy.threshold for policy in grid]
     assert thresholds[0] == 1.0 and thresholds[-1] == 0.0
     assert thresholds == sorted(thresholds, reverse=True)
