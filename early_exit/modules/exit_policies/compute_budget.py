@@ -28,6 +28,12 @@ _WRAPPED = {"max_probability": MaxProbabilityPolicy, "entropy": EntropyPolicy}
 DEFAULT_WINDOW = 200
 INTEGRAL_GAIN = 20.0
 PROPORTIONAL_GAIN = 10.0
+# The proportional term's error is averaged over the last `window / EMA_WINDOWS` instances or so:
+# short enough to answer a step in difficulty before the window's mean shows all of it.
+EMA_WINDOWS = 4.0
+# The controller aims this far under the budget: the budget is a ceiling, and the overspending a
+# step in difficulty causes before the controller answers is not paid back.
+MARGIN = 0.005
 
 
 @ExitPolicy.register("compute_budget")
@@ -41,15 +47,18 @@ class ComputeBudgetPolicy(ExitPolicy):
 
     The controller is proportional-integral on the threshold's coordinate `u` (`-log(1 - t)` for
     a maximum probability, `-log(s)` for an entropy; larger `u` computes more), with no clock:
-    after a batch of `n` instances with relative computes `c_i`,
+    after a batch of `n` instances,
 
-        I <- clip(I - integral_gain / window * sum_i (c_i - budget), 0, U_MAX)
-        u <- clip(I - proportional_gain * (window mean - budget), 0, U_MAX)
+        I <- clip(I - integral_gain * n / window * (mean compute of the last window - target))
+        u <- clip(I - proportional_gain * e),  e: (compute - target) averaged over the last
+                                                  window / 4 instances or so (per instance)
 
-    The integral term brings the long-run mean to the budget (it moves as long as there is an
-    error), the proportional term answers a step in difficulty within the window; both are sums
-    over instances, so batch size 1 and 32 behave alike. The gains and the default window were
-    measured (`DEFAULT_WINDOW`, docs/results.md).
+    clipped to [0, U_MAX], with the target `MARGIN` (0.005) under the budget (a ceiling). The
+    integral term moves until the window's mean is at the target (an error that has left the
+    window is not paid back later: no overspending after a cheap start); the proportional term
+    answers a step in difficulty before the window shows it. Both advance per instance, so batch
+    sizes 1 and 32 behave alike. The rule, gains and default window were chosen among measured
+    candidates (docs/results.md, "Holding a compute budget on a drifting stream").
 
     Every row of a batch is decided with the threshold in force when the batch comes (the model's
     outputs carry it as `exit_threshold`); the batch's exits then move it. Decisions therefore
@@ -94,6 +103,7 @@ class ComputeBudgetPolicy(ExitPolicy):
         self._to_u, self._from_u = _COORDINATES[self.policy]
         u = 0.0 if self.start is None else min(max(self._to_u(self.start), 0.0), U_MAX)
         self._integral = u
+        self._recent_error = 0.0  # the error's moving average over about window / EMA_WINDOWS
         self._recent = ComputeWindow(self.window)  # the controller's window
         self._set(u)
         self._reset_statistics()
@@ -157,10 +167,12 @@ class ComputeBudgetPolicy(ExitPolicy):
         self._low, self._high = min(self._low, threshold), max(self._high, threshold)
         self._statistics.add(computes)
         self._recent.add(computes)
-        error = sum(computes) - self.budget * len(computes)
-        step = self.integral_gain / self.window * error
+        rate, target = min(EMA_WINDOWS / self.window, 1.0), max(self.budget - MARGIN, 0.0)
+        for compute in computes:  # per instance, so that batch sizes 1 and 32 agree
+            self._recent_error += rate * (compute - target - self._recent_error)
+        step = self.integral_gain * len(computes) / self.window * (self._recent.mean - target)
         self._integral = min(max(self._integral - step, 0.0), U_MAX)
-        u = self._integral - self.proportional_gain * (self._recent.mean - self.budget)
+        u = self._integral - self.proportional_gain * self._recent_error
         self._set(min(max(u, 0.0), U_MAX))
 
     def _set(self, u: float) -> None:
