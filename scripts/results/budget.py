@@ -14,8 +14,6 @@ The section also measures the controller candidates (windows and gains) the poli
 were chosen from.
 """
 
-import argparse
-import math
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -29,7 +27,6 @@ from early_exit.modules.exit_policies import (
     stream_exit_heads,
 )
 from early_exit.modules.exit_policies.compute_budget import DEFAULT_WINDOW
-from scripts.results.settings import ROOT
 
 BUDGETS = (0.3, 0.4, 0.5)
 BATCH_SIZE = 32
@@ -162,9 +159,9 @@ def difficulty_step(count: int = 4000, num_heads: int = 6, seed: int = 0) -> tor
 
 
 def main(argv: List[str] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.strip().split("\n\n")[0])
-    parser.add_argument("--shared-data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--work-dir", type=Path, default=ROOT / "build" / "results")
+    from scripts.results.cli import data_parser
+
+    parser = data_parser(__doc__)
     parser.add_argument(
         "--cache-dir",
         type=Path,
