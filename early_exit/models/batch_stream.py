@@ -42,8 +42,10 @@ class BatchStream:
     of its rows have exited (and all earlier batches' have).
 
     Where there is nothing to carry (the model in training, `run_all_heads`, an exit policy that
-    never exits early, or an encoder that cannot be packed), each batch simply goes through
-    `forward` when it is pushed. The layers, heads and exit decisions are the model's
+    never exits early, or an encoder that cannot be packed), or where an exit policy adapts to the
+    stream (`compute_budget`: each batch is decided with the threshold the complete batches before
+    it left, so no row may wait for a later batch), each batch simply goes through `forward` when
+    it is pushed. The layers, heads and exit decisions are the model's
     `InferenceEngine`'s, and each row's policy state travels with it.
 
     What it costs: memory for the rows that wait (their hidden states, fewer than `min_tokens`
@@ -75,6 +77,8 @@ class BatchStream:
             not self.settings.run_all_heads
             and engine.packs(self.settings)
             and not self.settings.exit_policy.never_exits_early(engine.num_heads)
+            # an adapting policy decides each batch with what the batches before it left
+            and not self.settings.exit_policy.adapts()
         )
         num_layers = model.encoder.num_layers
         self._waiting: List[List[RowSet]] = [[] for _ in range(num_layers)]
@@ -176,7 +180,7 @@ class BatchStream:
                     "relative_compute": compute,  # (size,)
                 }
             )
-            self.engine.count_exits(head_list)
+            self.engine.count_exits(head_list, self.settings)
         if outputs:
             # Forget the returned rows (the returned tensors keep their own storage).
             done = self._pending[0][0] - self._base if self._pending else len(self._heads)

@@ -85,8 +85,8 @@ class EarlyExitClassifier(Model):
         all 1.0 by default. The calibration callback and `allennlp calibrate` set them.
     exit_policy : `ExitPolicy`, optional (default = `max_probability` at threshold 1.0)
         When an instance leaves: `{"type": "max_probability", "threshold": 0.9}` (the paper),
-        `"entropy"`, `"patience"` or `"confident_patience"` (see
-        `early_exit.modules.exit_policies`).
+        `"entropy"`, `"patience"`, `"confident_patience"` or `"compute_budget"` (adapts a
+        threshold to hold a mean compute on the stream; see `early_exit.modules.exit_policies`).
         Changeable at any time (`model.exit_policy = ...`).
     confidence_threshold : `float`, optional
         The shorthand for `{"type": "max_probability", "threshold": confidence_threshold}`, in
@@ -301,6 +301,7 @@ class EarlyExitClassifier(Model):
     def exit_policy(self, policy: ExitPolicy) -> None:
         if not isinstance(policy, ExitPolicy):
             raise ConfigurationError(f"exit_policy must be an ExitPolicy, got {policy!r}")
+        policy.check_heads([(layer + 1) / self.full_depth for layer in self.exit_layers])
         self._exit_policy = policy
 
     @property
@@ -404,6 +405,8 @@ class EarlyExitClassifier(Model):
         - `exit_head` `(batch_size,)`: the index of that head; `exit_layer` `(batch_size,)`: its
           0-based transformer layer; `relative_compute` `(batch_size,)`:
           `(exit_layer + 1) / full_depth`;
+        - `exit_threshold` `(batch_size,)`, float64: under an adapting exit policy
+          (`compute_budget`), the threshold the batch was decided with;
         - `head_logits`, `head_probs` `(batch_size, num_heads, num_labels)`: every head's raw logits
           and temperature-scaled probabilities, only when all heads were run (training,
           `run_all_heads`, or a policy that never exits early with labels, where every layer is
@@ -419,11 +422,16 @@ class EarlyExitClassifier(Model):
         settings = settings or self.inference_settings()
         no_early_exit = settings.exit_policy.never_exits_early(engine.num_heads)
         all_heads = self.training or settings.run_all_heads or (no_early_exit and label is not None)
+        threshold = settings.exit_policy.adapted_threshold()  # before this batch moves it
         rows = engine.initial_rows(tokens, settings)
         batch_size = len(rows)
         exits = engine.run(rows, settings, all_heads)
         output = engine.batch_outputs(exits, batch_size, settings)
-        engine.count_exits(output["exit_head"].tolist() if all_heads else exits.heads)
+        if threshold is not None:
+            compute = output["relative_compute"]  # (batch_size,)
+            output["exit_threshold"] = torch.full_like(compute, threshold, dtype=torch.double)
+        heads = output["exit_head"].tolist() if all_heads or threshold is not None else exits.heads
+        engine.count_exits(heads, settings)
 
         if label is not None:
             label = label.long().view(-1)  # (batch_size,)
@@ -515,8 +523,8 @@ class EarlyExitClassifier(Model):
         # allennlp's metrics are numbers (its progress bar, console log and TensorBoard format
         # them so): the policy is named by the metrics' names, e.g. exit_policy_entropy_threshold.
         policy = self._exit_policy
-        for name, value in policy.parameters().items():
-            metrics[f"exit_policy_{policy.registered_name()}_{name}"] = float(value)
+        for name, value in policy.metrics(reset).items():
+            metrics[f"exit_policy_{policy.registered_name()}_{name}"] = value
         return metrics
 
     @classmethod

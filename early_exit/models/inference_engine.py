@@ -55,8 +55,9 @@ class InferenceEngine:
         self._head_of_layer = {layer: head for head, layer in enumerate(model.exit_layers)}
         self.num_heads = len(model.exit_layers)
         compute = [(layer + 1) / model.full_depth for layer in model.exit_layers]
-        # Per head (layer, relative compute), the compute as its float32 value, as outputs hold it.
-        self._head_values = list(zip(model.exit_layers, torch.tensor(compute).tolist()))
+        # Per head, the compute as its float32 value, as outputs hold it.
+        self.head_compute: List[float] = torch.tensor(compute).tolist()
+        self._head_values = list(zip(model.exit_layers, self.head_compute))  # (layer, compute)
         self._temperatures: VersionedCache[List[float]] = VersionedCache()
 
     def packs(self, settings: InferenceSettings) -> bool:
@@ -73,6 +74,7 @@ class InferenceEngine:
         numbered from `first_row` (their places in a stream of batches).
         """
         token_ids, mask, type_ids = token_tensors(tokens)
+        settings.exit_policy.check_heads(self.head_compute)
         encoder = self._model.encoder
         encoder.layer_runner.check_device(token_ids.device)
         batch_size = token_ids.shape[0]
@@ -218,6 +220,10 @@ class InferenceEngine:
             torch.tensor([compute for _, compute in values], dtype=torch.float, device=device),
         ]
 
-    def count_exits(self, heads: List[int]) -> None:
-        """Counts exits (one head index per row) into the model's exit statistics."""
+    def count_exits(self, heads: List[int], settings: InferenceSettings) -> None:
+        """
+        Counts a batch's exits (one head index per row, in order) into the model's exit statistics
+        and shows their compute to the exit policy (`observe`: an adapting policy moves here).
+        """
         self._model._exit_statistics.count(heads)
+        settings.exit_policy.observe([self.head_compute[head] for head in heads])

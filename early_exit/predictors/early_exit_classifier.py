@@ -70,6 +70,8 @@ class EarlyExitClassifierPredictor(Predictor):
     - `exit_head`: the index of the head that answered; `exit_layer`: its 0-based encoder layer;
     - `relative_compute`: the fraction of the full encoder's layers computed,
       `(exit_layer + 1) / full_depth`;
+    - `exit_threshold`: under the `compute_budget` policy, the threshold the line was decided
+      with (it moves as the stream goes; lines depend on the input's order and the batch size);
     - `head_probs` and `head_logits` (every head's probabilities and raw logits), only when the
       model runs all heads (`run_all_heads`).
 
@@ -189,7 +191,9 @@ class EarlyExitClassifierPredictor(Predictor):
     @exit_policy.setter
     def exit_policy(self, policy: Union[ExitPolicy, Dict[str, Any]]) -> None:
         """Takes an `ExitPolicy` or its config, e.g. `{"type": "entropy", "threshold": 0.3}`."""
-        self._exit_policy = registered(ExitPolicy, policy, "exit_policy")
+        policy = registered(ExitPolicy, policy, "exit_policy")
+        policy.check_heads(self._early_exit_model.engine.head_compute)
+        self._exit_policy = policy
 
     def settings(self) -> InferenceSettings:
         """What this predictor's model calls run with: the model's, with this exit policy."""
@@ -403,6 +407,8 @@ class EarlyExitClassifierPredictor(Predictor):
             "exit_layer": int(output["exit_layer"]),
             "relative_compute": round(float(output["relative_compute"]), self._decimals),
         }
+        if "exit_threshold" in output:  # an adapting policy's, at full precision
+            formatted["exit_threshold"] = float(output["exit_threshold"])
         if "head_probs" in output:
             formatted["head_probs"] = [
                 [round(float(prob), self._decimals) for prob in head]

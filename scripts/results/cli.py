@@ -9,12 +9,18 @@ from typing import List
 from scripts.results.settings import DATASETS, ROOT, SST2_EXTRA_VARIANTS, VARIANTS
 
 
+def data_parser(doc: str) -> argparse.ArgumentParser:
+    """A parser described by `doc`'s first paragraph, with `--shared-data` and `--work-dir`."""
+    parser = argparse.ArgumentParser(description=doc.strip().split("\n\n")[0])
+    parser.add_argument("--shared-data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--work-dir", type=Path, default=ROOT / "build" / "results")
+    return parser
+
+
 def parse_args(argv: List[str] = None) -> argparse.Namespace:
     from scripts import results
 
-    parser = argparse.ArgumentParser(description=results.__doc__.strip().split("\n\n")[0])
-    parser.add_argument("--shared-data", type=Path, default=ROOT.parent / "shared" / "data")
-    parser.add_argument("--work-dir", type=Path, default=ROOT / "build" / "results")
+    parser = data_parser(results.__doc__)
     parser.add_argument(
         "--json-dir",
         type=Path,

@@ -5,7 +5,7 @@ probabilities decisions are taken on.
 """
 
 from functools import lru_cache
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Union
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from allennlp.common import Params, Registrable
@@ -46,7 +46,7 @@ class ExitPolicy(Registrable):
     and the all-heads forward take exactly the engine's decisions through it.
 
     Registered names: `max_probability` (the default, the paper's rule), `entropy`, `patience`,
-    `confident_patience`.
+    `confident_patience`, and `compute_budget` (adapts a threshold to hold a mean compute).
     """
 
     default_implementation = "max_probability"
@@ -62,11 +62,19 @@ class ExitPolicy(Registrable):
         `TypeError` rather than a configuration error.
         """
         if isinstance(params, Params):
-            if params.get("threshold") is not None:
-                check_fraction("threshold", params.get("threshold"))
-            if params.get("patience") is not None:
-                check_patience(params.get("patience"))
+            name = params.get("type", cls.default_implementation)
+            known = Registrable._registry[ExitPolicy]
+            subclass = cls.by_name(name) if cls is ExitPolicy and name in known else cls
+            subclass.check_params(params)
         return super().from_params(params, constructor_to_call, constructor_to_inspect, **extras)
+
+    @classmethod
+    def check_params(cls, params: Params) -> None:
+        """Checks a config's raw values (before allennlp converts them) where a policy needs to."""
+        if params.get("threshold") is not None:
+            check_fraction("threshold", params.get("threshold"))
+        if params.get("patience") is not None:
+            check_patience(params.get("patience"))
 
     def initial_state(self, num_rows: int, device: torch.device) -> Optional[torch.Tensor]:
         """The per-row state before the first head, `(num_rows, ...)`, or `None` (no state)."""
@@ -93,6 +101,37 @@ class ExitPolicy(Registrable):
     def parameters(self) -> Dict[str, Any]:
         """The policy's parameters by name, as a config gives them."""
         raise NotImplementedError
+
+    def adapts(self) -> bool:
+        """
+        True for a policy that changes its parameter as the stream goes (`compute_budget`): each
+        batch is decided with the parameter the earlier batches left, so batches run whole, in
+        order, each followed by `observe`.
+        """
+        return False
+
+    def adapted_threshold(self) -> Optional[float]:
+        """The threshold the next batch is decided with, for an adapting policy; else `None`."""
+        return None
+
+    def observe(self, computes: Sequence[float]) -> None:
+        """
+        Called after each batch with the relative compute of its instances, in order (an adapting
+        policy moves its parameter here; the others ignore it).
+        """
+
+    def check_heads(self, head_compute: Sequence[float]) -> None:
+        """
+        A `ConfigurationError` if the policy cannot work with heads of these relative computes
+        (`(num_heads,)`, increasing); called before a model runs it.
+        """
+
+    def metrics(self, reset: bool = False) -> Dict[str, float]:
+        """
+        What the model's metrics report about the policy (as `exit_policy_<name>_<key>`): its
+        parameters; an adapting policy adds what it did since the last reset.
+        """
+        return {name: float(value) for name, value in self.parameters().items()}
 
     def conservativeness(self) -> tuple:
         """
@@ -158,6 +197,39 @@ class ExitPolicy(Registrable):
             exit_head[exits & ~done] = head
             done |= exits
         return exit_head
+
+
+def stream_exit_heads(
+    policy: ExitPolicy, head_probs: torch.Tensor, head_compute: Sequence[float], batch_size: int
+) -> Tuple[torch.LongTensor, List[Optional[float]]]:
+    """
+    The exits of a stream of instances whose every head's probabilities are known, as the model
+    decides them batch after batch (`exit_heads`, then `observe`): an adapting policy's simulation
+    on arrays is its own code. `policy` is advanced as by the stream.
+
+    # Parameters
+
+    head_probs : `torch.Tensor`
+        `(num_instances, num_heads, num_labels)`, temperature-scaled, in stream order.
+    head_compute : `Sequence[float]`
+        `(num_heads,)`: each head's relative compute.
+    batch_size : `int`
+
+    # Returns
+
+    The exit head of each instance `(num_instances,)` and the threshold it was decided with
+    (`adapted_threshold`; `None` for a fixed policy), per instance.
+    """
+    policy.check_heads(head_compute)
+    heads, thresholds = [], []
+    for start in range(0, head_probs.shape[0], batch_size):
+        threshold = policy.adapted_threshold()
+        batch_heads = policy.exit_heads(head_probs[start : start + batch_size])  # (batch,)
+        batch_list = batch_heads.tolist()
+        policy.observe([head_compute[head] for head in batch_list])
+        heads.append(batch_heads)
+        thresholds += [threshold] * len(batch_list)
+    return torch.cat(heads), thresholds
 
 
 def _exit_mask(decision: ExitDecision, num_rows: int, device: torch.device) -> torch.BoolTensor:

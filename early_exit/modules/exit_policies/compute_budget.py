@@ -1,0 +1,265 @@
+import math
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+from allennlp.common import Params
+from allennlp.common.checks import ConfigurationError
+from overrides import overrides
+
+from early_exit.modules.exit_policies.compute_window import ComputeWindow
+from early_exit.modules.exit_policies.entropy import EntropyPolicy
+from early_exit.modules.exit_policies.exit_policy import ExitDecision, ExitPolicy, check_fraction
+from early_exit.modules.exit_policies.max_probability import MaxProbabilityPolicy
+
+# The controller's coordinate `u` of a threshold: larger `u` computes more. `-log(1 - t)` for a
+# maximum probability and `-log(s)` for an entropy spread the thresholds where confident models
+# decide (0.99, 0.999, ...; 0.01, 0.001, ...) evenly, so that one gain fits every part of the range.
+# `u` runs from 0 (every row exits at the first head) to U_MAX (threshold 0.999999, entropy 1e-6).
+U_MAX = math.log(1e6)
+_COORDINATES: Dict[str, Tuple[Callable[[float], float], Callable[[float], float]]] = {
+    "max_probability": (lambda t: -math.log(max(1.0 - t, 1e-300)), lambda u: 1.0 - math.exp(-u)),
+    "entropy": (lambda s: -math.log(max(s, 1e-300)), lambda u: math.exp(-u)),
+}
+_WRAPPED = {"max_probability": MaxProbabilityPolicy, "entropy": EntropyPolicy}
+
+# Measured by `python -m scripts.results.budget --controllers` on constructed streams and on the
+# SST-2 and AG News models' drifting streams (docs/results.md, "Holding a compute budget"): the
+# window and gains with the smallest worst-window overshoot at a mean within 0.01 of the budget.
+DEFAULT_WINDOW = 200
+INTEGRAL_GAIN = 20.0
+PROPORTIONAL_GAIN = 10.0
+# The proportional term's error is averaged over the last `window / EMA_WINDOWS` instances or so:
+# short enough to answer a step in difficulty before the window's mean shows all of it.
+EMA_WINDOWS = 4.0
+# The controller aims this far under the budget: the budget is a ceiling, and the overspending a
+# step in difficulty causes before the controller answers is not paid back.
+MARGIN = 0.005
+
+
+@ExitPolicy.register("compute_budget")
+class ComputeBudgetPolicy(ExitPolicy):
+    """
+    Holds a compute budget on a live stream: wraps a threshold policy (`max_probability` or
+    `entropy`) and, after each batch, moves its threshold so that the mean relative compute over
+    the last `window` instances stays at the `budget` while the mix of inputs changes (a fixed
+    threshold chosen on dev spends more where the stream gets harder or longer, and nothing
+    notices).
+
+    The controller is proportional-integral on the threshold's coordinate `u` (`-log(1 - t)` for
+    a maximum probability, `-log(s)` for an entropy; larger `u` computes more), with no clock:
+    after a batch of `n` instances,
+
+        I <- clip(I - integral_gain * n / window * (mean compute of the last window - target))
+        u <- clip(I - proportional_gain * e),  e: (compute - target) averaged over the last
+                                                  window / 4 instances or so (per instance)
+
+    clipped to [0, U_MAX], with the target `MARGIN` (0.005) under the budget (a ceiling). The
+    integral term moves until the window's mean is at the target (an error that has left the
+    window is not paid back later: no overspending after a cheap start); the proportional term
+    answers a step in difficulty before the window shows it. Both advance per instance, so batch
+    sizes 1 and 32 behave alike. The rule, gains and default window were chosen among measured
+    candidates (docs/results.md, "Holding a compute budget on a drifting stream").
+
+    Every row of a batch is decided with the threshold in force when the batch comes (the model's
+    outputs carry it as `exit_threshold`); the batch's exits then move it. Decisions therefore
+    depend on the order of the input and the batch size (not on the clock: the same order and
+    batch size give the same outputs), and a `BatchStream` runs each batch whole instead of
+    carrying rows into later batches. The rule of each decision is the wrapped policy's own.
+
+    Registered as an `ExitPolicy` with name "compute_budget".
+
+    # Parameters
+
+    budget : `float`
+        The mean relative compute to hold, in (0, 1]; at least the first head's compute.
+    policy : `str`, optional (default = `"max_probability"`)
+        The policy whose threshold is adapted: `"max_probability"` or `"entropy"`. `patience`'s
+        integer cannot be moved by small steps and is refused.
+    window : `int`, optional (default = `DEFAULT_WINDOW`, 200)
+        How many recent instances the mean compute is held over, at least 1.
+    start : `float`, optional
+        The threshold to start from, e.g. the one `allennlp sweep-thresholds ARCHIVE DEV
+        --compute-budget B` recommends. Without it the policy starts at the cheapest setting
+        (every row exits at the first head) and rises, so the warm-up never overspends.
+    integral_gain : `float`, optional (default = `INTEGRAL_GAIN`)
+    proportional_gain : `float`, optional (default = `PROPORTIONAL_GAIN`)
+        The controller's gains (see above), at least 0; the defaults are the measured ones.
+    """
+
+    def __init__(
+        self,
+        budget: float,
+        policy: str = "max_probability",
+        window: int = DEFAULT_WINDOW,
+        start: Optional[float] = None,
+        integral_gain: float = INTEGRAL_GAIN,
+        proportional_gain: float = PROPORTIONAL_GAIN,
+    ) -> None:
+        self.budget, self.window = _check_budget(budget), _check_window(window)
+        self.policy = _check_wrapped(policy)
+        self.start = None if start is None else check_fraction("start", start)
+        self.integral_gain = _check_gain("integral_gain", integral_gain)
+        self.proportional_gain = _check_gain("proportional_gain", proportional_gain)
+        self._to_u, self._from_u = _COORDINATES[self.policy]
+        u = 0.0 if self.start is None else min(max(self._to_u(self.start), 0.0), U_MAX)
+        self._integral = u
+        self._recent_error = 0.0  # the error's moving average over about window / EMA_WINDOWS
+        self._recent = ComputeWindow(self.window)  # the controller's window
+        self._set(u)
+        self._reset_statistics()
+        self._checked_heads: Optional[Tuple[float, ...]] = None
+
+    @classmethod
+    @overrides
+    def check_params(cls, params: Params) -> None:
+        """`budget`, `window` and `start` checked before allennlp converts them (`true` to 1)."""
+        for name, check in (("budget", _check_budget), ("window", _check_window)):
+            if params.get(name) is not None:
+                check(params.get(name))
+        if params.get("start") is not None:
+            check_fraction("start", params.get("start"))
+        if params.get("policy") is not None:
+            _check_wrapped(params.get("policy"))
+
+    @property
+    def threshold(self) -> float:
+        """The wrapped policy's threshold in force now (the next batch is decided with it)."""
+        return self._current.threshold
+
+    @overrides
+    def adapted_threshold(self) -> Optional[float]:
+        return self._current.threshold
+
+    @overrides
+    def check_heads(self, head_compute: Sequence[float]) -> None:
+        key = tuple(head_compute)
+        if key == self._checked_heads:
+            return
+        if self.budget < head_compute[0] - 1e-9:
+            raise ConfigurationError(
+                f"compute_budget: budget {self.budget:g} is below the relative compute of the "
+                f"model's first head ({head_compute[0]:.4g}): no exit spends that little"
+            )
+        self._checked_heads = key
+
+    @overrides
+    def initial_state(self, num_rows: int, device: torch.device) -> Optional[torch.Tensor]:
+        return self._current.initial_state(num_rows, device)
+
+    @overrides
+    def decide(self, probs: torch.Tensor, state: Optional[torch.Tensor]) -> ExitDecision:
+        return self._current.decide(probs, state)
+
+    @overrides
+    def never_exits_early(self, num_heads: int) -> bool:
+        return self._current.never_exits_early(num_heads)
+
+    @overrides
+    def adapts(self) -> bool:
+        return True
+
+    @overrides
+    def observe(self, computes: Sequence[float]) -> None:
+        """The controller's step after a batch, from its instances' relative computes."""
+        if not computes:
+            return
+        threshold = self._current.threshold
+        self._low, self._high = min(self._low, threshold), max(self._high, threshold)
+        self._statistics.add(computes)
+        self._recent.add(computes)
+        rate, target = min(EMA_WINDOWS / self.window, 1.0), max(self.budget - MARGIN, 0.0)
+        for compute in computes:  # per instance, so that batch sizes 1 and 32 agree
+            self._recent_error += rate * (compute - target - self._recent_error)
+        step = self.integral_gain * len(computes) / self.window * (self._recent.mean - target)
+        self._integral = min(max(self._integral - step, 0.0), U_MAX)
+        u = self._integral - self.proportional_gain * self._recent_error
+        self._set(min(max(u, 0.0), U_MAX))
+
+    def _set(self, u: float) -> None:
+        self._current = _WRAPPED[self.policy](min(max(self._from_u(u), 0.0), 1.0))
+
+    def _reset_statistics(self) -> None:
+        self._statistics = ComputeWindow(self.window)
+        self._low, self._high = math.inf, -math.inf
+
+    @overrides
+    def metrics(self, reset: bool = False) -> Dict[str, float]:
+        """
+        `budget` and `window`; `max_window_compute`: the largest mean compute over `window`
+        instances (the windows after the first; until one is full, the mean so far);
+        `threshold_min` / `threshold_max`: the range of the thresholds instances were decided
+        with; `threshold`: the one in force now. Since the last reset (the controller itself is
+        not reset).
+        """
+        statistics = self._statistics
+        worst = statistics.worst if statistics.worst is not None else statistics.overall
+        seen = statistics.seen > 0
+        metrics = {
+            "budget": self.budget,
+            "window": float(self.window),
+            "max_window_compute": worst,
+            "threshold_min": self._low if seen else self.threshold,
+            "threshold_max": self._high if seen else self.threshold,
+            "threshold": self.threshold,
+        }
+        if reset:
+            self._reset_statistics()
+        return metrics
+
+    @overrides
+    def parameters(self) -> Dict[str, Any]:
+        parameters: Dict[str, Any] = {"budget": self.budget, "policy": self.policy}
+        parameters["window"] = self.window
+        if self.start is not None:
+            parameters["start"] = self.start
+        if self.integral_gain != INTEGRAL_GAIN:
+            parameters["integral_gain"] = self.integral_gain
+        if self.proportional_gain != PROPORTIONAL_GAIN:
+            parameters["proportional_gain"] = self.proportional_gain
+        return parameters
+
+    @overrides
+    def conservativeness(self) -> tuple:
+        return (self.budget,)
+
+    @overrides
+    def sweep_grid(self, num_heads: int) -> List[ExitPolicy]:
+        raise ConfigurationError(
+            "compute_budget is not swept: sweep its wrapped policy (--policy max_probability) "
+            "and give the threshold recommended at --compute-budget as its start"
+        )
+
+
+def _check_budget(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(
+            f"compute_budget: budget must be a number in (0, 1], got {value!r}"
+        )
+    if not 0.0 < value <= 1.0:  # also false for NaN
+        raise ConfigurationError(f"compute_budget: budget must be in (0, 1], got {value}")
+    return float(value)
+
+
+def _check_window(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"compute_budget: window must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _check_gain(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ConfigurationError(f"compute_budget: {name} must be a number >= 0, got {value!r}")
+    return float(value)
+
+
+def _check_wrapped(value: Any) -> str:
+    if value in _WRAPPED:
+        return value
+    if value in ("patience", "confident_patience"):
+        raise ConfigurationError(
+            f"compute_budget cannot adapt {value}: its patience is an integer (a step of one head "
+            "is too coarse to hold a budget); use policy max_probability or entropy"
+        )
+    raise ConfigurationError(
+        f"compute_budget: policy must be max_probability or entropy, got {value!r}"
+    )

@@ -1,0 +1,251 @@
+"""
+The Markdown and the plots of docs/results.md's compute-budget section (between its `budget`
+markers; `report.write_report` keeps the section when it rewrites the rest).
+"""
+
+import argparse
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+
+from early_exit.common.files import atomic_open
+from early_exit.modules.exit_policies import ComputeBudgetPolicy
+from scripts.results.budget import (
+    BATCH_SIZE,
+    BUDGETS,
+    Stream,
+    difficulty_step,
+    dev_thresholds,
+    measure_dataset,
+    stream_of,
+)
+from scripts.results.budget_streams import collect, streams
+from scripts.results.formatting import pct, title
+from scripts.results.settings import ROOT
+
+START, END = "<!-- budget:start -->", "<!-- budget:end -->"
+COMMAND = ".venv/bin/python -m scripts.results.budget --work-dir build/results"
+DATASETS = ("sst2", "ag_news")
+# The candidates the controller's defaults were chosen from: (window, integral, proportional gain).
+CANDIDATES = [
+    (window, gains[0], gains[1])
+    for window in (100, 200, 400)
+    for gains in ((10.0, 5.0), (20.0, 10.0), (40.0, 20.0), (20.0, 0.0))
+]
+PLOT_BUDGET = 0.4
+
+
+def kept_section(path: Path = ROOT / "docs" / "results.md") -> List[str]:
+    """The budget section of the current report, markers included (none if it has none)."""
+    text = path.read_text() if path.exists() else ""
+    if START not in text or END not in text:
+        return []
+    return [START + text.split(START, 1)[1].split(END, 1)[0] + END, ""]
+
+
+def _with_section(text: str, section: str) -> str:
+    if START in text and END in text:
+        before, rest = text.split(START, 1)
+        return before + section + rest.split(END, 1)[1]
+    if "## Reproduce" in text:
+        before, after = text.split("## Reproduce", 1)
+        return before + section + "\n\n## Reproduce" + after
+    return text + "\n" + section + "\n"
+
+
+def _worst(outcome: Dict) -> str:
+    return "-" if outcome["worst"] is None else f"{outcome['worst']:.3f}"
+
+
+def _targets(row: Dict) -> str:
+    policy, budget = row["policy"], row["budget"]
+    mean_ok = abs(policy["mean"] - budget) <= 0.01
+    window_ok = policy["worst"] is None or policy["worst"] - budget <= 0.05
+    accuracy_ok = row["per_window"] - policy["accuracy"] <= 0.01
+    marks = [("mean", mean_ok), ("windows", window_ok), ("accuracy", accuracy_ok)]
+    return ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in marks)
+
+
+def dataset_table(rows: List[Dict]) -> List[str]:
+    lines = [
+        "| stream | budget | dev threshold | fixed: mean / worst window / accuracy | policy, batch "
+        "32: mean / worst window / accuracy | its thresholds | batch 1: mean / worst window | "
+        "best fixed in hindsight at the policy's mean: accuracy | per-window hindsight: accuracy "
+        "| targets met |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for row in rows:
+        fixed, policy, one = row["fixed"], row["policy"], row["batch_1"]
+        lines.append(
+            f"| {row['stream']} | {row['budget']:g} | {row['start']:g} | {fixed['mean']:.3f} / "
+            f"{_worst(fixed)} / {pct(fixed['accuracy'])} | {policy['mean']:.3f} / "
+            f"{_worst(policy)} / {pct(policy['accuracy'])} | {policy['low']:.3f} to "
+            f"{policy['high']:.4f} | {one['mean']:.3f} / {_worst(one)} | "
+            f"{pct(row['hindsight'])} | {pct(row['per_window'])} | {_targets(row)} |"
+        )
+    return lines
+
+
+def plot(dataset: str, data: Dict, rows: List[Dict], window: int, out: Path) -> None:
+    """Compute over each stream (the running mean over `window`) at `PLOT_BUDGET`."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    shown = [row for row in rows if row["budget"] == PLOT_BUDGET]
+    figure = Figure(figsize=(4.2 * len(shown), 3.2))
+    FigureCanvasAgg(figure)
+    for index, row in enumerate(shown):
+        axes = figure.add_subplot(1, len(shown), index + 1)
+        for name, outcome in (("fixed (dev)", row["fixed"]), ("compute_budget", row["policy"])):
+            computes = torch.tensor(outcome["computes"], dtype=torch.double)
+            running = computes.cumsum(0)
+            running[window:] = running[window:] - running[:-window].clone()
+            counts = torch.arange(1, len(computes) + 1).clamp(max=window)
+            axes.plot((running / counts).tolist(), label=name)
+        axes.axhline(PLOT_BUDGET, color="black", linestyle="--", label="budget")
+        axes.set_title(f"{title(dataset)}: {row['stream']}")
+        axes.set_xlabel("instance")
+        axes.set_ylabel(f"mean compute, last {window}")
+        axes.legend(fontsize="small")
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(out, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=90)
+
+
+def candidates_table(datas: Dict[str, Dict], chosen: tuple) -> List[str]:
+    """Each candidate over every stream and budget at batch size 32, and a constructed step."""
+    constructed = difficulty_step()
+    head_compute = [(head + 1) / 6 for head in range(6)]
+    runs = [(Stream(constructed, torch.zeros(len(constructed), dtype=torch.long), head_compute),
+             {budget: None for budget in BUDGETS})]  # fmt: skip
+    for data in datas.values():
+        starts = dev_thresholds(data, BUDGETS)
+        runs += [(stream_of(data, order), starts) for order in streams(data["eval"]).values()]
+    lines = [
+        "| window | integral gain | proportional gain | largest mean - budget | largest worst "
+        "window - budget | accuracy below per-window hindsight (mean, points) | |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    measured = []
+    for candidate in CANDIDATES:
+        means, worsts, gaps = _candidate(candidate, runs)
+        measured.append((candidate, max(means), max(worsts), 100 * sum(gaps) / len(gaps)))
+    eligible = [entry for entry in measured if entry[0][0] <= 200 and entry[3] <= 1.0]
+    picked = min(eligible, key=lambda entry: entry[2])[0] if eligible else None
+    for (window, integral, proportional), mean, worst, gap in measured:
+        marks = [
+            "the default" if (window, integral, proportional) == chosen else "",
+            "the rule's pick" if (window, integral, proportional) == picked else "",
+        ]
+        lines.append(
+            f"| {window} | {integral:g} | {proportional:g} | {mean:.3f} | {worst:+.3f} | "
+            f"{gap:.2f} | {', '.join(mark for mark in marks if mark)} |"
+        )
+    return lines
+
+
+def _candidate(candidate: tuple, runs: List) -> tuple:
+    """Over every run and budget: |mean - budget|, worst window - budget, accuracy gap."""
+    window, integral, proportional = candidate
+    means, worsts, gaps = [], [], []
+    for stream, starts in runs:
+        for budget in BUDGETS:
+            policy = ComputeBudgetPolicy(
+                budget, window=window, start=starts[budget], integral_gain=integral,
+                proportional_gain=proportional,
+            )  # fmt: skip
+            outcome = stream.adaptive(policy, BATCH_SIZE)
+            means.append(abs(outcome["mean"] - budget))
+            if outcome["worst"] is not None:
+                worsts.append(outcome["worst"] - budget)
+            if starts[budget] is not None:  # a real stream, with labels
+                gaps.append(stream.per_window_hindsight(budget, window) - outcome["accuracy"])
+    return means, worsts, gaps
+
+
+def missed(rows: List[Dict]) -> List[str]:
+    """The rows whose targets were missed, in words."""
+    misses = [
+        f"{row['stream']} at {row['budget']:g} ({_targets(row)})"
+        for row in rows
+        if " no" in _targets(row)
+    ]
+    return ["Targets missed: " + ("; ".join(misses) if misses else "none") + ".", ""]
+
+
+def write_section(args: argparse.Namespace, window: int) -> None:
+    from scripts.results.training import prepare_data
+    from early_exit.modules.exit_policies.compute_budget import INTEGRAL_GAIN, PROPORTIONAL_GAIN
+
+    work = args.work_dir
+    cache = args.cache_dir or work / "budget"
+    datas, lines = {}, []
+    for dataset in DATASETS:
+        paths = prepare_data(dataset, args.shared_data, work)
+        archive = work / "models" / f"{dataset}_early_exit" / "model.tar.gz"
+        data = collect(archive, paths["dev"], paths["eval"], cache / f"{dataset}_heads.pt")
+        datas[dataset] = data
+        rows = measure_dataset(data, streams(data["eval"]), window)
+        plot(dataset, data, rows, window, ROOT / "docs" / "results" / f"budget_{dataset}.png")
+        count = len(data["eval"]["labels"])
+        lines += [f"### {title(dataset)} ({count:,} evaluation instances)", ""]
+        lines += dataset_table(rows) + [""] + missed(rows)
+        lines += [f"![{title(dataset)}: compute over the stream](results/budget_{dataset}.png)"]
+        lines += [""]
+    chosen = (window, INTEGRAL_GAIN, PROPORTIONAL_GAIN)
+    section = "\n".join(
+        [START, *intro(window), *lines, *controller_text(), *candidates_table(datas, chosen), END]
+    )
+    report = ROOT / "docs" / "results.md"
+    text = report.read_text() if report.exists() else ""
+    with atomic_open(report) as out:
+        out.write(_with_section(text, section))
+    print(section)
+
+
+def intro(window: int) -> List[str]:
+    return [
+        "## Holding a compute budget on a drifting stream",
+        "",
+        f"Generated by `{COMMAND}` (every head's outputs collected once per dataset, then the "
+        "policies run on arrays through the policy's own code); do not edit by hand.",
+        "",
+        "The `compute_budget` exit policy (`max_probability` wrapped, window "
+        f"{window}, batches of {BATCH_SIZE}, starting from the dev recommendation) against the "
+        "fixed threshold `sweep-thresholds --compute-budget` picks on dev, on three orders of "
+        "the evaluation split: shuffled (no drift: the control), short to long (by wordpieces) and "
+        "class by class (one label's texts after another's). Worst window: the largest mean "
+        f"compute over {window} consecutive instances after the first {window} (the warm-up); "
+        "`-` where the stream has no such window. Best fixed in hindsight: the most accurate "
+        "threshold of the sweep grid whose mean compute on the stream is at most the policy's. "
+        f"Per-window hindsight: in each block of {window} instances, the most accurate threshold "
+        "whose compute in that block is within the budget: what any rule that holds the budget "
+        "window by window could reach (above the global hindsight where choosing per block "
+        "pays, below it where the global threshold overspends on hard blocks: the price of "
+        "holding the budget per window). Targets: mean within 0.01 of the budget, every window within "
+        "0.05 above it, accuracy within 1 point of the per-window hindsight. The dev "
+        "recommendation is the most accurate threshold within the budget on dev, so where "
+        "accuracy saturates early (AG News) it spends well under the budget; the policy spends "
+        "the budget (the premise: more compute, more accuracy; the accuracy columns show where "
+        "it holds). The third drift of the issue (from one "
+        "dataset's text to a harder one's) is not measured: no second labelled dataset shares "
+        "these models' labels.",
+        "",
+    ]
+
+
+def controller_text() -> List[str]:
+    return [
+        "### The controller's candidates",
+        "",
+        "Every candidate window and gain pair over the six streams above and a constructed one "
+        "(6 heads, 4,000 rows whose difficulty steps up halfway; cold start), at every budget, "
+        "batch size 32. The rule: among the windows of at most 200 instances (a larger one "
+        "holds the budget only over a longer span, and leaves the 436-sentence SST-2 stream "
+        "without a window after the warm-up) whose accuracy stays within 1 point of the "
+        "per-window hindsight on average, the smallest worst window. Larger gains hold the "
+        "windows tighter but swing the threshold, which costs accuracy.",
+        "",
+    ]
