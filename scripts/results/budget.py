@@ -31,7 +31,7 @@ from early_exit.modules.exit_policies.compute_budget import DEFAULT_WINDOW
 BUDGETS = (0.3, 0.4, 0.5)
 BATCH_SIZE = 32
 # Every threshold the hindsight columns choose among: max_probability's sweep grid.
-GRID = [policy.threshold for policy in MaxProbabilityPolicy().sweep_grid(2)]
+GRID = [policy.threshold for policy in MaxProbabilityPolicy(1.0).sweep_grid(2)]
 
 
 class Stream:

@@ -31,7 +31,7 @@ def _computes(heads):
 
 def _threshold_for(budget, probs):
     """The largest grid threshold whose mean compute on `probs` is within `budget`."""
-    for policy in MaxProbabilityPolicy().sweep_grid(6):  # from 1.0 down
+    for policy in MaxProbabilityPolicy(1.0).sweep_grid(6):  # from 1.0 down
         if _computes(policy.exit_heads(probs)).mean() <= budget:
             return policy.threshold
     raise AssertionError("no threshold fits")
