@@ -203,7 +203,6 @@ class EarlyExitClassifier(Model):
             layer_runner=layer_runner,
         )
         self.exit_layers = exit_layers
-        self._head_of_layer = {layer: head for head, layer in enumerate(exit_layers)}
         self.full_depth = self.encoder.full_depth
         self.head_pooling = head_pooling
         hidden_size = self.encoder.hidden_size
