@@ -22,8 +22,8 @@ from early_exit.modules.exit_policies import ExitPolicy, MaxProbabilityPolicy
 from early_exit.modules.exit_policies.exit_policy import check_fraction
 from early_exit.modules.layer_runners import LayerRunner
 from early_exit.modules.layerwise_transformer import LayerwiseTransformer
-from early_exit.training.metrics.exit_statistics import ExitStatistics
-from early_exit.training.metrics.expected_calibration_error import ExpectedCalibrationError
+from early_exit.metrics.exit_statistics import ExitStatistics
+from early_exit.metrics.expected_calibration_error import ExpectedCalibrationError
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from early_exit.sweep.risk_control import (
     unguaranteed_note,
 )
 from early_exit.sweep.sweep_table import SweepRow, head_probabilities
-from early_exit.training.metrics.exit_statistics import ExitStatistics
+from early_exit.metrics.exit_statistics import ExitStatistics
 
 AUTO = "auto"
 NO_GUARANTEE = "none"

@@ -15,8 +15,8 @@ from allennlp.common.tqdm import Tqdm
 from allennlp.training.metrics import CategoricalAccuracy
 
 from early_exit.modules.exit_policies import ExitPolicy, MaxProbabilityPolicy, scaled_probabilities
-from early_exit.training.metrics.exit_statistics import ExitStatistics
-from early_exit.training.metrics.expected_calibration_error import ExpectedCalibrationError
+from early_exit.metrics.exit_statistics import ExitStatistics
+from early_exit.metrics.expected_calibration_error import ExpectedCalibrationError
 
 
 @dataclass
