@@ -8,7 +8,7 @@ run, for the confidence threshold or any exit policy (or all of them).
 import argparse
 import logging
 import tarfile
-from typing import List, Optional, Union
+from typing import List, Optional
 
 from allennlp.commands.subcommand import Subcommand
 from allennlp.common import logging as common_logging
@@ -18,10 +18,9 @@ from overrides import overrides
 from early_exit.common.cli_errors import exit_with_user_error
 from early_exit.common.files import check_output_paths
 from early_exit.sweep.report import format_summary, sweep_output_files, write_sweep_outputs
-from early_exit.sweep.guaranteed import AUTO, RISK_CHOICES, LabelFreeSweep
-from early_exit.sweep.label_free_report import format_label_free_summary, write_label_free_outputs
-from early_exit.sweep.risk_control import DEFAULT_DELTA
-from early_exit.sweep.run import SweepResult, run_sweep
+from early_exit.sweep.result import SweepResult
+from early_exit.sweep.run import run_sweep
+from early_exit.sweep.settings import DEFAULT_MAX_ACCURACY_DROP, RISK_CHOICES, SweepSettings
 from early_exit.sweep.thresholds import ALL_POLICIES, SWEPT_POLICIES, parse_thresholds
 
 logger = logging.getLogger(__name__)
@@ -29,6 +28,8 @@ logger = logging.getLogger(__name__)
 # Errors that come from what the user gave (files, settings, data); they are reported as one
 # `error: ...` line instead of a traceback.
 USER_ERRORS = (ConfigurationError, OSError, ValueError, tarfile.TarError)
+# The defaults of the options: those of the Python API.
+DEFAULTS = SweepSettings()
 
 
 @Subcommand.register("sweep-thresholds")
@@ -70,10 +71,10 @@ class SweepThresholds(Subcommand):
         subparser.add_argument(
             "--policy",
             type=str,
-            default="max_probability",
+            default=DEFAULTS.policy,
             help="the exit policy to sweep: "
             + ", ".join(SWEPT_POLICIES)
-            + f", or {ALL_POLICIES} (every one in one table and plot); default max_probability",
+            + f", or {ALL_POLICIES} (every one in one table and plot); default {DEFAULTS.policy}",
         )
         grid = subparser.add_mutually_exclusive_group()
         grid.add_argument(
@@ -92,19 +93,23 @@ class SweepThresholds(Subcommand):
             "0.998, 0.999, 0.9995 and 0.9999) and entropy (also 0.0001 ... 0.005); default 0.01",
         )
         subparser.add_argument(
-            "--batch-size", type=int, default=32, help="batch size for running every head once"
+            "--batch-size",
+            type=int,
+            default=DEFAULTS.batch_size,
+            help="batch size for running every head once",
         )
         subparser.add_argument(
             "--max-accuracy-drop",
             type=float,
             default=None,
             help="recommend the cheapest threshold whose accuracy is at most this much (absolute, "
-            "0.01 = one point) below the full model's; the default goal, with 0.01",
+            f"0.01 = one point) below the full model's; the default goal, with "
+            f"{DEFAULT_MAX_ACCURACY_DROP}",
         )
         subparser.add_argument(
             "--risk",
             choices=RISK_CHOICES,
-            default=AUTO,
+            default=DEFAULTS.risk,
             help="with --max-accuracy-drop, recommend first the threshold that keeps this risk "
             "within the drop on new data with probability 1 - delta: 'accuracy' (labels needed), "
             "'consistency' (predictions that differ from the full model's; no labels needed), "
@@ -114,7 +119,7 @@ class SweepThresholds(Subcommand):
         subparser.add_argument(
             "--delta",
             type=float,
-            default=DEFAULT_DELTA,
+            default=DEFAULTS.delta,
             help="the allowed probability that the guaranteed threshold breaks its promise",
         )
         subparser.add_argument(
@@ -135,16 +140,19 @@ class SweepThresholds(Subcommand):
         subparser.add_argument(
             "--timing-batch-size",
             type=int,
-            default=32,
+            default=max(DEFAULTS.timing_batch_sizes),
             help="time at batch size 1 and at this batch size",
         )
         subparser.add_argument(
-            "--repeats", type=int, default=3, help="timing repeats; the median is reported"
+            "--repeats",
+            type=int,
+            default=DEFAULTS.repeats,
+            help="timing repeats; the median is reported",
         )
         subparser.add_argument(
             "--timing-instances",
             type=int,
-            default=200,
+            default=DEFAULTS.timing_instances,
             help="time only the first this many instances",
         )
         subparser.add_argument("--no-timing", action="store_true", help="skip the timing")
@@ -183,53 +191,53 @@ def _timing_thresholds(args: argparse.Namespace) -> Optional[List[float]]:
     return parse_thresholds(args.timing_thresholds, "timing thresholds")
 
 
-def sweep_thresholds_from_args(
-    args: argparse.Namespace,
-) -> Optional[Union[SweepResult, LabelFreeSweep]]:
+def sweep_thresholds_from_args(args: argparse.Namespace) -> Optional[SweepResult]:
     """
     Runs the sweep for parsed command-line arguments, prints the report and writes the files. A
     user error (missing file, another model type, an unknown policy, a threshold outside [0, 1],
     unlabelled data, ...) is printed as `error: ...` on stderr and exits with status 1, without a
-    traceback. Output files that would overwrite the archive or the data, or that cannot be
-    written, are refused before the sweep starts.
+    traceback. Settings are checked first, then output files that would overwrite the archive or
+    the data, or that cannot be written, are refused; all before the sweep starts.
     """
     common_logging.FILE_FRIENDLY_LOGGING = args.file_friendly_logging
     try:
+        settings = _settings(args)
         check_output_paths(
             inputs=[("archive", args.archive_file), ("data file", args.data_file)],
             outputs=[
                 ("sweep output", path) for path in sweep_output_files(args.output_dir).values()
             ],
         )
-        timing_batch_sizes = [1] if args.timing_batch_size == 1 else [1, args.timing_batch_size]
         result = run_sweep(
             args.archive_file,
             args.data_file,
+            settings,
             cuda_device=args.cuda_device,
             overrides=args.overrides,
-            policy=args.policy,
-            thresholds=_thresholds(args),
-            grid_step=args.grid_step,
-            batch_size=args.batch_size,
-            max_accuracy_drop=args.max_accuracy_drop,
-            compute_budget=args.compute_budget,
-            timing=not args.no_timing,
-            timing_thresholds=_timing_thresholds(args),
-            timing_batch_sizes=timing_batch_sizes,
-            repeats=args.repeats,
-            timing_instances=args.timing_instances,
-            risk=args.risk,
-            delta=args.delta,
         )
-        if isinstance(result, LabelFreeSweep):
-            files = write_label_free_outputs(result, args.output_dir)
-        else:
-            files = write_sweep_outputs(result, args.output_dir)
+        files = write_sweep_outputs(result, args.output_dir)
     except USER_ERRORS as error:
         exit_with_user_error(error, logger)
-    if isinstance(result, LabelFreeSweep):
-        print(format_label_free_summary(result, max_rows=10**9 if args.full_table else 25))
-    else:
-        print(format_summary(result, full_table=args.full_table))
+    print(format_summary(result, full_table=args.full_table))
     print("Wrote " + ", ".join(files.values()))
     return result
+
+
+def _settings(args: argparse.Namespace) -> SweepSettings:
+    """The sweep's settings from the options (checked as they are built)."""
+    timing_batch_sizes = (1,) if args.timing_batch_size == 1 else (1, args.timing_batch_size)
+    return SweepSettings(
+        policy=args.policy,
+        thresholds=_thresholds(args),
+        grid_step=args.grid_step,
+        batch_size=args.batch_size,
+        max_accuracy_drop=args.max_accuracy_drop,
+        compute_budget=args.compute_budget,
+        risk=args.risk,
+        delta=args.delta,
+        timing=not args.no_timing,
+        timing_thresholds=_timing_thresholds(args),
+        timing_batch_sizes=timing_batch_sizes,
+        repeats=args.repeats,
+        timing_instances=args.timing_instances,
+    )

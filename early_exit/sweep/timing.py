@@ -18,11 +18,7 @@ from early_exit.models.inference_settings import InferenceSettings
 from early_exit.models.model_inputs import batch_on_device, inference_switches
 from early_exit.modules.exit_policies import ExitPolicy, MaxProbabilityPolicy
 from early_exit.sweep.sweep_table import SweepRow
-from early_exit.sweep.thresholds import check_thresholds
-
-FULL_MODEL_THRESHOLD = 1.0
-# The reference of every timing and of a sweep's accuracy drop: no early exit.
-FULL_MODEL = MaxProbabilityPolicy(FULL_MODEL_THRESHOLD)
+from early_exit.sweep.thresholds import FULL_MODEL, check_thresholds
 
 
 @dataclass
@@ -186,7 +182,7 @@ def timed_policies(policies: Sequence[Union[float, ExitPolicy]]) -> List[ExitPol
     their order, the full model after them.
     """
     if all(not isinstance(policy, ExitPolicy) for policy in policies):
-        thresholds = check_thresholds(list(policies) + [FULL_MODEL_THRESHOLD], "timing thresholds")
+        thresholds = check_thresholds(list(policies) + [FULL_MODEL.threshold], "timing thresholds")
         return [MaxProbabilityPolicy(threshold) for threshold in thresholds]
     policies = [
         policy if isinstance(policy, ExitPolicy) else MaxProbabilityPolicy(policy)

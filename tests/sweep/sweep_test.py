@@ -18,6 +18,7 @@ from early_exit.sweep import (
     SweepRow,
     check_thresholds,
     default_threshold_grid,
+    head_probabilities,
     measure_inference_time,
     oracle_point,
     parse_thresholds,
@@ -118,7 +119,23 @@ class TestSweepTable:
         with pytest.raises(ConfigurationError, match="exit layers"):
             sweep_table(logits, labels, [0.5], [0, 3], FULL_DEPTH)
         with pytest.raises(ConfigurationError, match="gold label"):
-            sweep_table(logits, None, [0.5], EXIT_LAYERS, FULL_DEPTH)
+            sweep_table(logits, labels[:-1], [0.5], EXIT_LAYERS, FULL_DEPTH)
+
+    def test_without_labels_rows_have_compute_and_disagreement_but_no_accuracy(self, constructed):
+        logits, labels = constructed
+        thresholds = [0.0, 0.75, 1.0]
+        labelled = sweep_table(logits, labels, thresholds, EXIT_LAYERS, FULL_DEPTH)
+        unlabelled = sweep_table(logits, None, thresholds, EXIT_LAYERS, FULL_DEPTH)
+        probs = head_probabilities(logits.float())
+        full = probs[:, -1].argmax(-1)
+        for with_labels, row in zip(labelled, unlabelled):
+            assert row.accuracy is None and row.ece is None
+            assert row.relative_compute == with_labels.relative_compute
+            assert row.exit_fractions == with_labels.exit_fractions
+            exits = row.policy.exit_heads(probs)
+            early = probs[torch.arange(len(exits)), exits].argmax(-1)
+            assert row.disagreement == pytest.approx((early != full).float().mean().item())
+        assert unlabelled[-1].disagreement == 0.0  # the full model agrees with itself
 
 
 class TestPolicySweep:
