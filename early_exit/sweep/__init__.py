@@ -32,7 +32,6 @@ from early_exit.sweep.settings import SweepSettings, check_goals
 from early_exit.sweep.sweep_table import (
     SweepRow,
     evaluate_policy,
-    evaluate_threshold,
     head_probabilities,
     sweep_policies,
     sweep_table,
@@ -50,7 +49,6 @@ from early_exit.sweep.timing import (
     TimingResult,
     measure_inference_time,
     pick_timing_policies,
-    pick_timing_thresholds,
     prepare_batches,
 )
 
@@ -69,14 +67,12 @@ __all__ = [
     "compact_records",
     "default_threshold_grid",
     "evaluate_policy",
-    "evaluate_threshold",
     "format_summary",
     "head_probabilities",
     "measure_inference_time",
     "oracle_point",
     "parse_thresholds",
     "pick_timing_policies",
-    "pick_timing_thresholds",
     "plot_sweep",
     "policy_grid",
     "policy_label",

@@ -196,19 +196,6 @@ def evaluate_policy(
     return row
 
 
-def evaluate_threshold(
-    head_logits: torch.Tensor,
-    head_probs: torch.Tensor,
-    labels: Optional[torch.Tensor],
-    threshold: float,
-    exit_layers: Sequence[int],
-    full_depth: int,
-) -> SweepRow:
-    """`evaluate_policy` of the `max_probability` policy at `threshold`."""
-    policy = MaxProbabilityPolicy(threshold)
-    return evaluate_policy(head_logits, head_probs, labels, policy, exit_layers, full_depth)
-
-
 def sweep_policies(
     head_logits: torch.Tensor,
     labels: Optional[torch.Tensor],

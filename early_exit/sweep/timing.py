@@ -314,15 +314,3 @@ def pick_timing_policies(
     in_table = [row.policy for row in rows if row.policy in chosen and row.policy != FULL_MODEL]
     rest = [policy for policy in include if policy not in in_table and policy != FULL_MODEL]
     return list(dict.fromkeys(in_table + rest + [FULL_MODEL]))
-
-
-def pick_timing_thresholds(
-    rows: Sequence[SweepRow], count: int = 5, include: Optional[Sequence[float]] = None
-) -> List[float]:
-    """
-    `pick_timing_policies` of a table of confidence thresholds: about `count` thresholds whose
-    relative compute spreads evenly over the curve, plus `include` and 1.0, sorted.
-    """
-    include_policies = [MaxProbabilityPolicy(threshold) for threshold in include or []]
-    policies = pick_timing_policies(rows, count, include_policies)
-    return check_thresholds([policy.threshold for policy in policies])

@@ -23,7 +23,6 @@ from early_exit.sweep import (
     oracle_point,
     parse_thresholds,
     pick_timing_policies,
-    pick_timing_thresholds,
     policy_grid,
     recommend_threshold,
     single_head_points,
@@ -314,9 +313,13 @@ class TestRecommendation:
 
     def test_timing_thresholds_spread_over_the_curve(self, rows):
         # compute targets 0.25, 0.525 and 0.8: thresholds 0.0, 0.8 (the higher of two at 0.55), 0.95
-        assert pick_timing_thresholds(rows, count=3) == [0.0, 0.8, 0.95, 1.0]
-        assert pick_timing_thresholds(rows, count=2, include=[0.5]) == [0.0, 0.5, 0.95, 1.0]
-        assert pick_timing_thresholds(rows, count=0) == [1.0]
+        def thresholds(count, include=()):
+            include = [MaxProbabilityPolicy(value) for value in include]
+            return [each.threshold for each in pick_timing_policies(rows, count, include)]
+
+        assert thresholds(3) == [0.0, 0.8, 0.95, 1.0]
+        assert thresholds(2, include=[0.5]) == [0.0, 0.5, 0.95, 1.0]  # in the table's order
+        assert thresholds(0) == [1.0]
 
 
 THREE_HEADS = {0: 0.0, 1: 0.0, 3: 1.0}  # exit fractions: what matters is the number of heads
