@@ -23,6 +23,7 @@ from early_exit.modules.exit_policies import ExitPolicy, MaxProbabilityPolicy
 from early_exit.sweep.recommendation import recommend
 from early_exit.sweep.reference_points import oracle_point, single_head_points
 from early_exit.sweep.result import SweepResult
+from early_exit.sweep.risk_control import CONSISTENCY
 from early_exit.sweep.settings import SweepSettings
 from early_exit.sweep.sweep_table import evaluate_policy, head_probabilities, sweep_policies
 from early_exit.sweep.thresholds import FULL_MODEL, policy_names
@@ -74,7 +75,7 @@ def sweep_model(
         )
     instances = list(instances)
     risk = _checked_risk(model, instances, settings, data_name)
-    labelled = risk != "consistency" or all("label" in each.fields for each in instances)
+    labelled = risk != CONSISTENCY or all("label" in each.fields for each in instances)
     grid = settings.grid(len(model.exit_layers))
     if not labelled and len({type(policy) for policy in grid}) != 1:
         raise ConfigurationError(
