@@ -23,12 +23,12 @@ def main() -> None:
     started = time.perf_counter()
 
     from allennlp.commands import main as allennlp_main
-    from allennlp.commands import predict as allennlp_predict
 
     from early_exit.models import EarlyExitClassifier  # installs the package's predict loop
     from early_exit.models.batch_stream import BatchStream
+    from early_exit.predictors.predict_manager import EarlyExitPredictManager
 
-    manager = allennlp_predict._PredictManager
+    manager = EarlyExitPredictManager  # the loop `allennlp predict` runs for this package's model
     run = manager.run
     model_seconds = [0.0]
     depth = [0]  # a stream's push can call forward: time the outermost call only

@@ -6,6 +6,7 @@ is all AllenNLP needs.
 """
 
 from early_exit.dataset_readers import *  # noqa: F401,F403
+from early_exit.metrics import *  # noqa: F401,F403
 from early_exit.models import *  # noqa: F401,F403
 from early_exit.training import *  # noqa: F401,F403
 from early_exit.predictors import *  # noqa: F401,F403

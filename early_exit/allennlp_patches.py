@@ -1,21 +1,27 @@
 """
-Every change this package makes to allennlp, in one place, each saying why. `install()` applies
-them all and is idempotent; `early_exit/__init__.py` calls it, so `--include-package early_exit`
-(or the repo's `.allennlp_plugins`) is all a user needs. What each wrapper does lives with the
-layer it belongs to (the readers' label check, the archive files, the predictor's manager); only
-the patching is here.
+Every change this package makes to allennlp, in one place, each saying why and on what it acts:
+this package's models, readers, predictors and archives, except where only an error message
+changes. `install()` applies them all and is idempotent; `early_exit/__init__.py` calls it, so
+`--include-package early_exit` (or the repo's `.allennlp_plugins`) is all a user needs. What each
+wrapper does lives with the layer it belongs to (the readers' label check, the archive files, the
+predictor's manager); only the patching is here.
 
-| patch | allennlp's function | why |
-| --- | --- | --- |
-| one error line | `sys.excepthook`, `common.logging.prepare_global_logging` | user errors end in one `error: ...` line, also under `allennlp train`, whose logging replaces the hook |
-| archive errors | `load_archive` where the commands import it | a missing or truncated archive is named in one line, not an `EOFError` |
-| configuration errors | `Params.from_file`, `commands.train.train_model_from_file` | a missing configuration file, a Jsonnet error in it or in `-o`, a value of the wrong type: one line naming the file or the overrides |
-| GPU check | `common.util.int_to_device` | torch 2.x's `torch.device(0)` means "the default accelerator" and fails on a machine without one before allennlp's `check_for_gpu` can say so |
-| carried encoder | `archive_model` | `model.tar.gz` carries the encoder's config and tokenizer files |
-| label check | `MultiProcessDataLoader.index_with`, `iter_instances` | a label training never saw is named with its file and line, not a `KeyError` |
-| nested overrides | `common.params.with_overrides` | `-o '{"model": {...}}'` merges into this package's blocks instead of replacing them |
-| checked evaluate | `commands.evaluate.evaluate_from_archive` | `evaluate --output-file` / `--predictions-output-file` never overwrite the data or the archive, and are written atomically |
-| carried predict | `commands.predict._get_predictor`, `_PredictManager` | `allennlp predict` streams batches through the model, checks paths first, writes atomically |
+| patch | allennlp's name | acts on | why |
+| --- | --- | --- | --- |
+| one error line | `sys.excepthook`, `common.logging.prepare_global_logging` | the `allennlp` command line only | user errors end in one `error: ...` line, also under `allennlp train`, whose logging replaces the hook |
+| carried encoder | `archive_model` | archives of an `early_exit_classifier` | `model.tar.gz` carries the encoder's config and tokenizer files, so it loads on another machine |
+| label check | `MultiProcessDataLoader.index_with`, `iter_instances` | this package's readers | a label training never saw is named with its file and line, not a `KeyError` |
+| nested overrides | `common.params.with_overrides` | this package's blocks of a configuration | `-o '{"model": {...}}'` merges into them instead of replacing them |
+| checked evaluate | `commands.evaluate.evaluate_from_archive` | archives whose model or reader is this package's | `evaluate --output-file` / `--predictions-output-file` never overwrite the data or the archive, and are written atomically |
+| carried predict | `commands.predict._get_predictor`, `_PredictManager` | archives whose model or reader is this package's, and `--predictor early_exit_classifier` | `allennlp predict` streams batches through the model, checks paths first, writes atomically |
+| archive errors | `load_archive` where the commands import it | every archive that cannot be read | a missing or truncated archive is named in one line, not an `EOFError`; only the error changes, never a load that works |
+| configuration errors | `Params.from_file`, `commands.train.train_model_from_file` | every configuration that cannot be read | a missing file, a Jsonnet error in it or in `-o`, a value of the wrong type: one line naming the file or the overrides; only the error changes |
+| GPU check | `common.util.int_to_device` | every `--cuda-device` | torch 2's `torch.device(0)` means "the default accelerator" and fails on a machine without one before allennlp's `check_for_gpu` can say so; a fix, not a change |
+
+No registered subcommand, callback or `Registrable` can take one of these over: allennlp's own
+`train`, `evaluate` and `predict` call these names directly. `tests/allennlp_patches_test.py` trains,
+evaluates and predicts allennlp's `basic_classifier` with and without `--include-package
+early_exit` and finds the same archive, weights, metrics and predictions.
 """
 
 import importlib
@@ -36,13 +42,20 @@ from allennlp.data.data_loaders import MultiProcessDataLoader
 from allennlp.models import archival
 
 from early_exit.commands.evaluate_outputs import checked_evaluation
-from early_exit.common.archive_errors import LOAD_ARCHIVE_MODULES, explain_archive_errors
+from early_exit.common.archive_errors import (
+    LOAD_ARCHIVE_MODULES,
+    PACKAGE_PREFIX,
+    archive_config,
+    explain_archive_errors,
+    uses_this_package,
+)
 from early_exit.common.cli_errors import install_hook, running_allennlp_cli
 from early_exit.common.config_errors import configuration_errors_named, overridden_values_checked
 from early_exit.common.encoder_files import carrying
 from early_exit.common.overrides import merge_package_blocks
 from early_exit.dataset_readers.label_check import check_known_labels
-from early_exit.predictors.predict_manager import EarlyExitPredictManager, get_predictor
+from early_exit.dataset_readers.line_reader import EarlyExitLineReader
+from early_exit.predictors.predict_manager import ScopedPredictManager, get_predictor
 
 
 def _marked(wrapper: Callable, wrapped: Callable) -> Callable:
@@ -97,14 +110,17 @@ def install_encoder_archiving() -> None:
 
 
 def install_label_check() -> None:
-    """`evaluate` indexes its data with the archive's vocabulary here: labels are checked first."""
+    """
+    `evaluate` indexes its data with the archive's vocabulary here: labels are checked first, for
+    this package's readers (`EarlyExitLineReader`).
+    """
     current = MultiProcessDataLoader.index_with
     if _ours(current):
         return
 
     def index_with(self: MultiProcessDataLoader, vocab: Vocabulary) -> None:
         # Only instances already in memory: a lazy loader indexes them as it reads.
-        if self._instances:
+        if self._instances and isinstance(self.reader, EarlyExitLineReader):
             check_known_labels(self._instances, vocab, self.data_path, self.reader)
         current(self, vocab)
 
@@ -117,7 +133,8 @@ def install_label_check() -> None:
         try:
             yield from iter_instances(self)
         except KeyError:
-            if self._vocab is not None and self.data_path is not None:
+            ours = isinstance(self.reader, EarlyExitLineReader)
+            if ours and self._vocab is not None and self.data_path is not None:
                 check_known_labels(
                     self.reader.read(self.data_path), self._vocab, self.data_path, self.reader
                 )
@@ -143,16 +160,42 @@ def install_nested_override_merge() -> None:
 
 
 def install_carried_predict() -> None:
-    """`allennlp predict` builds its predictor and runs its loop through these two names."""
-    allennlp_predict._get_predictor = get_predictor
-    allennlp_predict._PredictManager = EarlyExitPredictManager
+    """
+    `allennlp predict` builds its predictor and runs its loop through these two names: this
+    package's for an archive whose model or reader is this package's (or `--predictor
+    early_exit_classifier`), allennlp's own for every other.
+    """
+    current_get_predictor = allennlp_predict._get_predictor
+    if _ours(current_get_predictor):
+        return
+
+    def _get_predictor(args: Any) -> Any:
+        predictor = str(args.predictor or "")
+        if predictor.startswith(PACKAGE_PREFIX) or uses_this_package(
+            archive_config(args.archive_file)
+        ):
+            return get_predictor(args)
+        return current_get_predictor(args)
+
+    allennlp_predict._get_predictor = _marked(_get_predictor, current_get_predictor)
+    allennlp_predict._PredictManager = ScopedPredictManager
 
 
 def install_checked_evaluate() -> None:
-    """`evaluate_from_args` looks `evaluate_from_archive` up in its module when it runs."""
+    """
+    `evaluate_from_args` looks `evaluate_from_archive` up in its module when it runs: checked for
+    an archive whose model or reader is this package's, allennlp's own for every other.
+    """
     current = allennlp_evaluate.evaluate_from_archive
-    if not _ours(current):
-        allennlp_evaluate.evaluate_from_archive = checked_evaluation(current)
+    if _ours(current):
+        return
+    checked = checked_evaluation(current)
+
+    def evaluate_from_archive(archive_file: Any, *args: Any, **kwargs: Any) -> Any:
+        ours = uses_this_package(archive_config(archive_file))
+        return (checked if ours else current)(archive_file, *args, **kwargs)
+
+    allennlp_evaluate.evaluate_from_archive = _marked(evaluate_from_archive, current)
 
 
 def install_configuration_errors() -> None:

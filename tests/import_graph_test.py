@@ -1,11 +1,15 @@
 """
 The package reads as layers, bottom to top, and no module imports from a layer above its own (any
-import, also one inside a function), nor is there an import cycle among its modules.
+import, also one inside a function), nor is there an import cycle among its modules. The scripts
+(`scripts/`) and benchmarks (`bench/`) sit on top: the package never imports them, and there is no
+import cycle among their modules either (counting imports inside functions too, which is how a
+cycle hides there).
 """
 
 import ast
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Dict, List, Set
 
@@ -14,6 +18,8 @@ import pytest
 from tests import PROJECT_ROOT
 
 PACKAGE = PROJECT_ROOT / "early_exit"
+# The folders of Python modules this test reads, named by their top-level import name.
+ROOTS = ("early_exit", "scripts", "bench")
 
 # Bottom to top. A module belongs to the layer of the longest prefix of its name listed here.
 LAYERS: List[List[str]] = [
@@ -22,13 +28,14 @@ LAYERS: List[List[str]] = [
         "early_exit.dataset_readers",
         "early_exit.data",
         "early_exit.modules",
-        "early_exit.training.metrics",  # what the model reports (allennlp Metrics)
+        "early_exit.metrics",  # what the model and the calibration report (allennlp Metrics)
     ],
     ["early_exit.models"],  # the model, its inference engine, loading archives, every-head runs
     ["early_exit.calibration", "early_exit.training"],  # temperature scaling, the callback
     ["early_exit.predictors", "early_exit.sweep"],
     ["early_exit.commands"],
     ["early_exit.allennlp_patches", "early_exit"],  # the allennlp integration, the package
+    ["scripts", "bench"],  # results, demos and benchmarks: users of the package
 ]
 
 
@@ -53,25 +60,21 @@ def _imports(path: Path, module_level_only: bool) -> Set[str]:
     names = set()
     for node in nodes:
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module.split(".")[0] == "early_exit":
+            if node.module.split(".")[0] in ROOTS:
                 names.add(node.module)
-                # `from early_exit import allennlp_patches`: a module, not a name
-                names.update(
-                    f"{node.module}.{alias.name}"
-                    for alias in node.names
-                    if (PACKAGE.parent / (node.module + "." + alias.name).replace(".", "/"))
-                    .with_suffix(".py")
-                    .exists()
-                )
+                # `from early_exit import allennlp_patches`: a module (or package), not a name
+                for alias in node.names:
+                    path = PROJECT_ROOT / (node.module + "." + alias.name).replace(".", "/")
+                    if path.with_suffix(".py").exists() or (path / "__init__.py").exists():
+                        names.add(f"{node.module}.{alias.name}")
         elif isinstance(node, ast.Import):
-            names.update(
-                alias.name for alias in node.names if alias.name.split(".")[0] == "early_exit"
-            )
+            names.update(alias.name for alias in node.names if alias.name.split(".")[0] in ROOTS)
     return names
 
 
-def _modules() -> Dict[str, Path]:
-    return {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+def _modules(roots=ROOTS) -> Dict[str, Path]:
+    paths = [path for root in roots for path in sorted((PROJECT_ROOT / root).rglob("*.py"))]
+    return {_module_name(path): path for path in paths}
 
 
 def test_no_module_imports_from_a_layer_above_its_own():
@@ -83,10 +86,12 @@ def test_no_module_imports_from_a_layer_above_its_own():
     assert upward == []
 
 
-def test_there_is_no_import_cycle():
-    modules = _modules()
+def _cycles(roots, module_level_only: bool) -> List[str]:
+    modules = _modules(roots)
     graph = {
-        module: {name for name in _imports(path, module_level_only=True) if name in modules}
+        module: {
+            name for name in _imports(path, module_level_only=module_level_only) if name in modules
+        }
         for module, path in modules.items()
     }
     # A package imports its __init__ chain anyway: only edges between distinct modules count, and
@@ -108,12 +113,36 @@ def test_there_is_no_import_cycle():
     for module in sorted(graph):
         if module not in state:
             visit(module, [module])
-    assert cycles == []
+    return cycles
+
+
+def test_there_is_no_import_cycle():
+    assert _cycles(("early_exit",), module_level_only=True) == []
+
+
+def test_there_is_no_import_cycle_in_the_scripts_and_benchmarks():
+    assert _cycles(("scripts", "bench"), module_level_only=False) == []
+
+
+def test_the_cycle_check_sees_a_cycle_through_imports_inside_functions(tmp_path, monkeypatch):
+    """The recipe search's rule once lived in its CLI module, which its report imported back."""
+    root = tmp_path / "scripts"
+    root.mkdir()
+    (root / "search.py").write_text("def main():\n    from scripts.report import page\n")
+    (root / "report.py").write_text("from scripts.search import main\n")
+    monkeypatch.setattr(sys.modules[__name__], "PROJECT_ROOT", tmp_path)
+    assert _cycles(("scripts",), module_level_only=False) == [
+        "scripts.report -> scripts.search -> scripts.report"
+    ]
+    assert _cycles(("scripts",), module_level_only=True) == []
 
 
 def test_every_module_is_in_a_layer_and_the_test_sees_the_package():
     modules = _modules()
     assert "early_exit.models.inference_engine" in modules
+    assert {"scripts.results.recipes", "bench.performance.cli", "scripts.recipe_search"} <= set(
+        modules
+    )
     for module in modules:
         _layer(module)
 

@@ -18,7 +18,7 @@ import torch
 from allennlp.common.checks import ConfigurationError
 from scipy.optimize import minimize_scalar
 
-from early_exit.training.metrics.expected_calibration_error import ExpectedCalibrationError
+from early_exit.metrics.expected_calibration_error import ExpectedCalibrationError
 
 if TYPE_CHECKING:
     from early_exit.models.head_outputs import HeadOutputs

@@ -38,7 +38,7 @@ from early_exit.dataset_readers.indexed import read_indexed
 from early_exit.dataset_readers.label_check import check_known_labels
 from early_exit.models.head_outputs import HeadOutputs, collect_head_outputs
 from early_exit.commands.option_checks import refuse_unless
-from early_exit.sweep import guaranteed, risk_control
+from early_exit.sweep import certification, risk_control
 
 logger = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ def calibrate_archive(
         )
     fit_on, certify_on = head_outputs, None
     if max_accuracy_drop is not None:
-        fit_indices, certify_indices = guaranteed.split_in_two(len(head_outputs))
+        fit_indices, certify_indices = risk_control.split_in_two(len(head_outputs))
         fit_on, certify_on = _subset(head_outputs, fit_indices), _subset(
             head_outputs, certify_indices
         )
@@ -260,7 +260,7 @@ def calibrate_archive(
     model.set_temperatures(temperatures)
     guarantee, policy_record = None, None
     if certify_on is not None:
-        guarantee = guaranteed.certify_exit_policy(
+        guarantee = certification.certify_exit_policy(
             model, certify_on, risk, max_accuracy_drop, delta
         )
         policy_record = _policy_record(guarantee, input_file, len(fit_on))
@@ -302,7 +302,7 @@ def _subset(outputs: HeadOutputs, indices) -> HeadOutputs:
 
 
 def _policy_record(
-    guarantee: risk_control.RiskControlResult, data: str, num_fit: int
+    guarantee: certification.RiskControlResult, data: str, num_fit: int
 ) -> Dict[str, Any]:
     """The stored policy with its promise and what the promise assumes."""
     return {

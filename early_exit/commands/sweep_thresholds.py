@@ -8,26 +8,24 @@ run, for the confidence threshold or any exit policy (or all of them).
 import argparse
 import logging
 import tarfile
-from typing import List, Optional, TypeVar, Union
+from typing import List, Optional, TypeVar
 
 from allennlp.commands.subcommand import Subcommand
 from allennlp.common import logging as common_logging
 from allennlp.common.checks import ConfigurationError
 from overrides import overrides
 
+from early_exit.commands.option_checks import refuse_unless
 from early_exit.common.cli_errors import exit_with_user_error
 from early_exit.common.files import check_output_paths
 from early_exit.sweep.report import format_summary, sweep_output_files, write_sweep_outputs
-from early_exit.commands.option_checks import refuse_unless
-from early_exit.sweep.guaranteed import AUTO, NO_GUARANTEE, RISK_CHOICES, LabelFreeSweep
-from early_exit.sweep.label_free_report import format_label_free_summary, write_label_free_outputs
-from early_exit.sweep.risk_control import DEFAULT_DELTA
-from early_exit.sweep.run import (
-    TIMING_BATCH_SIZE,
-    TIMING_INSTANCES,
-    TIMING_REPEATS,
-    SweepResult,
-    run_sweep,
+from early_exit.sweep.result import SweepResult
+from early_exit.sweep.run import run_sweep
+from early_exit.sweep.settings import (
+    DEFAULT_MAX_ACCURACY_DROP,
+    NO_GUARANTEE,
+    RISK_CHOICES,
+    SweepSettings,
 )
 from early_exit.sweep.thresholds import ALL_POLICIES, SWEPT_POLICIES, parse_thresholds
 
@@ -36,6 +34,10 @@ logger = logging.getLogger(__name__)
 # Errors that come from what the user gave (files, settings, data); they are reported as one
 # `error: ...` line instead of a traceback.
 USER_ERRORS = (ConfigurationError, OSError, ValueError, tarfile.TarError)
+# The defaults of the options: those of the Python API. Options that do nothing without another
+# default to `None` in the parser (so that giving one can be told from leaving it out) and get
+# these after `refuse_unless`.
+DEFAULTS = SweepSettings()
 # What the timing options do nothing without.
 TIMING_OPTIONS = ("--timing-thresholds", "--timing-batch-size", "--repeats", "--timing-instances")
 T = TypeVar("T")
@@ -80,10 +82,10 @@ class SweepThresholds(Subcommand):
         subparser.add_argument(
             "--policy",
             type=str,
-            default="max_probability",
+            default=DEFAULTS.policy,
             help="the exit policy to sweep: "
             + ", ".join(SWEPT_POLICIES)
-            + f", or {ALL_POLICIES} (every one in one table and plot); default max_probability",
+            + f", or {ALL_POLICIES} (every one in one table and plot); default {DEFAULTS.policy}",
         )
         grid = subparser.add_mutually_exclusive_group()
         grid.add_argument(
@@ -102,19 +104,23 @@ class SweepThresholds(Subcommand):
             "0.998, 0.999, 0.9995 and 0.9999) and entropy (also 0.0001 ... 0.005); default 0.01",
         )
         subparser.add_argument(
-            "--batch-size", type=int, default=32, help="batch size for running every head once"
+            "--batch-size",
+            type=int,
+            default=DEFAULTS.batch_size,
+            help="batch size for running every head once",
         )
         subparser.add_argument(
             "--max-accuracy-drop",
             type=float,
             default=None,
             help="recommend the cheapest threshold whose accuracy is at most this much (absolute, "
-            "0.01 = one point) below the full model's; the default goal, with 0.01",
+            f"0.01 = one point) below the full model's; the default goal, with "
+            f"{DEFAULT_MAX_ACCURACY_DROP}",
         )
         subparser.add_argument(
             "--risk",
             choices=RISK_CHOICES,
-            default=AUTO,
+            default=DEFAULTS.risk,
             help="with --max-accuracy-drop, recommend first the threshold that keeps this risk "
             "within the drop on new data with probability 1 - delta: 'accuracy' (labels needed), "
             "'consistency' (predictions that differ from the full model's; no labels needed), "
@@ -126,7 +132,7 @@ class SweepThresholds(Subcommand):
             type=float,
             default=None,
             help="the allowed probability that the guaranteed threshold breaks its promise; "
-            f"default {DEFAULT_DELTA} (not with --risk none)",
+            f"default {DEFAULTS.delta} (not with --risk none)",
         )
         subparser.add_argument(
             "--compute-budget",
@@ -147,19 +153,20 @@ class SweepThresholds(Subcommand):
             "--timing-batch-size",
             type=int,
             default=None,
-            help=f"time at batch size 1 and at this batch size; default {TIMING_BATCH_SIZE}",
+            help="time at batch size 1 and at this batch size; "
+            f"default {max(DEFAULTS.timing_batch_sizes)}",
         )
         subparser.add_argument(
             "--repeats",
             type=int,
             default=None,
-            help=f"timing repeats; the median is reported; default {TIMING_REPEATS}",
+            help=f"timing repeats; the median is reported; default {DEFAULTS.repeats}",
         )
         subparser.add_argument(
             "--timing-instances",
             type=int,
             default=None,
-            help=f"time only the first this many instances; default {TIMING_INSTANCES}",
+            help=f"time only the first this many instances; default {DEFAULTS.timing_instances}",
         )
         subparser.add_argument("--no-timing", action="store_true", help="skip the timing")
         subparser.add_argument(
@@ -185,10 +192,6 @@ class SweepThresholds(Subcommand):
         return subparser
 
 
-def _or_default(value: Optional[T], default: T) -> T:
-    return default if value is None else value
-
-
 def _thresholds(args: argparse.Namespace) -> Optional[List[float]]:
     if args.thresholds is None:
         return None
@@ -201,56 +204,63 @@ def _timing_thresholds(args: argparse.Namespace) -> Optional[List[float]]:
     return parse_thresholds(args.timing_thresholds, "timing thresholds")
 
 
-def sweep_thresholds_from_args(
-    args: argparse.Namespace,
-) -> Optional[Union[SweepResult, LabelFreeSweep]]:
+def sweep_thresholds_from_args(args: argparse.Namespace) -> Optional[SweepResult]:
     """
     Runs the sweep for parsed command-line arguments, prints the report and writes the files. A
     user error (missing file, another model type, an unknown policy, a threshold outside [0, 1],
     unlabelled data, ...) is printed as `error: ...` on stderr and exits with status 1, without a
-    traceback. Output files that would overwrite the archive or the data, or that cannot be
-    written, are refused before the sweep starts.
+    traceback. Settings are checked first, then output files that would overwrite the archive or
+    the data, or that cannot be written, are refused; all before the sweep starts.
     """
     common_logging.FILE_FRIENDLY_LOGGING = args.file_friendly_logging
     try:
+        settings = _settings(args)
         check_output_paths(
             inputs=[("archive", args.archive_file), ("data file", args.data_file)],
             outputs=[
                 ("sweep output", path) for path in sweep_output_files(args.output_dir).values()
             ],
         )
-        refuse_unless(args, TIMING_OPTIONS, not args.no_timing, "without --no-timing")
-        refuse_unless(args, ["--delta"], args.risk != NO_GUARANTEE, "with a --risk other than none")
-        timing_batch_size = _or_default(args.timing_batch_size, TIMING_BATCH_SIZE)
-        timing_batch_sizes = [1] if timing_batch_size == 1 else [1, timing_batch_size]
         result = run_sweep(
             args.archive_file,
             args.data_file,
+            settings,
             cuda_device=args.cuda_device,
             overrides=args.overrides,
-            policy=args.policy,
-            thresholds=_thresholds(args),
-            grid_step=args.grid_step,
-            batch_size=args.batch_size,
-            max_accuracy_drop=args.max_accuracy_drop,
-            compute_budget=args.compute_budget,
-            timing=not args.no_timing,
-            timing_thresholds=_timing_thresholds(args),
-            timing_batch_sizes=timing_batch_sizes,
-            repeats=_or_default(args.repeats, TIMING_REPEATS),
-            timing_instances=_or_default(args.timing_instances, TIMING_INSTANCES),
-            risk=args.risk,
-            delta=_or_default(args.delta, DEFAULT_DELTA),
         )
-        if isinstance(result, LabelFreeSweep):
-            files = write_label_free_outputs(result, args.output_dir)
-        else:
-            files = write_sweep_outputs(result, args.output_dir)
+        files = write_sweep_outputs(result, args.output_dir)
     except USER_ERRORS as error:
         exit_with_user_error(error, logger)
-    if isinstance(result, LabelFreeSweep):
-        print(format_label_free_summary(result, max_rows=10**9 if args.full_table else 25))
-    else:
-        print(format_summary(result, full_table=args.full_table))
+    print(format_summary(result, full_table=args.full_table))
     print("Wrote " + ", ".join(files.values()))
     return result
+
+
+def _settings(args: argparse.Namespace) -> SweepSettings:
+    """
+    The sweep's settings from the options (checked as they are built); options that would do
+    nothing (timing options with `--no-timing`, `--delta` with `--risk none`) are refused.
+    """
+    refuse_unless(args, TIMING_OPTIONS, not args.no_timing, "without --no-timing")
+    refuse_unless(args, ["--delta"], args.risk != NO_GUARANTEE, "with a --risk other than none")
+    timing_batch_size = _or_default(args.timing_batch_size, max(DEFAULTS.timing_batch_sizes))
+    timing_batch_sizes = (1,) if timing_batch_size == 1 else (1, timing_batch_size)
+    return SweepSettings(
+        policy=args.policy,
+        thresholds=_thresholds(args),
+        grid_step=args.grid_step,
+        batch_size=args.batch_size,
+        max_accuracy_drop=args.max_accuracy_drop,
+        compute_budget=args.compute_budget,
+        risk=args.risk,
+        delta=_or_default(args.delta, DEFAULTS.delta),
+        timing=not args.no_timing,
+        timing_thresholds=_timing_thresholds(args),
+        timing_batch_sizes=timing_batch_sizes,
+        repeats=_or_default(args.repeats, DEFAULTS.repeats),
+        timing_instances=_or_default(args.timing_instances, DEFAULTS.timing_instances),
+    )
+
+
+def _or_default(value: Optional[T], default: T) -> T:
+    return default if value is None else value

@@ -13,10 +13,11 @@ not have; a value of the wrong type in the overrides
 """
 
 import functools
+import json
 import os
 import tarfile
 import zlib
-from typing import Any, Callable
+from typing import Any, Callable, Dict, Optional
 
 from early_exit.common.cli_errors import UserError
 from early_exit.common.config_errors import (
@@ -79,3 +80,36 @@ def explain_archive_errors(load_archive: Callable[..., Any]) -> Callable[..., An
 
     wrapper._early_exit = True  # type: ignore[attr-defined]
     return wrapper
+
+
+# What this package registers starts with this: `early_exit_classifier`, its readers and predictor.
+PACKAGE_PREFIX = "early_exit"
+
+
+def archive_config(archive_file: Any) -> Optional[Dict[str, Any]]:
+    """
+    The `config.json` of a local model archive (a `.tar.gz` or the folder it was extracted to),
+    read without loading the model; `None` where there is none to read (a remote or missing
+    archive, an unreadable one: loading it then reports why).
+    """
+    path = os.fspath(archive_file)
+    try:
+        if os.path.isdir(path):
+            with open(os.path.join(path, "config.json"), encoding="utf-8") as config_file:
+                return json.load(config_file)
+        with tarfile.open(path) as archive:
+            member = archive.extractfile("config.json")
+            return None if member is None else json.load(member)
+    except (OSError, KeyError, ValueError, EOFError, tarfile.TarError, zlib.error):
+        return None
+
+
+def uses_this_package(config: Optional[Dict[str, Any]]) -> bool:
+    """Whether a configuration's model or one of its dataset readers is this package's."""
+    if not isinstance(config, dict):
+        return False
+    blocks = [config.get(key) for key in ("model", "dataset_reader", "validation_dataset_reader")]
+    return any(
+        isinstance(block, dict) and str(block.get("type", "")).startswith(PACKAGE_PREFIX)
+        for block in blocks
+    )

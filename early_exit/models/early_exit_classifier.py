@@ -22,8 +22,8 @@ from early_exit.modules.exit_policies import ExitPolicy, MaxProbabilityPolicy
 from early_exit.modules.exit_policies.exit_policy import check_fraction
 from early_exit.modules.layer_runners import LayerRunner
 from early_exit.modules.layerwise_transformer import LayerwiseTransformer
-from early_exit.training.metrics.exit_statistics import ExitStatistics
-from early_exit.training.metrics.expected_calibration_error import ExpectedCalibrationError
+from early_exit.metrics.exit_statistics import ExitStatistics
+from early_exit.metrics.expected_calibration_error import ExpectedCalibrationError
 
 logger = logging.getLogger(__name__)
 
@@ -210,7 +210,6 @@ class EarlyExitClassifier(Model):
             layer_runner=layer_runner,
         )
         self.exit_layers = exit_layers
-        self._head_of_layer = {layer: head for head, layer in enumerate(exit_layers)}
         self.full_depth = self.encoder.full_depth
         self.head_pooling = head_pooling
         hidden_size = self.encoder.hidden_size

@@ -36,6 +36,7 @@ from overrides import overrides
 from early_exit.common.files import atomic_open, check_output_paths, is_local
 from early_exit.dataset_readers import DataFormatError
 from early_exit.dataset_readers.label_check import check_known_labels
+from early_exit.dataset_readers.line_reader import EarlyExitLineReader
 from early_exit.models.archive_loading import check_early_exit_model
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
 from early_exit.predictors.early_exit_classifier import (
@@ -283,3 +284,22 @@ class EarlyExitPredictManager(allennlp_predict._PredictManager):
                     )
                 raise PredictorInputError(f"{source} line {number}: {error}{hint}") from None
             yield inputs
+
+
+class ScopedPredictManager:
+    """
+    What `allennlp predict` builds its loop with: an `EarlyExitPredictManager` for a predictor of
+    this package, or whose model or dataset reader is this package's; allennlp's own
+    `_PredictManager` for any other, left as allennlp made it.
+    """
+
+    allennlp_manager = allennlp_predict._PredictManager
+
+    def __new__(cls, predictor: Predictor, *args: Any, **kwargs: Any) -> Any:
+        ours = (
+            isinstance(predictor, EarlyExitClassifierPredictor)
+            or isinstance(predictor._model, EarlyExitClassifier)
+            or isinstance(predictor._dataset_reader, EarlyExitLineReader)
+        )
+        manager = EarlyExitPredictManager if ours else cls.allennlp_manager
+        return manager(predictor, *args, **kwargs)

@@ -1,16 +1,22 @@
 """
-Choosing an exit policy (a confidence threshold, by default) from a sweep table for a user's goal,
-and choosing on a dev split what is then reported on an evaluation split.
+Choosing an exit policy (a confidence threshold, by default) from a sweep table: the plain pick
+for an accuracy goal, the guaranteed one (certified on new data, see `certification`), the most
+accurate within a compute budget, all of a sweep's at once (`recommend`), and choosing on a dev
+split what is then reported on an evaluation split.
 """
 
 from dataclasses import dataclass
-from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+import torch
 from allennlp.common.checks import ConfigurationError
 
-from early_exit.modules.exit_policies import ExitPolicy, MaxProbabilityPolicy
-from early_exit.sweep.risk_control import RiskControlResult
+from early_exit.modules.exit_policies import ExitPolicy
+from early_exit.sweep.certification import RiskControlResult, certify, unguaranteed_note
+from early_exit.sweep.risk_control import DEFAULT_DELTA
+from early_exit.sweep.settings import SweepSettings, check_goals
 from early_exit.sweep.sweep_table import SweepRow
+from early_exit.sweep.thresholds import FULL_MODEL, policy_label, thresholds_only
 
 # Accuracies are fractions of a finite data set; this absorbs float noise in comparisons.
 _TOLERANCE = 1e-9
@@ -31,8 +37,8 @@ class Recommendation:
     limit : `float`
         The allowed accuracy drop (absolute, e.g. 0.01 for one point) or the compute budget (a
         fraction of the full encoder's layers).
-    reference_accuracy : `float`
-        The full model's accuracy (no early exit).
+    reference_accuracy : `float`, optional
+        The full model's accuracy (no early exit); `None` on data without labels.
     row : `SweepRow`, optional
         The recommended row; `None` when no row in the table meets the goal.
     message : `str`
@@ -43,7 +49,7 @@ class Recommendation:
 
     goal: str
     limit: float
-    reference_accuracy: float
+    reference_accuracy: Optional[float]
     row: Optional[SweepRow]
     message: str
     guarantee: Optional[RiskControlResult] = None
@@ -57,22 +63,6 @@ class Recommendation:
         return None if self.row is None else self.row.policy
 
 
-def thresholds_only(policies: Iterable[ExitPolicy]) -> bool:
-    """
-    True when every policy is of the `max_probability` type: a table of confidence thresholds,
-    whose reports name each row by its threshold alone.
-    """
-    return all(isinstance(policy, MaxProbabilityPolicy) for policy in policies)
-
-
-def policy_label(policy: ExitPolicy, thresholds: bool) -> str:
-    """
-    How reports name a row's policy: `threshold 0.9` in a table of confidence thresholds only (see
-    `thresholds_only`), otherwise `ExitPolicy.describe()`, e.g. `entropy(threshold=0.31)`.
-    """
-    return f"threshold {policy.threshold:g}" if thresholds else policy.describe()
-
-
 def _preference(rows: Sequence[SweepRow]) -> Callable[[SweepRow], Tuple[int, int]]:
     """
     The tie-break among rows equally good for a goal: the policy type listed first in the table
@@ -83,29 +73,6 @@ def _preference(rows: Sequence[SweepRow]) -> Callable[[SweepRow], Tuple[int, int
     types = list(dict.fromkeys(type(row.policy) for row in rows))
     position = {id(row): index for index, row in enumerate(rows)}
     return lambda row: (-types.index(type(row.policy)), position[id(row)])
-
-
-def check_goals(
-    max_accuracy_drop: Optional[float] = None, compute_budget: Optional[float] = None
-) -> None:
-    """
-    Checks the limits of recommendation goals: an accuracy drop in [0, 1] and a compute budget in
-    (0, 1]; either may be `None`.
-
-    # Raises
-
-    `ConfigurationError` for a limit out of range.
-    """
-    if max_accuracy_drop is not None and not 0.0 <= max_accuracy_drop <= 1.0:
-        raise ConfigurationError(
-            f"the maximum accuracy drop must be in [0, 1] (0.01 is one accuracy point), "
-            f"got {max_accuracy_drop}"
-        )
-    if compute_budget is not None and not 0.0 < compute_budget <= 1.0:
-        raise ConfigurationError(
-            f"the compute budget must be in (0, 1] (a fraction of the encoder's layers), "
-            f"got {compute_budget}"
-        )
 
 
 def recommend_threshold(
@@ -196,6 +163,112 @@ def recommend_threshold(
     return Recommendation(COMPUTE_BUDGET, compute_budget, reference_accuracy, best, message)
 
 
+def guaranteed_recommendation(
+    head_probs: torch.Tensor,
+    labels: Optional[torch.Tensor],
+    rows: Sequence[SweepRow],
+    reference_accuracy: Optional[float],
+    risk: str,
+    epsilon: float,
+    delta: float = DEFAULT_DELTA,
+    full_model: Optional[SweepRow] = None,
+) -> Recommendation:
+    """
+    The cheapest policy of `rows` that the fixed-sequence test certifies, as a `Recommendation`
+    carrying its `guarantee`. Each policy type of the rows is walked on its own, from its most
+    conservative row down (`ExitPolicy.conservativeness`, fixed before the data is seen), at
+    `delta` divided by the number of types: by the union bound the promise of the one chosen
+    still holds with probability `1 - delta`. Where nothing is certified, the full model
+    (`full_model`, or the rows' most expensive row).
+    """
+    by_type: Dict[type, List[ExitPolicy]] = {}
+    for row in rows:
+        by_type.setdefault(type(row.policy), []).append(row.policy)
+    share = delta / len(by_type)
+    results = [
+        certify(head_probs, labels, walking_order(policies), risk, epsilon, share)
+        for policies in by_type.values()
+    ]
+    by_policy = {row.policy: row for row in rows}
+    fallback = full_model or max(rows, key=lambda row: row.relative_compute)
+    guarantee = min(
+        results, key=lambda result: by_policy.get(result.policy, fallback).relative_compute
+    )
+    return Recommendation(
+        MAX_ACCURACY_DROP,
+        epsilon,
+        reference_accuracy,
+        by_policy.get(guarantee.policy, fallback),
+        guarantee.message,
+        guarantee=guarantee,
+    )
+
+
+def walking_order(policies: Iterable[ExitPolicy]) -> List[ExitPolicy]:
+    """The order a guarantee walks policies of one type in: the most conservative first."""
+    return sorted(policies, key=lambda policy: policy.conservativeness(), reverse=True)
+
+
+def note_no_guarantee(
+    recommendation: Recommendation,
+    head_probs: torch.Tensor,
+    labels: Optional[torch.Tensor],
+    risk: str,
+    delta: float,
+) -> Recommendation:
+    """Appends to the plain pick's message that it carries no guarantee, and its pointwise bound."""
+    if recommendation.row is not None:
+        note = unguaranteed_note(head_probs, labels, recommendation.row.policy, risk, delta)
+        recommendation.message = f"{recommendation.message}; {note}"
+    return recommendation
+
+
+def recommend(
+    rows: Sequence[SweepRow],
+    full_model: Optional[SweepRow],
+    head_probs: torch.Tensor,
+    labels: Optional[torch.Tensor],
+    settings: SweepSettings,
+    risk: Optional[str],
+) -> List[Recommendation]:
+    """
+    Every recommendation of a sweep, in the order reports list them: for the accuracy goal the
+    guaranteed pick (when `risk` is not `None`) and the plain one, then the one within the compute
+    budget. On data without labels (`labels` `None`) only the guaranteed pick (of `risk`, which is
+    then `consistency`) is possible.
+    """
+    epsilon = settings.accuracy_goal
+    if labels is None:
+        return [
+            guaranteed_recommendation(
+                head_probs, None, rows, None, risk, epsilon, settings.delta, full_model
+            )
+        ]
+    recommendations = []
+    if epsilon is not None:
+        plain = recommend_threshold(rows, full_model.accuracy, max_accuracy_drop=epsilon)
+        if risk is not None:
+            recommendations.append(
+                guaranteed_recommendation(
+                    head_probs,
+                    labels,
+                    rows,
+                    full_model.accuracy,
+                    risk,
+                    epsilon,
+                    settings.delta,
+                    full_model,
+                )
+            )
+            plain = note_no_guarantee(plain, head_probs, labels, risk, settings.delta)
+        recommendations.append(plain)
+    if settings.compute_budget is not None:
+        recommendations.append(
+            recommend_threshold(rows, full_model.accuracy, compute_budget=settings.compute_budget)
+        )
+    return recommendations
+
+
 @dataclass
 class HeldOutChoice:
     """
@@ -226,7 +299,7 @@ def choose_on_dev(
     dev_reference_accuracy: float,
     eval_rows: Sequence[SweepRow],
     max_accuracy_drops: Iterable[float],
-    fallback: ExitPolicy = MaxProbabilityPolicy(1.0),
+    fallback: ExitPolicy = FULL_MODEL,
 ) -> List[HeldOutChoice]:
     """
     For each of `max_accuracy_drops`, the cheapest row of the dev table within that drop of

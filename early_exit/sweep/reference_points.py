@@ -13,7 +13,7 @@ import torch
 from allennlp.training.metrics import CategoricalAccuracy
 
 from early_exit.sweep.sweep_table import check_head_outputs, head_probabilities
-from early_exit.training.metrics.expected_calibration_error import ExpectedCalibrationError
+from early_exit.metrics.expected_calibration_error import ExpectedCalibrationError
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """
-Writing a sweep's results: the table as CSV and Markdown, a PNG plot, a JSON summary, and a compact
-text version for the console.
+Writing a sweep's results: the table as CSV and Markdown, a PNG plot (see `plot`), a JSON summary,
+and a compact text version for the console; on data without labels, the table of compute and
+disagreement with the full model, without accuracy columns and without a plot.
 """
 
 import contextlib
@@ -11,10 +12,11 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from early_exit.common.files import atomic_path, write_errors_named
 from early_exit.modules.exit_policies import ExitPolicy
-from early_exit.sweep.recommendation import thresholds_only
+from early_exit.sweep.plot import plot_sweep
 from early_exit.sweep.recommendation import MAX_ACCURACY_DROP, Recommendation
-from early_exit.sweep.run import SweepResult
+from early_exit.sweep.result import SweepResult
 from early_exit.sweep.sweep_table import SweepRow
+from early_exit.sweep.thresholds import policy_label
 
 CSV_FILE = "sweep.csv"
 MARKDOWN_FILE = "sweep.md"
@@ -30,10 +32,6 @@ _COMPACT_BY_POLICY = {
     "entropy": (0.0, 0.001, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
     "confident_patience": (0.9, 0.99),
 }
-
-
-def _timing_batch_sizes(result: SweepResult) -> List[int]:
-    return sorted({timing.batch_size for timing in result.timings})
 
 
 def _parameter_names(rows: Sequence[SweepRow]) -> List[str]:
@@ -69,7 +67,7 @@ def table_records(result: SweepResult) -> List[Dict[str, Any]]:
         )
         for layer in result.exit_layers:
             record[f"exit_fraction_layer_{layer}"] = row.exit_fractions[layer]
-        for size in _timing_batch_sizes(result):
+        for size in result.timing_batch_sizes:
             timing = timings.get((row.policy, size))
             record[f"seconds_per_instance_bs{size}"] = (
                 None if timing is None else timing.seconds_per_instance
@@ -205,10 +203,10 @@ def _reference_table(result: SweepResult) -> str:
 
 
 def _timing_table(result: SweepResult) -> str:
-    thresholds = _thresholds_only(result)
+    thresholds = result.thresholds_only
     rows = [
         [
-            _label(timing.policy, thresholds),
+            policy_label(timing.policy, thresholds, "cell"),
             timing.batch_size,
             timing.seconds_per_instance,
             timing.speedup,
@@ -219,17 +217,6 @@ def _timing_table(result: SweepResult) -> str:
     headers = ["threshold" if thresholds else "policy"]
     headers += ["batch_size", "seconds_per_instance", "speedup", "relative_compute"]
     return markdown_table(headers, rows)
-
-
-def _thresholds_only(result: SweepResult) -> bool:
-    """True for a sweep of confidence thresholds only (the default; see `thresholds_only`)."""
-    policies = [row.policy for row in result.rows] + [timing.policy for timing in result.timings]
-    return thresholds_only(policies)
-
-
-def _label(policy: ExitPolicy, thresholds: bool) -> str:
-    """`0.9` in a sweep of confidence thresholds only, otherwise e.g. `entropy(threshold=0.3)`."""
-    return f"{policy.threshold:g}" if thresholds else policy.describe()
 
 
 def _timing_caption(result: SweepResult) -> str:
@@ -259,6 +246,8 @@ def format_summary(result: SweepResult, full_table: bool = False, max_rows: int 
     of the thresholds unless `full_table`, and without the per-instance seconds and compute-based
     speedup columns, which the files have).
     """
+    if not result.labelled:
+        return _unlabelled_summary(result, max_rows=10**9 if full_table else max_rows)
     records = table_records(result)
     shown = records if full_table else compact_records(result, max_rows, records)
     shown = [_console_columns(record, len(result.policies) == 1) for record in shown]
@@ -266,7 +255,7 @@ def format_summary(result: SweepResult, full_table: bool = False, max_rows: int 
     parts.append(_reference_table(result))
     if result.timings:
         parts.append(_timing_caption(result) + "\n" + _timing_table(result))
-    what = "thresholds" if _thresholds_only(result) else "rows"
+    what = "thresholds" if result.thresholds_only else "rows"
     caption = (
         "Sweep"
         if len(shown) == len(records)
@@ -277,6 +266,12 @@ def format_summary(result: SweepResult, full_table: bool = False, max_rows: int 
 
 
 def write_csv(result: SweepResult, path: str) -> None:
+    if not result.labelled:
+        with open(path, "w", newline="", encoding="utf-8") as csv_file:
+            writer = csv.writer(csv_file)
+            writer.writerow(_UNLABELLED_COLUMNS)
+            writer.writerows(_unlabelled_rows(result))
+        return
     records = table_records(result)
     with open(path, "w", newline="", encoding="utf-8") as csv_file:
         writer = csv.DictWriter(csv_file, fieldnames=list(records[0]))
@@ -286,7 +281,13 @@ def write_csv(result: SweepResult, path: str) -> None:
 
 
 def write_markdown(result: SweepResult, path: str) -> None:
-    thresholds = _thresholds_only(result)
+    if not result.labelled:
+        markdown = "# Threshold sweep without labels\n\n" + "\n\n".join(_unlabelled_header(result))
+        table = markdown_table(_UNLABELLED_COLUMNS, _unlabelled_rows(result))
+        with open(path, "w", encoding="utf-8") as markdown_file:
+            markdown_file.write(markdown + "\n\n## All thresholds\n\n" + table + "\n")
+        return
+    thresholds = result.thresholds_only
     title = "# Confidence threshold sweep" if thresholds else "# Exit policy sweep"
     sections = [title, "\n\n".join(_header_lines(result))]
     sections.append(
@@ -314,171 +315,41 @@ def write_json(result: SweepResult, path: str, files: Optional[Dict[str, str]] =
         json_file.write("\n")
 
 
-def _curves(rows: Sequence[SweepRow]) -> Dict[str, List[SweepRow]]:
-    """Each policy type's rows by name, sorted by relative compute (ties in the table's order)."""
-    curves: Dict[str, List[SweepRow]] = {}
-    for row in rows:
-        curves.setdefault(row.policy.registered_name(), []).append(row)
-    return {
-        name: sorted(curve, key=lambda row: row.relative_compute)  # stable
-        for name, curve in curves.items()
-    }
+_UNLABELLED_COLUMNS = ("policy", "relative_compute", "mean_exit_layer", "disagreement", "certified")
 
 
-def _plot_measured(
-    axes: Any, result: SweepResult, thresholds: bool, colors: Dict[str, str]
-) -> None:
-    """
-    Measured speedups against accuracy: one line per batch size through the timed thresholds, each
-    annotated, in a sweep of thresholds only; otherwise one line per policy (in its curve's colour)
-    and batch size (a marker each), without annotations, which would overlap.
-    """
-    full = result.full_model
-    accuracy_at = {row.policy: row.accuracy for row in [full, *result.rows]}
-    markers = "o^sv<>"
-    for index, size in enumerate(_timing_batch_sizes(result)):
-        timings = sorted(
-            (timing for timing in result.timings if timing.batch_size == size),
-            key=lambda timing: timing.speedup,
-        )
-        timings = [timing for timing in timings if timing.policy in accuracy_at]
-        if thresholds:
-            axes.plot(
-                [timing.speedup for timing in timings],
-                [accuracy_at[timing.policy] for timing in timings],
-                "-o",
-                label=f"measured, batch size {size}",
-            )
-            for timing in timings:
-                axes.annotate(
-                    _label(timing.policy, thresholds),
-                    (timing.speedup, accuracy_at[timing.policy]),
-                    textcoords="offset points",
-                    xytext=(4, 4),
-                    fontsize=7,
-                )
-            continue
-        marker = markers[index % len(markers)]
-        axes.plot([], [], marker, color="black", label=f"measured, batch size {size}")
-        for name, color in colors.items():
-            own = [timing for timing in timings if timing.policy.registered_name() == name]
-            axes.plot(
-                [timing.speedup for timing in own],
-                [accuracy_at[timing.policy] for timing in own],
-                "-" + marker,
-                color=color,
-            )
+def _unlabelled_rows(result: SweepResult) -> List[List[Any]]:
+    """The table without labels, in the order the guarantee walked it."""
+    return [
+        [policy_label(row.policy, form="parameters")]
+        + [row.relative_compute, row.mean_exit_layer, row.disagreement]
+        + ["yes" if certified else ""]
+        for row, certified in result.walked_rows()
+    ]
 
 
-def plot_sweep(result: SweepResult, path: str) -> None:
-    """
-    Writes a PNG with two panels: accuracy against relative compute (one curve per swept exit
-    policy, each head alone, the oracle and the recommendation), and accuracy against speedup over
-    the full model (measured at the timed policies for each batch size, and the compute-based
-    speedup of the curves, the heads and the oracle for comparison). Uses matplotlib's Agg canvas
-    directly, so no display and no global backend are touched.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+def _unlabelled_header(result: SweepResult) -> List[str]:
+    lines = []
+    if "archive_file" in result.sources:
+        lines.append(f"Archive: {result.sources['archive_file']}")
+    data = result.sources.get("data_file", "data")
+    lines.append(f"Data: {data} ({result.num_instances} instances, labels not used)")
+    lines.append(model_line(result))
+    lines.append(f"Recommended {result.guarantee.message}")
+    return lines
 
-    full = result.full_model
-    thresholds = _thresholds_only(result)
-    curves = _curves(result.rows)
-    figure = Figure(figsize=(12, 5), dpi=100)
-    FigureCanvasAgg(figure)
-    compute_axes, speed_axes = figure.subplots(1, 2)
 
-    colors = {}
-    for name, curve in curves.items():
-        (line,) = compute_axes.plot(
-            [row.relative_compute for row in curve],
-            [row.accuracy for row in curve],
-            "-o",
-            markersize=3,
-            label="early exit (threshold sweep)" if thresholds else f"early exit: {name}",
-        )
-        colors[name] = line.get_color()
-    compute_axes.plot(
-        [point.relative_compute for point in result.single_heads],
-        [point.accuracy for point in result.single_heads],
-        "s",
-        markersize=8,
-        label="each head alone",
-    )
-    for point in result.single_heads:
-        compute_axes.annotate(
-            f"layer {point.layer}",
-            (point.relative_compute, point.accuracy),
-            textcoords="offset points",
-            xytext=(5, -12),
-            fontsize=8,
-        )
-    oracle = result.oracle
-    compute_axes.plot(
-        [oracle.relative_compute_unsolved_at_first, oracle.relative_compute_unsolved_at_last],
-        [oracle.accuracy, oracle.accuracy],
-        "*--",
-        markersize=12,
-        label="oracle (unsolved at first / last head)",
-    )
-    for recommendation in result.recommendations:
-        if recommendation.row is not None:
-            row = recommendation.row
-            compute_axes.plot(
-                [row.relative_compute],
-                [row.accuracy],
-                "o",
-                markersize=12,
-                markerfacecolor="none",
-                markeredgewidth=2,
-                label=f"recommended: {_label(row.policy, thresholds)} ({recommendation.goal}"
-                + (", guaranteed)" if recommendation.guarantee else ")"),
-            )
-    compute_axes.set_xlabel("relative compute (fraction of the encoder's layers)")
-    compute_axes.set_ylabel("accuracy")
-    compute_axes.set_title("accuracy vs compute")
-    compute_axes.grid(alpha=0.3)
-    compute_axes.legend(fontsize=8, loc="lower right" if thresholds else "best")
-
-    for index, (name, curve) in enumerate(curves.items()):
-        speed_axes.plot(
-            [full.relative_compute / row.relative_compute for row in curve],
-            [row.accuracy for row in curve],
-            ":",
-            color="gray" if thresholds else colors[name],
-            label="compute-based speedup (ideal)" if index == 0 else None,
-        )
-    speed_axes.plot(
-        [full.relative_compute / point.relative_compute for point in result.single_heads],
-        [point.accuracy for point in result.single_heads],
-        "s",
-        markersize=8,
-        markerfacecolor="none",
-        label="each head alone (compute-based)",
-    )
-    speed_axes.plot(
-        [
-            full.relative_compute / oracle.relative_compute_unsolved_at_first,
-            full.relative_compute / oracle.relative_compute_unsolved_at_last,
-        ],
-        [oracle.accuracy, oracle.accuracy],
-        "*--",
-        markersize=12,
-        markerfacecolor="none",
-        label="oracle (compute-based)",
-    )
-    _plot_measured(speed_axes, result, thresholds, colors)
-    title = "accuracy vs speedup over the full model"
-    if not result.timings:
-        title += " (timing skipped)"
-    speed_axes.set_xlabel("speedup over threshold 1.0 (x)")
-    speed_axes.set_ylabel("accuracy")
-    speed_axes.set_title(title)
-    speed_axes.grid(alpha=0.3)
-    speed_axes.legend(fontsize=8, loc="lower left" if thresholds else "best")
-
-    figure.tight_layout()
-    figure.savefig(path, format="png")
+def _unlabelled_summary(result: SweepResult, max_rows: int) -> str:
+    """The console report without labels: header, guaranteed pick and (part of) the table."""
+    rows = _unlabelled_rows(result)
+    caption = "Disagreement with the full model"
+    if len(rows) > max_rows:
+        step = -(-len(rows) // max_rows)
+        total = len(rows)
+        rows = rows[::step] + ([rows[-1]] if (len(rows) - 1) % step else [])
+        caption += f" ({len(rows)} of {total} thresholds; all in the files)"
+    table = markdown_table(_UNLABELLED_COLUMNS, rows)
+    return "\n".join(_unlabelled_header(result)) + f"\n\n{caption}\n{table}\n"
 
 
 def sweep_output_files(output_dir: str) -> Dict[str, str]:
@@ -493,20 +364,25 @@ def sweep_output_files(output_dir: str) -> Dict[str, str]:
 
 def write_sweep_outputs(result: SweepResult, output_dir: str) -> Dict[str, str]:
     """
-    Writes `sweep.csv`, `sweep.md`, `sweep.png` and `sweep.json` into `output_dir` (created if
-    needed) and returns their paths by kind (`csv`, `markdown`, `plot`, `json`). All four are
+    Writes `sweep.csv`, `sweep.md`, `sweep.png` (not without labels) and `sweep.json` into
+    `output_dir` (created if needed) and returns their paths by kind (`csv`, `markdown`, `plot`,
+    `json`). All of them are
     written to temporaries first and moved into place only once every one is complete, so a
     failure leaves the files of an earlier sweep as they were.
     """
     files = sweep_output_files(output_dir)
+    if not result.labelled:
+        del files["plot"]
     with contextlib.ExitStack() as stack:
         temporary = {kind: stack.enter_context(atomic_path(path)) for kind, path in files.items()}
-        with write_errors_named(files["csv"]):  # each names its own file, not the last opened
-            write_csv(result, temporary["csv"])
-        with write_errors_named(files["markdown"]):
-            write_markdown(result, temporary["markdown"])
-        with write_errors_named(files["plot"]):
-            plot_sweep(result, temporary["plot"])
-        with write_errors_named(files["json"]):
-            write_json(result, temporary["json"], files)
+        writers = {
+            "csv": lambda: write_csv(result, temporary["csv"]),
+            "markdown": lambda: write_markdown(result, temporary["markdown"]),
+            "plot": lambda: plot_sweep(result, temporary["plot"]),
+            "json": lambda: write_json(result, temporary["json"], files),
+        }
+        for kind, write in writers.items():
+            if kind in files:
+                with write_errors_named(files[kind]):  # each names its own file
+                    write()
     return files

@@ -1,5 +1,6 @@
 """
-The speed/accuracy table of a sweep, computed from every head's cached outputs.
+The speed/accuracy table of a sweep, computed from every head's cached outputs, on labelled data
+or without labels (then without accuracy and ECE).
 
 Each exit policy is evaluated exactly as the model decides under it: the exits come from the
 policy's own `exit_heads` on the temperature-scaled probabilities, and accuracy, ECE and the exit
@@ -15,8 +16,9 @@ from allennlp.common.tqdm import Tqdm
 from allennlp.training.metrics import CategoricalAccuracy
 
 from early_exit.modules.exit_policies import ExitPolicy, MaxProbabilityPolicy, scaled_probabilities
-from early_exit.training.metrics.exit_statistics import ExitStatistics
-from early_exit.training.metrics.expected_calibration_error import ExpectedCalibrationError
+from early_exit.metrics.exit_statistics import ExitStatistics
+from early_exit.metrics.expected_calibration_error import ExpectedCalibrationError
+from early_exit.sweep.risk_control import CONSISTENCY, risk_losses
 
 
 @dataclass
@@ -28,9 +30,11 @@ class SweepRow:
 
     threshold : `Optional[float]`
         The policy's `threshold`; `None` for a policy without one (`patience`).
-    accuracy : `float`
-    ece : `float`
-        Expected calibration error of the answering heads' probabilities (15 bins, as the model).
+    accuracy : `float`, optional
+        `None` on data without labels.
+    ece : `float`, optional
+        Expected calibration error of the answering heads' probabilities (15 bins, as the model);
+        `None` on data without labels.
     relative_compute : `float`
         Mean fraction of the full encoder's layers computed, `(exit_layer + 1) / full_depth`.
     mean_exit_layer : `float`
@@ -39,15 +43,18 @@ class SweepRow:
         For each exit layer, the fraction of instances that exit there.
     policy : `ExitPolicy`, optional
         The exit policy of the row; `max_probability` at `threshold` when not given.
+    disagreement : `float`, optional
+        The fraction of predictions that differ from the full model's (the last head's).
     """
 
     threshold: Optional[float]
-    accuracy: float
-    ece: float
+    accuracy: Optional[float]
+    ece: Optional[float]
     relative_compute: float
     mean_exit_layer: float
     exit_fractions: Dict[int, float] = field(default_factory=dict)
     policy: Optional[ExitPolicy] = None
+    disagreement: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.policy is None:
@@ -103,7 +110,8 @@ def check_head_outputs(
 ) -> None:
     """
     Checks that cached head outputs fit together: logits and probabilities of shape
-    `(num_instances, num_heads, num_labels)`, one head per exit layer, one gold label per instance.
+    `(num_instances, num_heads, num_labels)`, one head per exit layer, one gold label per instance
+    (when there are labels).
 
     # Raises
 
@@ -119,7 +127,7 @@ def check_head_outputs(
             f"{head_logits.shape[1]} heads in the outputs but {len(exit_layers)} exit layers "
             f"{list(exit_layers)}"
         )
-    if labels is None or labels.shape != head_logits.shape[:1]:
+    if labels is not None and labels.shape != head_logits.shape[:1]:
         raise ConfigurationError(
             f"one gold label per instance is needed, got "
             f"{None if labels is None else tuple(labels.shape)} "
@@ -132,14 +140,15 @@ def check_head_outputs(
 def evaluate_policy(
     head_logits: torch.Tensor,
     head_probs: torch.Tensor,
-    labels: torch.Tensor,
+    labels: Optional[torch.Tensor],
     policy: ExitPolicy,
     exit_layers: Sequence[int],
     full_depth: int,
 ) -> SweepRow:
     """
     The `SweepRow` of one exit policy, from every head's raw logits and temperature-scaled
-    probabilities (see `head_probabilities`).
+    probabilities (see `head_probabilities`); without labels, its compute and its disagreement
+    with the full model only.
 
     # Parameters
 
@@ -147,7 +156,7 @@ def evaluate_policy(
         Shape `(num_instances, num_heads, num_labels)`.
     head_probs : `torch.Tensor`
         Shape `(num_instances, num_heads, num_labels)`.
-    labels : `torch.Tensor`
+    labels : `torch.Tensor`, optional
         Gold label indices, shape `(num_instances,)`.
     policy : `ExitPolicy`
     exit_layers : `Sequence[int]`
@@ -158,18 +167,14 @@ def evaluate_policy(
     check_head_outputs(head_logits, head_probs, labels, exit_layers)
     exit_head = policy.exit_heads(head_probs)  # (num_instances,)
     rows = torch.arange(head_logits.shape[0])
-    accuracy = CategoricalAccuracy()
-    ece = ExpectedCalibrationError()
     statistics = ExitStatistics(list(exit_layers), full_depth)
-    accuracy(head_logits[rows, exit_head], labels)  # (num_instances, num_labels)
-    ece(head_probs[rows, exit_head], labels)  # (num_instances, num_labels)
     statistics(exit_head)
     exit_statistics = statistics.get_metric()
     threshold = policy.parameters().get("threshold")
-    return SweepRow(
+    row = SweepRow(
         threshold=None if threshold is None else float(threshold),
-        accuracy=float(accuracy.get_metric()),
-        ece=float(ece.get_metric()),
+        accuracy=None,
+        ece=None,
         relative_compute=exit_statistics["relative_compute"],
         mean_exit_layer=exit_statistics["mean_exit_layer"],
         exit_fractions={
@@ -177,24 +182,23 @@ def evaluate_policy(
         },
         policy=policy,
     )
-
-
-def evaluate_threshold(
-    head_logits: torch.Tensor,
-    head_probs: torch.Tensor,
-    labels: torch.Tensor,
-    threshold: float,
-    exit_layers: Sequence[int],
-    full_depth: int,
-) -> SweepRow:
-    """`evaluate_policy` of the `max_probability` policy at `threshold`."""
-    policy = MaxProbabilityPolicy(threshold)
-    return evaluate_policy(head_logits, head_probs, labels, policy, exit_layers, full_depth)
+    if labels is None:
+        early = head_probs[rows, exit_head].argmax(dim=-1)  # (num_instances,)
+        full = head_probs[:, -1].argmax(dim=-1)  # (num_instances,)
+        row.disagreement = float(risk_losses(early, full, None, CONSISTENCY).float().mean())
+        return row
+    accuracy = CategoricalAccuracy()
+    ece = ExpectedCalibrationError()
+    accuracy(head_logits[rows, exit_head], labels)  # (num_instances, num_labels)
+    ece(head_probs[rows, exit_head], labels)  # (num_instances, num_labels)
+    row.accuracy = float(accuracy.get_metric())
+    row.ece = float(ece.get_metric())
+    return row
 
 
 def sweep_policies(
     head_logits: torch.Tensor,
-    labels: torch.Tensor,
+    labels: Optional[torch.Tensor],
     policies: Sequence[ExitPolicy],
     exit_layers: Sequence[int],
     full_depth: int,
@@ -210,8 +214,8 @@ def sweep_policies(
     head_logits : `torch.Tensor`
         Every head's raw logits, shape `(num_instances, num_heads, num_labels)`, e.g.
         `collect_head_outputs(...).logits`.
-    labels : `torch.Tensor`
-        Gold label indices, shape `(num_instances,)`.
+    labels : `torch.Tensor`, optional
+        Gold label indices, shape `(num_instances,)`; `None` for data without labels.
     policies : `Sequence[ExitPolicy]`
     exit_layers : `Sequence[int]`
     full_depth : `int`

@@ -1,6 +1,6 @@
 """
-Grids for sweeps: the default threshold grid, user-given thresholds and their validation, and the
-grid of exit policies of each type a sweep evaluates.
+Grids for sweeps: the default threshold grid, user-given thresholds and their validation, the grid
+of exit policies of each type a sweep evaluates, and how reports name a policy of a grid.
 """
 
 from typing import Dict, Iterable, List, Optional, Sequence
@@ -27,6 +27,9 @@ SWEPT_POLICIES: Dict[str, ExitPolicy] = {
     "confident_patience": ConfidentPatiencePolicy(1.0, 1),
 }
 ALL_POLICIES = "all"
+# The reference of every timing and of a sweep's accuracy drop, and the fallback of every choice:
+# no early exit.
+FULL_MODEL = MaxProbabilityPolicy(1.0)
 
 # The extra points of the threshold grids of a `--grid-step`, where each policy decides most.
 _NEAR_POINTS = {"max_probability": NEAR_ONE_THRESHOLDS, "entropy": NEAR_ZERO_THRESHOLDS}
@@ -170,6 +173,24 @@ def sweep_grid(
     `ConfigurationError` for an unknown policy or thresholds out of [0, 1], and for thresholds or a
     grid step given to a sweep none of whose policies takes them.
     """
+    check_grid_settings(policy, thresholds, grid_step)
+    return [
+        each
+        for name in policy_names(policy)
+        for each in policy_grid(name, num_heads, thresholds, grid_step)
+    ]
+
+
+def check_grid_settings(
+    policy: str, thresholds: Optional[Sequence[float]], grid_step: Optional[float]
+) -> None:
+    """
+    # Raises
+
+    `ConfigurationError` for an unknown policy (see `policy_names`), thresholds out of [0, 1] or a
+    grid step out of (0, 1], and for thresholds or a grid step given to a sweep none of whose
+    policies takes them.
+    """
     names = policy_names(policy)
     if thresholds is not None and not any(
         "threshold" in SWEPT_POLICIES[name].parameters() for name in names
@@ -179,4 +200,32 @@ def sweep_grid(
         raise ConfigurationError(
             f"a grid step applies to max_probability and entropy, not to {policy}"
         )
-    return [each for name in names for each in policy_grid(name, num_heads, thresholds, grid_step)]
+    if grid_step is not None and thresholds is None:
+        default_threshold_grid(grid_step)
+    if thresholds is not None:
+        check_thresholds(thresholds)
+
+
+def thresholds_only(policies: Iterable[ExitPolicy]) -> bool:
+    """
+    True when every policy is of the `max_probability` type: a table of confidence thresholds,
+    whose reports name each row by its threshold alone.
+    """
+    return all(isinstance(policy, MaxProbabilityPolicy) for policy in policies)
+
+
+def policy_label(policy: ExitPolicy, thresholds: Optional[bool] = None, form: str = "text") -> str:
+    """
+    How reports and messages name a policy. In a table of confidence thresholds only (`thresholds`,
+    see `thresholds_only`; by default, for a `max_probability` policy) by its threshold: `threshold
+    0.9` in text, `0.9` in a table `cell` under a threshold column; otherwise as
+    `ExitPolicy.describe()`, e.g. `entropy(threshold=0.31)`. In `parameters` form, its parameters
+    alone (`threshold=0.9, patience=2`), for a table of one policy type.
+    """
+    if form == "parameters":
+        return ", ".join(f"{key}={value}" for key, value in policy.parameters().items())
+    if thresholds is None:
+        thresholds = isinstance(policy, MaxProbabilityPolicy)
+    if not thresholds:
+        return policy.describe()
+    return f"{policy.threshold:g}" if form == "cell" else f"threshold {policy.threshold:g}"

@@ -18,11 +18,7 @@ from early_exit.models.inference_settings import InferenceSettings
 from early_exit.models.model_inputs import batch_on_device, inference_switches
 from early_exit.modules.exit_policies import ExitPolicy, MaxProbabilityPolicy
 from early_exit.sweep.sweep_table import SweepRow
-from early_exit.sweep.thresholds import check_thresholds
-
-FULL_MODEL_THRESHOLD = 1.0
-# The reference of every timing and of a sweep's accuracy drop: no early exit.
-FULL_MODEL = MaxProbabilityPolicy(FULL_MODEL_THRESHOLD)
+from early_exit.sweep.thresholds import FULL_MODEL, check_thresholds
 
 
 @dataclass
@@ -186,7 +182,7 @@ def timed_policies(policies: Sequence[Union[float, ExitPolicy]]) -> List[ExitPol
     their order, the full model after them.
     """
     if all(not isinstance(policy, ExitPolicy) for policy in policies):
-        thresholds = check_thresholds(list(policies) + [FULL_MODEL_THRESHOLD], "timing thresholds")
+        thresholds = check_thresholds(list(policies) + [FULL_MODEL.threshold], "timing thresholds")
         return [MaxProbabilityPolicy(threshold) for threshold in thresholds]
     policies = [
         policy if isinstance(policy, ExitPolicy) else MaxProbabilityPolicy(policy)
@@ -318,15 +314,3 @@ def pick_timing_policies(
     in_table = [row.policy for row in rows if row.policy in chosen and row.policy != FULL_MODEL]
     rest = [policy for policy in include if policy not in in_table and policy != FULL_MODEL]
     return list(dict.fromkeys(in_table + rest + [FULL_MODEL]))
-
-
-def pick_timing_thresholds(
-    rows: Sequence[SweepRow], count: int = 5, include: Optional[Sequence[float]] = None
-) -> List[float]:
-    """
-    `pick_timing_policies` of a table of confidence thresholds: about `count` thresholds whose
-    relative compute spreads evenly over the curve, plus `include` and 1.0, sorted.
-    """
-    include_policies = [MaxProbabilityPolicy(threshold) for threshold in include or []]
-    policies = pick_timing_policies(rows, count, include_policies)
-    return check_thresholds([policy.threshold for policy in policies])

@@ -58,7 +58,7 @@ def evaluate_dataset(
             "distillation_temperature": model.distillation_temperature,
         }
         if len(model.exit_layers) == 1:
-            on_eval = sweep_model(model, evaluation, thresholds=[1.0], timing=False)
+            on_eval = sweep_model(model, evaluation, thresholds=[1.0], timing=False, risk="none")
             entry["eval_full"] = on_eval.to_json()["full_model"]
         elif name == MAIN:
             entry.update(evaluate_main(dataset, model, dev, evaluation, repeats, timing_instances))
@@ -99,7 +99,8 @@ def evaluate_variant(
 ) -> Dict[str, Any]:
     """A variant: its confidence thresholds chosen on dev, reported on the evaluation split."""
     return _threshold_choices(
-        sweep_model(model, dev, timing=False), sweep_model(model, evaluation, timing=False)
+        sweep_model(model, dev, timing=False),
+        sweep_model(model, evaluation, timing=False, risk="none"),
     )
 
 
@@ -134,8 +135,12 @@ def evaluate_main(
     """
     dev_outputs = collect_head_outputs(model, dev, description="dev: running every head")
     eval_outputs = collect_head_outputs(model, evaluation, description="evaluation: every head")
-    on_dev = sweep_model(model, dev, policy="all", timing=False, head_outputs=dev_outputs)
-    on_eval = sweep_model(model, evaluation, policy="all", timing=False, head_outputs=eval_outputs)
+    on_dev = sweep_model(
+        model, dev, policy="all", timing=False, head_outputs=dev_outputs, risk="none"
+    )
+    on_eval = sweep_model(
+        model, evaluation, policy="all", timing=False, head_outputs=eval_outputs, risk="none"
+    )
     choices = policies.choose_per_policy(
         on_dev.rows, on_dev.full_model.accuracy, on_eval.rows, DROPS
     )

@@ -18,8 +18,9 @@ from early_exit.models.head_outputs import HeadOutputs
 from early_exit.modules.exit_policies import ExitPolicy
 from early_exit.sweep import FULL_MODEL, Recommendation, SweepRow, evaluate_policy
 from early_exit.sweep import head_probabilities, recommend_threshold, sweep_grid, sweep_policies
-from early_exit.sweep.guaranteed import guaranteed_recommendation, split_in_two
-from early_exit.sweep.risk_control import ACCURACY, CONSISTENCY, instance_losses
+from early_exit.sweep.certification import instance_losses
+from early_exit.sweep.recommendation import guaranteed_recommendation
+from early_exit.sweep.risk_control import ACCURACY, CONSISTENCY, split_in_two
 
 PLAIN = "plain"
 RULES = (PLAIN, ACCURACY, CONSISTENCY)

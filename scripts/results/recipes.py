@@ -1,8 +1,8 @@
 """
 The recipe search behind docs/recipe_search.md: each dataset's adopted recipe
 (`training_config/<dataset>_minilm.jsonnet`) against one change at a time (`RECIPE_CHANGES`), on the
-splits of docs/results.md, each chosen on dev and reported on the evaluation split, and the rule
-that picks a recipe from the dev columns alone.
+splits of docs/results.md, each chosen on dev and reported on the evaluation split (the rule that
+picks a recipe from the dev columns alone is `recipe_rule.pick`).
 """
 
 import argparse
@@ -10,13 +10,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from scripts.results.settings import MAIN, RECIPE_CHANGES, ROOT, dataset_variants, drop_key
+from scripts.results.recipe_rule import ADOPTED
+from scripts.results.settings import MAIN, RECIPE_CHANGES, ROOT, dataset_variants
 
-ADOPTED = "adopted"
-# The accuracy drop on dev each recipe's threshold is chosen for, and how far below the best full
-# depth on dev a recipe may be and still be picked: one point each.
-DROP = 0.01
-FULL_DEPTH_MARGIN = 0.01
 OUTPUT = ROOT / "docs" / "recipe_search.md"
 
 
@@ -108,25 +104,6 @@ def evaluate_recipes(
                 result["adopted_words"] = recipe_words(archive.config.as_dict(quiet=True))
         result["recipes"].append(entry)
     return result
-
-
-def pick(recipes: List[Dict[str, Any]]) -> Optional[str]:
-    """
-    The rule, fixed before the runs, on dev alone: among the trained recipes whose full depth on
-    dev is at most `FULL_DEPTH_MARGIN` below the best, the one whose threshold chosen within `DROP`
-    on dev costs the least compute there (the higher full depth on dev breaks a tie).
-    """
-    trained = [recipe for recipe in recipes if "dev_full_accuracy" in recipe]
-    if not trained:
-        return None
-    best = max(recipe["dev_full_accuracy"] for recipe in trained)
-    eligible = [r for r in trained if r["dev_full_accuracy"] >= best - FULL_DEPTH_MARGIN - 1e-12]
-    key = drop_key(DROP)
-    chosen = min(
-        eligible,
-        key=lambda r: (r["dev_at_chosen"][key]["relative_compute"], -r["dev_full_accuracy"]),
-    )
-    return chosen["name"]
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -3,7 +3,7 @@
 from typing import Any, Dict, List
 
 from scripts.results.formatting import pct, points, title
-from scripts.results.recipes import ADOPTED, DROP, FULL_DEPTH_MARGIN, pick
+from scripts.results.recipe_rule import ADOPTED, DROP, FULL_DEPTH_MARGIN, pick
 from scripts.results.settings import DATASETS, SEED, drop_key
 
 COMMAND = (

@@ -16,7 +16,7 @@ from early_exit.calibration.temperature_scaling import (
     negative_log_likelihood,
 )
 from early_exit.models.head_outputs import HeadOutputs
-from early_exit.training.metrics.expected_calibration_error import ExpectedCalibrationError
+from early_exit.metrics.expected_calibration_error import ExpectedCalibrationError
 
 
 def calibrated_logits(num_instances: int = 5000, num_labels: int = 3, seed: int = 0):

@@ -1,10 +1,14 @@
 import json
+import shutil
 
 import pytest
-from allennlp.commands import evaluate as allennlp_evaluate
 from allennlp.common.checks import ConfigurationError
 
 from early_exit.commands.evaluate_outputs import checked_evaluation, evaluation_data_paths
+from tests import FIXTURES_ROOT, run_allennlp
+from tests.sweep.trained_models import TEXT_DATA
+
+ARCHIVE = FIXTURES_ROOT / "pinned_outputs" / "model.tar.gz"
 
 
 def _evaluation(calls, fail: bool = False):
@@ -42,10 +46,22 @@ def _evaluation(calls, fail: bool = False):
     return checked_evaluation(evaluate_from_archive)
 
 
-def test_importing_the_package_wraps_the_function_evaluate_calls():
-    import early_exit  # noqa: F401
+def test_allennlp_evaluate_refuses_to_write_over_its_data_and_writes_its_metrics(tmp_path):
+    """The command as a user runs it, on the committed tiny archive."""
+    data = tmp_path / "data.tsv"
+    shutil.copy(TEXT_DATA, data)
+    refused = run_allennlp("evaluate", ARCHIVE, data, "--output-file", data)
+    assert refused.returncode == 1
+    error_lines = [line for line in refused.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error_lines) == 1 and f"is the data file {data}; refusing" in error_lines[0]
+    assert "Traceback" not in refused.stderr
+    assert data.read_bytes() == TEXT_DATA.read_bytes()
 
-    assert getattr(allennlp_evaluate.evaluate_from_archive, "_early_exit", False)
+    metrics = tmp_path / "metrics.json"
+    evaluated = run_allennlp("evaluate", ARCHIVE, data, "--output-file", metrics)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert 0.0 <= json.loads(metrics.read_text())["accuracy"] <= 1.0
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data.tsv", "metrics.json"]
 
 
 @pytest.mark.parametrize("option", ["metrics_output_file", "predictions_output_file"])

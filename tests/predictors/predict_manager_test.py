@@ -12,10 +12,17 @@ import pytest
 from allennlp.commands import predict as allennlp_predict
 from allennlp.commands.predict import Predict
 from allennlp.common.checks import ConfigurationError
+from allennlp.data.dataset_readers import TextClassificationJsonReader
+from allennlp.data.tokenizers import WhitespaceTokenizer
+from allennlp.models.archival import load_archive
 from allennlp.predictors import Predictor
 
 from early_exit.predictors import PredictorInputError
-from early_exit.predictors.predict_manager import EarlyExitPredictManager, get_predictor
+from early_exit.predictors.predict_manager import (
+    EarlyExitPredictManager,
+    ScopedPredictManager,
+    get_predictor,
+)
 from tests import FIXTURES_ROOT, run_allennlp
 from tests.commands.calibrate_test import _train
 from tests.predictors.early_exit_classifier_test import (  # noqa: F401  (fixtures)
@@ -50,9 +57,19 @@ def input_file(tmp_path):
     return path
 
 
-def test_importing_the_package_installs_the_manager():
-    assert allennlp_predict._PredictManager is EarlyExitPredictManager
-    assert allennlp_predict._get_predictor is get_predictor
+def test_allennlp_predict_builds_this_package_s_loop_only_for_this_package_s_predictors(
+    predictor, tmp_path
+):
+    inputs = tmp_path / "in.jsonl"
+    inputs.write_text('{"sentence": "a fine film"}\n')
+    manager = allennlp_predict._PredictManager(predictor, str(inputs), None, 2, False, False)
+    assert type(manager) is EarlyExitPredictManager
+    other = Predictor.by_name("text_classifier")(
+        load_archive(str(other_model_archive(tmp_path / "other"))).model,
+        TextClassificationJsonReader(tokenizer=WhitespaceTokenizer()),
+    )
+    manager = allennlp_predict._PredictManager(other, str(inputs), None, 2, False, False)
+    assert type(manager) is ScopedPredictManager.allennlp_manager
 
 
 class TestStreams:

@@ -11,7 +11,8 @@ import pytest
 from allennlp.common import Params
 
 from scripts.results import recipes, report_recipes
-from scripts.results.recipes import ADOPTED, model_dir, pick, recipe_words
+from scripts.results.recipe_rule import ADOPTED, pick
+from scripts.results.recipes import model_dir, recipe_words
 from scripts.results.settings import RECIPE_CHANGES, ROOT
 
 CHANGES = [(dataset, name) for dataset, changes in RECIPE_CHANGES.items() for name in changes]

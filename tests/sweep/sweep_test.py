@@ -18,11 +18,11 @@ from early_exit.sweep import (
     SweepRow,
     check_thresholds,
     default_threshold_grid,
+    head_probabilities,
     measure_inference_time,
     oracle_point,
     parse_thresholds,
     pick_timing_policies,
-    pick_timing_thresholds,
     policy_grid,
     recommend_threshold,
     single_head_points,
@@ -118,7 +118,23 @@ class TestSweepTable:
         with pytest.raises(ConfigurationError, match="exit layers"):
             sweep_table(logits, labels, [0.5], [0, 3], FULL_DEPTH)
         with pytest.raises(ConfigurationError, match="gold label"):
-            sweep_table(logits, None, [0.5], EXIT_LAYERS, FULL_DEPTH)
+            sweep_table(logits, labels[:-1], [0.5], EXIT_LAYERS, FULL_DEPTH)
+
+    def test_without_labels_rows_have_compute_and_disagreement_but_no_accuracy(self, constructed):
+        logits, labels = constructed
+        thresholds = [0.0, 0.75, 1.0]
+        labelled = sweep_table(logits, labels, thresholds, EXIT_LAYERS, FULL_DEPTH)
+        unlabelled = sweep_table(logits, None, thresholds, EXIT_LAYERS, FULL_DEPTH)
+        probs = head_probabilities(logits.float())
+        full = probs[:, -1].argmax(-1)
+        for with_labels, row in zip(labelled, unlabelled):
+            assert row.accuracy is None and row.ece is None
+            assert row.relative_compute == with_labels.relative_compute
+            assert row.exit_fractions == with_labels.exit_fractions
+            exits = row.policy.exit_heads(probs)
+            early = probs[torch.arange(len(exits)), exits].argmax(-1)
+            assert row.disagreement == pytest.approx((early != full).float().mean().item())
+        assert unlabelled[-1].disagreement == 0.0  # the full model agrees with itself
 
 
 class TestPolicySweep:
@@ -297,9 +313,13 @@ class TestRecommendation:
 
     def test_timing_thresholds_spread_over_the_curve(self, rows):
         # compute targets 0.25, 0.525 and 0.8: thresholds 0.0, 0.8 (the higher of two at 0.55), 0.95
-        assert pick_timing_thresholds(rows, count=3) == [0.0, 0.8, 0.95, 1.0]
-        assert pick_timing_thresholds(rows, count=2, include=[0.5]) == [0.0, 0.5, 0.95, 1.0]
-        assert pick_timing_thresholds(rows, count=0) == [1.0]
+        def thresholds(count, include=()):
+            include = [MaxProbabilityPolicy(value) for value in include]
+            return [each.threshold for each in pick_timing_policies(rows, count, include)]
+
+        assert thresholds(3) == [0.0, 0.8, 0.95, 1.0]
+        assert thresholds(2, include=[0.5]) == [0.0, 0.5, 0.95, 1.0]  # in the table's order
+        assert thresholds(0) == [1.0]
 
 
 THREE_HEADS = {0: 0.0, 1: 0.0, 3: 1.0}  # exit fractions: what matters is the number of heads

@@ -3,9 +3,12 @@
 (`measure_inference_time` on a real model is tested in sweep_test.py.)
 """
 
+from types import SimpleNamespace
+
 import pytest
 from allennlp.common.checks import ConfigurationError
 
+from early_exit.sweep import timing
 from early_exit.sweep.timing import interleaved_times, median_ratio, stopwatch
 
 
@@ -53,6 +56,20 @@ def test_median_ratio_is_the_median_of_per_round_ratios():
     assert median_ratio([1.0], [0.0]) == pytest.approx(1e12)  # no division by zero
 
 
-def test_stopwatch_times_the_work():
+def test_stopwatch_times_the_work_and_only_the_work(monkeypatch):
+    clock = iter([10.0, 12.5])  # perf_counter before and after the work
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter=lambda: next(clock)))
     calls = []
-    assert stopwatch(lambda: calls.append(1)) >= 0.0 and calls == [1]
+    assert stopwatch(lambda: calls.append(1)) == 2.5 and calls == [1]
+
+
+def test_stopwatch_waits_for_queued_device_work_before_and_after(monkeypatch):
+    events = []
+    monkeypatch.setattr(timing.torch.cuda, "synchronize", lambda: events.append("sync"))
+    clock = SimpleNamespace(perf_counter=lambda: events.append("clock") or 0.0)
+    monkeypatch.setattr(timing, "time", clock)
+    stopwatch(lambda: events.append("work"), cuda=True)
+    assert events == ["sync", "clock", "work", "sync", "clock"]
+    events.clear()
+    stopwatch(lambda: events.append("work"))
+    assert events == ["clock", "work", "clock"]  # no device: nothing to wait for

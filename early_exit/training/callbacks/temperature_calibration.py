@@ -32,13 +32,12 @@ from early_exit.calibration.temperature_scaling import (
 )
 from early_exit.dataset_readers.indexed import read_indexed
 from early_exit.dataset_readers.label_check import check_known_labels
+from early_exit.models.early_exit_classifier import EarlyExitClassifier
+from early_exit.models.head_outputs import HeadOutputs, collect_head_outputs
 from early_exit.modules.layer_runners import TorchLayerRunner
 
 if TYPE_CHECKING:
     from allennlp.training.gradient_descent_trainer import GradientDescentTrainer
-
-    from early_exit.models.head_outputs import HeadOutputs
-    from early_exit.models.early_exit_classifier import EarlyExitClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -104,9 +103,6 @@ class TemperatureCalibrationCallback(TrainerCallback):
     ) -> None:
         """Checks the set-up before training starts, so that a mistake does not cost a run."""
         super().on_start(trainer, is_primary=is_primary, **kwargs)
-        # Imported here: the model module imports this package's metrics, and so this module.
-        from early_exit.models.early_exit_classifier import EarlyExitClassifier
-
         if not isinstance(trainer.model, EarlyExitClassifier):
             raise ConfigurationError(
                 "the early_exit_temperature_calibration callback needs an early_exit_classifier "
@@ -187,7 +183,7 @@ class TemperatureCalibrationCallback(TrainerCallback):
         return read_indexed(self._reader(trainer), self.calibration_data_path)
 
     def _calibrate(self, trainer: "GradientDescentTrainer", is_primary: bool) -> None:
-        model: "EarlyExitClassifier" = trainer.model  # type: ignore[assignment]
+        model: EarlyExitClassifier = trainer.model  # type: ignore[assignment]
         source = self._source(trainer)
         instances = self._instances(trainer)
         runner = model.layer_runner
@@ -209,7 +205,7 @@ class TemperatureCalibrationCallback(TrainerCallback):
                 self._save_runner_temperatures(runner_key, [fit.temperature for fit in fits])
 
     def _fit(
-        self, model: "EarlyExitClassifier", instances: List[Instance], source: str
+        self, model: EarlyExitClassifier, instances: List[Instance], source: str
     ) -> List[TemperatureFit]:
         """Fits the temperatures the model's layer runner serves with and sets them."""
         logger.info("Calibrating the exit heads' temperatures on %s.", source)
@@ -239,10 +235,8 @@ class TemperatureCalibrationCallback(TrainerCallback):
             json.dump(config, config_out, indent=4)
         logger.info("Temperatures of layer runner %r stored in %s.", key, config_file)
 
-    def _collect(self, model: "EarlyExitClassifier", instances: List[Instance]) -> "HeadOutputs":
+    def _collect(self, model: EarlyExitClassifier, instances: List[Instance]) -> HeadOutputs:
         """Every head's logits on the whole calibration data, on every worker."""
-        from early_exit.models.head_outputs import HeadOutputs, collect_head_outputs
-
         description = "calibration: running every head"
         if not is_distributed():
             if not instances:
@@ -288,7 +282,7 @@ class TemperatureCalibrationCallback(TrainerCallback):
     def _save(
         self,
         trainer: "GradientDescentTrainer",
-        model: "EarlyExitClassifier",
+        model: EarlyExitClassifier,
         fits: List[TemperatureFit],
         source: str,
     ) -> None:

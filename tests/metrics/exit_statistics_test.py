@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from early_exit.training.metrics.exit_statistics import ExitStatistics
+from early_exit.metrics.exit_statistics import ExitStatistics
 
 
 def test_counting_python_heads_equals_calling_with_a_tensor():

@@ -1,0 +1,2 @@
+from early_exit.metrics.exit_statistics import ExitStatistics
+from early_exit.metrics.expected_calibration_error import ExpectedCalibrationError

@@ -1,2 +1,0 @@
-from early_exit.training.metrics.exit_statistics import ExitStatistics
-from early_exit.training.metrics.expected_calibration_error import ExpectedCalibrationError
