@@ -11,7 +11,7 @@ import torch
 
 from early_exit.common.files import atomic_open
 from early_exit.modules.exit_policies import ComputeBudgetPolicy
-from scripts.results.budget import (
+from scripts.results.budget_measure import (
     BATCH_SIZE,
     BUDGETS,
     Stream,

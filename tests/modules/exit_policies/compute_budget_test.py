@@ -17,7 +17,7 @@ from early_exit.modules.exit_policies import (
     MaxProbabilityPolicy,
     stream_exit_heads,
 )
-from scripts.results.budget import difficulty_step
+from scripts.results.budget_measure import difficulty_step
 
 HEAD_COMPUTE = [(head + 1) / 6 for head in range(6)]
 COUNT = 2000
