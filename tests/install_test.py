@@ -1,5 +1,4 @@
 import importlib.metadata
-import re
 
 from tests import PROJECT_ROOT, run_allennlp
 
@@ -17,17 +16,19 @@ def test_the_environment_has_every_version_of_the_lock():
     lock = (PROJECT_ROOT / "requirements.lock").read_text().splitlines()
     locked = dict(line.split("==") for line in lock if line and not line.startswith("#"))
     assert {"torch", "allennlp", "transformers", "numpy"} <= locked.keys()
-    installed = {
-        _canonical(dist.metadata["Name"]): dist.version
-        for dist in importlib.metadata.distributions()
-    }
+    # The version an import would get: the first distribution of that name on `sys.path`
+    # (setuptools appends its `_vendor` folder, with older packaging and more-itertools, once
+    # it is imported; those are not what the environment installed).
     different = {
-        name: (version, installed.get(_canonical(name)))
+        name: (version, _installed(name))
         for name, version in locked.items()
-        if installed.get(_canonical(name)) != version
+        if _installed(name) != version
     }
     assert not different, f"locked vs installed: {different}"
 
 
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+def _installed(name: str):
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
