@@ -226,4 +226,5 @@ class InferenceEngine:
         and shows their compute to the exit policy (`observe`: an adapting policy moves here).
         """
         self._model._exit_statistics.count(heads)
-        settings.exit_policy.observe([self.head_compute[head] for head in heads])
+        if settings.exit_policy.adapts():  # the fixed policies ignore `observe`: no list per batch
+            settings.exit_policy.observe([self.head_compute[head] for head in heads])
