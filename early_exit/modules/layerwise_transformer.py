@@ -1,4 +1,4 @@
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 from allennlp.common import cached_transformers
@@ -25,7 +25,9 @@ class LayerwiseTransformer(torch.nn.Module):
     (self-attention with absolute position embeddings).
 
     How the layers are computed is the `layer_runner`'s: torch by default (with oneDNN-prepacked
-    linear layers on a CPU), or ONNX Runtime in fp32 or int8; the state dict is the same.
+    linear layers on a CPU), ONNX Runtime in fp32 or int8, torch on a CUDA device in fp32 or half
+    precision; the state dict is the same. The runner also says how `embed_packed` computes
+    BERT's embeddings of rows without padding (the torch runner's fast path, or the module).
 
     Layers after `num_layers` are removed from the module: they are never computed and not part of
     the state dict (so not stored in a model archive).
@@ -91,19 +93,21 @@ class LayerwiseTransformer(torch.nn.Module):
             self.transformer.pooler = None
         self.has_token_types = self._is_bert and getattr(config, "type_vocab_size", 0) > 0
         self.supports_packing = all(adapter.packable(layer) for layer in self.layers)
-        self.use_layer_runner(layer_runner or TorchLayerRunner(prepack_weights))
         # BERT's own embeddings take explicit position ids; other families number positions their
         # own way (RoBERTa from the padding index), so `embed_packed` is BERT's only.
         self.embeds_packed = (
             self.supports_packing and type(self.transformer.embeddings) is BertEmbeddings
         )
-        # What `_bert_embeddings_at_inference` computes for BERT's embeddings: their parts.
-        self._embedding_parts = self._plain_bert_embedding_parts() if self.embeds_packed else None
+        self.use_layer_runner(layer_runner or TorchLayerRunner(prepack_weights))
 
     def use_layer_runner(self, runner: LayerRunner) -> None:
         """Computes the layers with `runner` from now on (bound to them here)."""
         runner.bind(self._adapter, self.layers, self.supports_packing)
         self.layer_runner = runner
+        # How `embed_packed` embeds rows without padding: the runner's way.
+        self._unpadded_embedding = (
+            runner.unpadded_embedding(self.transformer.embeddings) if self.embeds_packed else None
+        )
 
     @property
     def layers(self) -> torch.nn.ModuleList:
@@ -135,11 +139,13 @@ class LayerwiseTransformer(torch.nn.Module):
         """
         if padded is None:
             padded = not bool(mask.all())
-        if not padded:  # (one row, or rows of one length): nothing to pick out
-            embedded = self._bert_embeddings_at_inference(token_ids, type_ids)
-            if embedded is None:
-                embedded = self.embed(token_ids, type_ids)
-            return embedded.flatten(0, 1)  # (num_tokens, hidden_size)
+        if (
+            not padded
+        ):  # (one row, or rows of one length): nothing to pick out, as the runner embeds
+            if not self.has_token_types:
+                type_ids = None
+            # (num_tokens, hidden_size)
+            return self._unpadded_embedding(token_ids, type_ids).flatten(0, 1)
         positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
         ids = token_ids[mask].unsqueeze(0)  # (1, num_real_tokens)
         if self.has_token_types and type_ids is not None:
@@ -149,65 +155,6 @@ class LayerwiseTransformer(torch.nn.Module):
         return self.transformer.embeddings(
             input_ids=ids, token_type_ids=types, position_ids=positions[mask].unsqueeze(0)
         )[0]
-
-    def _plain_bert_embedding_parts(self) -> Optional[Tuple[torch.nn.Module, ...]]:
-        """
-        BERT's word, position and token-type embeddings and layer norm, if they are the plain
-        torch modules (no `max_norm`) with absolute positions and the zero token-type buffer.
-        """
-        embeddings = self.transformer.embeddings
-        parts = tuple(
-            getattr(embeddings, name, None)
-            for name in (
-                "word_embeddings",
-                "position_embeddings",
-                "token_type_embeddings",
-                "LayerNorm",
-            )
-        )
-        if (
-            getattr(embeddings, "position_embedding_type", "absolute") != "absolute"
-            or not isinstance(getattr(embeddings, "token_type_ids", None), torch.Tensor)
-            or any(type(part) is not torch.nn.Embedding or part.max_norm for part in parts[:3])
-            or type(parts[3]) is not torch.nn.LayerNorm
-        ):
-            return None
-        return parts
-
-    def _bert_embeddings_at_inference(
-        self, token_ids: torch.LongTensor, type_ids: Optional[torch.LongTensor]
-    ) -> Optional[torch.Tensor]:
-        """
-        `embed(token_ids, type_ids)` `(batch_size, num_tokens, hidden_size)` for `BertEmbeddings`
-        in eval mode with absolute positions, bit for bit (the same operations on the same values
-        in the same order), in six operators instead of eight and without its five module calls:
-        the position embeddings are the first rows of their table rather than a lookup of
-        `arange(num_tokens)`, and the dropout (the identity) is not called. At batch size 1 the
-        embedding is the largest part of a forward pass outside the layers. `None` where that
-        does not hold (another embedding class or parts, training mode, other positions, hooks):
-        then the module itself is called.
-        """
-        embeddings, parts = self.transformer.embeddings, self._embedding_parts
-        if (
-            parts is None
-            or embeddings.training
-            or any(
-                module._forward_hooks or module._forward_pre_hooks
-                for module in (embeddings, *parts)
-            )
-        ):
-            return None
-        words, positions, types, norm = parts
-        num_tokens = token_ids.shape[1]
-        if not self.has_token_types or type_ids is None:  # BERT's zero buffer, as `embed` gets
-            type_ids = embeddings.token_type_ids[:, :num_tokens].expand_as(token_ids)
-        # (batch_size, num_tokens, hidden_size)
-        hidden = torch.nn.functional.embedding(token_ids, words.weight, words.padding_idx)
-        hidden = hidden + torch.nn.functional.embedding(type_ids, types.weight, types.padding_idx)
-        hidden += positions.weight[:num_tokens]  # (num_tokens, hidden_size), broadcast
-        return torch.nn.functional.layer_norm(
-            hidden, norm.normalized_shape, norm.weight, norm.bias, norm.eps
-        )
 
     def layer_mask(self, mask: torch.BoolTensor, dtype: torch.dtype) -> Optional[torch.Tensor]:
         """

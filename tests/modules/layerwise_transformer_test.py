@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 import transformers
@@ -6,6 +8,8 @@ from allennlp.data import Vocabulary
 
 from early_exit.models import EarlyExitClassifier
 from early_exit.modules import LayerwiseTransformer, PackedRows, PaddedRows
+from early_exit.modules.layer_runners import LayerRunner, OnnxRuntimeLayerRunner
+from early_exit.modules.layer_runners.torch_runner import BertEmbeddingsAtInference
 from tests import TINY_BERT
 
 SMALL = dict(hidden_size=32, num_hidden_layers=4, num_attention_heads=2, intermediate_size=37)
@@ -209,9 +213,20 @@ def test_other_families_pack_after_embedding_the_padded_batch(family, tmp_path):
     torch.testing.assert_close(packed["probs"], padded["probs"], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("runner", ["torch", "onnxruntime", "module_call"])
 @pytest.mark.parametrize("with_types", [True, False])
-def test_unpadded_bert_embedding_at_inference_is_the_modules_bit_for_bit(with_types):
+def test_unpadded_bert_embedding_at_inference_is_the_modules_bit_for_bit(with_types, runner):
+    # The torch runner's fast path, kept by the onnxruntime runner (its embeddings stay in torch);
+    # the base runner's module call (as a runner without the fast path has it) is the reference.
     encoder = LayerwiseTransformer(TINY_BERT, 4, keep_pooler=False).eval()
+    if runner == "onnxruntime":
+        encoder.use_layer_runner(OnnxRuntimeLayerRunner())
+    elif runner == "module_call":
+        encoder._unpadded_embedding = LayerRunner().unpadded_embedding(
+            encoder.transformer.embeddings
+        )
+    fast_path = runner != "module_call"
+    assert isinstance(encoder._unpadded_embedding, BertEmbeddingsAtInference) == fast_path
     embeddings = encoder.transformer.embeddings
     token_ids, mask = _unpadded_inputs()
     type_ids = (torch.arange(7) >= 3).long().expand_as(token_ids) if with_types else None
@@ -226,8 +241,10 @@ def test_unpadded_bert_embedding_at_inference_is_the_modules_bit_for_bit(with_ty
     with torch.no_grad():
         expected = module_forward(input_ids=token_ids, token_type_ids=type_ids).flatten(0, 1)
         fast = encoder.embed_packed(token_ids, mask, type_ids)
-        assert torch.equal(fast, expected) and not calls  # computed without calling the module
+        # computed without calling the module (on the fast path)
+        assert torch.equal(fast, expected) and bool(calls) != fast_path
         # A hook on any part, or training mode, needs the module itself.
+        calls.clear()
         seen = []
         hook = embeddings.LayerNorm.register_forward_hook(lambda *args: seen.append(1))
         assert torch.equal(encoder.embed_packed(token_ids, mask, type_ids), expected)
@@ -237,3 +254,15 @@ def test_unpadded_bert_embedding_at_inference_is_the_modules_bit_for_bit(with_ty
         calls.clear()
         encoder.embed_packed(token_ids, mask, type_ids)
         assert calls
+
+
+def test_a_copy_of_the_encoder_embeds_with_its_own_modules():
+    encoder = LayerwiseTransformer(TINY_BERT, 4, keep_pooler=False).eval()
+    copied = copy.deepcopy(encoder)
+    assert copied._unpadded_embedding.embeddings is copied.transformer.embeddings
+    with torch.no_grad():
+        copied.transformer.embeddings.word_embeddings.weight.add_(1.0)
+        token_ids, mask = _unpadded_inputs()
+        assert not torch.equal(
+            copied.embed_packed(token_ids, mask), encoder.embed_packed(token_ids, mask)
+        )

@@ -1,3 +1,4 @@
 from early_exit.modules.layer_runners.layer_runner import LayerRunner
 from early_exit.modules.layer_runners.torch_runner import TorchLayerRunner
 from early_exit.modules.layer_runners.onnxruntime_runner import OnnxRuntimeLayerRunner
+from early_exit.modules.layer_runners.cuda_runner import CudaLayerRunner

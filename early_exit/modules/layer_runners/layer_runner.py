@@ -20,7 +20,11 @@ class LayerRunner(Registrable):
     temperatures of its own: `allennlp calibrate -o '{"model.layer_runner": ...}'` refits them
     with the runner and stores them in the archive under that key.
 
-    Registered implementations: "torch" (the default), "onnxruntime".
+    The embeddings are the encoder's; a runner says how BERT's are computed on unpadded rows
+    (`unpadded_embedding`): by default the module itself, or the torch runner's fast path for a
+    runner that keeps them in torch.
+
+    Registered implementations: "torch" (the default), "onnxruntime", "cuda".
     """
 
     default_implementation = "torch"
@@ -34,6 +38,14 @@ class LayerRunner(Registrable):
         """
         self._adapter = adapter
         self._layers = layers
+
+    def unpadded_embedding(self, embeddings: torch.nn.Module) -> "UnpaddedEmbedding":
+        """
+        How this runner computes BERT's embeddings (`BertEmbeddings`, absolute positions) of rows
+        without padding at inference: asked once, when the runner is bound to an encoder. The
+        base calls the module itself.
+        """
+        return UnpaddedEmbedding(embeddings)
 
     def check_device(self, device: torch.device) -> None:
         """Raises a `ConfigurationError` if the runner cannot run on `device` (before any work)."""
@@ -65,3 +77,18 @@ class LayerRunner(Registrable):
     def describe(self) -> str:
         """A short name for reports and log lines, e.g. "onnxruntime int8"."""
         raise NotImplementedError
+
+
+class UnpaddedEmbedding:
+    """
+    BERT's embeddings of rows without padding: `token_ids` and `type_ids` (`None`: BERT's zero
+    token types) `(num_rows, num_tokens)` -> `(num_rows, num_tokens, hidden_size)`, here by
+    calling the module itself. An object rather than a closure, so that a copy of the model
+    (`copy.deepcopy`) calls its own copy of the module.
+    """
+
+    def __init__(self, embeddings: torch.nn.Module) -> None:
+        self.embeddings = embeddings
+
+    def __call__(self, token_ids: torch.Tensor, type_ids: Optional[torch.Tensor]) -> torch.Tensor:
+        return self.embeddings(input_ids=token_ids, token_type_ids=type_ids)

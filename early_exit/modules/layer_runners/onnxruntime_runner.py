@@ -12,8 +12,9 @@ from overrides import overrides
 
 from early_exit.common.files import atomic_write
 from early_exit.modules.layer_adapters import LayerAdapter
-from early_exit.modules.layer_runners.layer_runner import LayerRunner
+from early_exit.modules.layer_runners.layer_runner import LayerRunner, UnpaddedEmbedding
 from early_exit.modules.layer_runners.onnx_graph import OPSET, export_packed_layer, quantize_int8
+from early_exit.modules.layer_runners.torch_runner import torch_unpadded_embedding
 from early_exit.modules.packed_rows import PackedRows
 from early_exit.modules.tensor_cache import VersionedCache
 
@@ -116,6 +117,10 @@ class OnnxRuntimeLayerRunner(LayerRunner):
         # What each layer's graph is made from, listed once: loading weights, a training step or
         # `.to()` changes these tensors in place (seen by the cache); they are not replaced.
         self._layer_tensors = [[*layer.parameters(), *layer.buffers()] for layer in layers]
+
+    @overrides
+    def unpadded_embedding(self, embeddings: torch.nn.Module) -> UnpaddedEmbedding:
+        return torch_unpadded_embedding(embeddings)  # the embeddings stay in torch
 
     @overrides
     def check_device(self, device: torch.device) -> None:
