@@ -32,18 +32,17 @@ CONFIG = {
 }
 
 
-def _allennlp(directory: Path, *args: str, package: bool) -> subprocess.CompletedProcess:
-    """`allennlp ARGS` run in `directory` (outside the repository, so its plugin file is not read)."""
-    include = ["--include-package", "early_exit"] if package else []
+def _python(directory: Path, *args: str) -> subprocess.CompletedProcess:
+    """`python ARGS` run in `directory` (outside the repository, so its plugin file is not read)."""
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-m", "allennlp", *args, *include],
-        cwd=directory,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    return subprocess.run(
+        [sys.executable, *args], cwd=directory, env=env, capture_output=True, text=True, timeout=600
     )
+
+
+def _allennlp(directory: Path, *args: str, package: bool) -> subprocess.CompletedProcess:
+    include = ["--include-package", "early_exit"] if package else []
+    result = _python(directory, "-m", "allennlp", *args, *include)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -140,28 +139,13 @@ print(json.dumps([name for name in names if look_up(name) is not before[name]]))
 
 
 def test_an_import_from_python_rebinds_only_the_names_scoped_to_this_package(tmp_path):
-    names = PACKAGE_SCOPED + COMMAND_LINE_ONLY
-    result = subprocess.run(
-        [sys.executable, "-c", _REBOUND, json.dumps(names)],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = _python(tmp_path, "-c", _REBOUND, json.dumps(PACKAGE_SCOPED + COMMAND_LINE_ONLY))
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.splitlines()[-1]) == PACKAGE_SCOPED
 
 
 def test_the_error_patches_act_under_the_command_line(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "allennlp", "train", "missing.jsonnet", "-s", "out"]
-        + ["--include-package", "early_exit"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    command = ["train", "missing.jsonnet", "-s", "out", "--include-package", "early_exit"]
+    result = _python(tmp_path, "-m", "allennlp", *command)
     assert result.returncode == 1
     assert "error: missing.jsonnet: configuration file not found" in result.stderr.splitlines()
