@@ -1,10 +1,14 @@
 """
-Every change this package makes to allennlp, in one place, each saying why and on what it acts:
-this package's models, readers, predictors and archives, except where only an error message
-changes. `install()` applies them all and is idempotent; `early_exit/__init__.py` calls it, so
-`--include-package early_exit` (or the repo's `.allennlp_plugins`) is all a user needs. What each
-wrapper does lives with the layer it belongs to (the readers' label check, the archive files, the
-predictor's manager); only the patching is here.
+Every change this package makes to allennlp, in one place, each saying why and on what it acts.
+`install()` applies them (idempotent); `early_exit/__init__.py` calls it, so `--include-package
+early_exit` (or the repo's `.allennlp_plugins`) is all a user needs. Imported from Python (a
+notebook, a server, another package's tests), only the patches that act on this package's own
+models, readers, predictors and archives apply; those that change only the errors of every
+archive and configuration apply under the `allennlp` (or `early-exit`) command line only, where
+they end in one `error: ...` line. From Python, this package's own loaders name the errors of its
+archives themselves (`load_early_exit_archive`, the carried predict). What each wrapper does lives
+with the layer it belongs to (the readers' label check, the archive files, the predictor's
+manager); only the patching is here.
 
 | patch | allennlp's name | acts on | why |
 | --- | --- | --- | --- |
@@ -14,14 +18,18 @@ predictor's manager); only the patching is here.
 | nested overrides | `common.params.with_overrides` | this package's blocks of a configuration | `-o '{"model": {...}}'` merges into them instead of replacing them |
 | checked evaluate | `commands.evaluate.evaluate_from_archive` | archives whose model or reader is this package's | `evaluate --output-file` / `--predictions-output-file` never overwrite the data or the archive, and are written atomically |
 | carried predict | `commands.predict._get_predictor`, `_PredictManager` | archives whose model or reader is this package's, and `--predictor early_exit_classifier` | `allennlp predict` streams batches through the model, checks paths first, writes atomically |
-| archive errors | `load_archive` where the commands import it | every archive that cannot be read | a missing or truncated archive is named in one line, not an `EOFError`; only the error changes, never a load that works |
-| configuration errors | `Params.from_file`, `commands.train.train_model_from_file` | every configuration that cannot be read | a missing file, a Jsonnet error in it or in `-o`, a value of the wrong type: one line naming the file or the overrides; only the error changes |
-| GPU check | `common.util.int_to_device` | every `--cuda-device` | torch 2's `torch.device(0)` means "the default accelerator" and fails on a machine without one before allennlp's `check_for_gpu` can say so; a fix, not a change |
+| archive errors | `load_archive` where the commands import it | the `allennlp` command line only | a missing or truncated archive is named in one line, not an `EOFError`; only the error changes, never a load that works |
+| configuration errors | `Params.from_file`, `commands.train.train_model_from_file` | the `allennlp` command line only | a missing file, a Jsonnet error in it or in `-o`, a value of the wrong type: one line naming the file or the overrides; only the error changes |
+| GPU check | `common.util.int_to_device` | the `allennlp` command line only | `check_for_gpu` (train's `trainer.cuda_device`) looks it up each time; torch 2's `torch.device(0)` fails on a machine without an accelerator before allennlp can say "none is available". Every other allennlp module bound the name at import, so only that error changes |
 
-No registered subcommand, callback or `Registrable` can take one of these over: allennlp's own
-`train`, `evaluate` and `predict` call these names directly. `tests/allennlp_patches_test.py` trains,
-evaluates and predicts allennlp's `basic_classifier` with and without `--include-package
-early_exit` and finds the same archive, weights, metrics and predictions.
+No registered subcommand, callback or `Registrable` can take one of these over. allennlp's own
+`train`, `evaluate` and `predict` call these names directly, and a `predict` registered again
+(`Subcommand.register("predict", exist_ok=True)`) is never run: `allennlp predict` builds its
+parser and binds `args.func` to allennlp's `_predict` before it imports the plugins
+(`allennlp.commands.parse_args`), so the carried predict stays a patch of the two names `_predict`
+looks up when it runs. `tests/allennlp_patches_test.py` trains, evaluates and predicts allennlp's
+`basic_classifier` with and without `--include-package early_exit` and finds the same archive,
+weights, metrics and predictions, and checks which names an import from Python rebinds.
 """
 
 import importlib
@@ -224,7 +232,10 @@ def install_configuration_errors() -> None:
 
 
 def install_device_check() -> None:
-    """`check_for_gpu` imports `int_to_device` from `common.util` each time it runs."""
+    """
+    `check_for_gpu` imports `int_to_device` from `common.util` each time it runs; the modules that
+    move models and batches imported it once, so this changes only `check_for_gpu`'s error.
+    """
     current = allennlp_util.int_to_device
     if _ours(current):
         return
@@ -237,14 +248,25 @@ def install_device_check() -> None:
     allennlp_util.int_to_device = _marked(int_to_device, current)
 
 
+# The patches that change only errors, of every archive and configuration: command line only.
+ERROR_PATCHES = (
+    install_cli_error_hook,
+    install_archive_errors,
+    install_configuration_errors,
+    install_device_check,
+)
+
+
 def install() -> None:
-    """Applies every patch above (idempotent)."""
-    install_cli_error_hook()
-    install_archive_errors()
+    """
+    Applies the patches that act on this package only, and under the `allennlp` command line
+    the `ERROR_PATCHES` too (idempotent).
+    """
     install_encoder_archiving()
     install_label_check()
     install_nested_override_merge()
     install_carried_predict()
     install_checked_evaluate()
-    install_configuration_errors()
-    install_device_check()
+    if running_allennlp_cli():
+        for install_error_patch in ERROR_PATCHES:
+            install_error_patch()

@@ -32,18 +32,17 @@ CONFIG = {
 }
 
 
-def _allennlp(directory: Path, *args: str, package: bool) -> subprocess.CompletedProcess:
-    """`allennlp ARGS` run in `directory` (outside the repository, so its plugin file is not read)."""
-    include = ["--include-package", "early_exit"] if package else []
+def _python(directory: Path, *args: str) -> subprocess.CompletedProcess:
+    """`python ARGS` run in `directory` (outside the repository, so its plugin file is not read)."""
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-m", "allennlp", *args, *include],
-        cwd=directory,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    return subprocess.run(
+        [sys.executable, *args], cwd=directory, env=env, capture_output=True, text=True, timeout=600
     )
+
+
+def _allennlp(directory: Path, *args: str, package: bool) -> subprocess.CompletedProcess:
+    include = ["--include-package", "early_exit"] if package else []
+    result = _python(directory, "-m", "allennlp", *args, *include)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -96,3 +95,57 @@ def test_basic_classifier_behaves_the_same_with_and_without_the_package(tmp_path
     assert with_package["metrics"] == without["metrics"]
     assert with_package["predictions"] == without["predictions"]
     assert len(without["predictions"]) == 16
+
+
+# What `import early_exit` rebinds in allennlp, from Python: only the names whose new behaviour is
+# limited to this package's archives, readers and predictor (see `allennlp_patches.py`).
+PACKAGE_SCOPED = [
+    "allennlp.models.archival:archive_model",
+    "allennlp.models:archive_model",
+    "allennlp.commands.train:archive_model",
+    "allennlp.data.data_loaders:MultiProcessDataLoader.index_with",
+    "allennlp.data.data_loaders:MultiProcessDataLoader.iter_instances",
+    "allennlp.common.params:with_overrides",
+    "allennlp.commands.predict:_get_predictor",
+    "allennlp.commands.predict:_PredictManager",
+    "allennlp.commands.evaluate:evaluate_from_archive",
+]
+# The names whose patches change only errors, of every archive and configuration: rebound under
+# the `allennlp` command line only.
+COMMAND_LINE_ONLY = [
+    "allennlp.models.archival:load_archive",
+    "allennlp.models:load_archive",
+    "allennlp.commands.evaluate:load_archive",
+    "allennlp.commands.predict:load_archive",
+    "allennlp.predictors.predictor:load_archive",
+    "allennlp.common.params:Params.from_file",
+    "allennlp.commands.train:train_model_from_file",
+    "allennlp.common.util:int_to_device",
+    "allennlp.common.logging:prepare_global_logging",
+]
+_REBOUND = """
+import importlib, json, sys
+def look_up(name):
+    module, path = name.split(":")
+    value = importlib.import_module(module)
+    for part in path.split("."):
+        value = getattr(value, part)
+    return getattr(value, "__func__", value)
+names = json.loads(sys.argv[1])
+before = {name: look_up(name) for name in names}
+import early_exit
+print(json.dumps([name for name in names if look_up(name) is not before[name]]))
+"""
+
+
+def test_an_import_from_python_rebinds_only_the_names_scoped_to_this_package(tmp_path):
+    result = _python(tmp_path, "-c", _REBOUND, json.dumps(PACKAGE_SCOPED + COMMAND_LINE_ONLY))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.splitlines()[-1]) == PACKAGE_SCOPED
+
+
+def test_the_error_patches_act_under_the_command_line(tmp_path):
+    command = ["train", "missing.jsonnet", "-s", "out", "--include-package", "early_exit"]
+    result = _python(tmp_path, "-m", "allennlp", *command)
+    assert result.returncode == 1
+    assert "error: missing.jsonnet: configuration file not found" in result.stderr.splitlines()

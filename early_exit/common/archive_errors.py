@@ -3,10 +3,11 @@ A model archive that does not exist or cannot be read, reported in one line that
 
 allennlp's `load_archive` fails on a missing archive with `FileNotFoundError: file ... not found`
 and on a truncated or corrupt one with, e.g., `EOFError: Compressed file ended before the
-end-of-stream marker was reached`, which does not name the archive. Importing `early_exit` wraps
-`load_archive` where allennlp's `evaluate` and `predict` commands and `Predictor.from_path` look it
-up (they import it by name, hence one wrapper per module) so that both become an `ArchiveError`,
-which the command line prints as one `error: ...` line. Checked before loading: the overrides, a
+end-of-stream marker was reached`, which does not name the archive. Both become an `ArchiveError`,
+which the command line prints as one `error: ...` line: this package's own loaders wrap
+`load_archive` when they call it, and under the `allennlp` command line importing `early_exit`
+wraps it where allennlp's `evaluate` and `predict` commands and `Predictor.from_path` look it up
+(they import it by name, hence one wrapper per module; see `allennlp_patches.py`). Checked before loading: the overrides, a
 missing weights file, a directory that is not an extracted archive, and a GPU the machine does
 not have; a value of the wrong type in the overrides
 (`-o '{"model.confidence_threshold": "abc"}'`) is named with them (`common/config_errors.py`).

@@ -5,6 +5,7 @@ from allennlp.common.checks import ConfigurationError
 from allennlp.models import archival
 from allennlp.models.archival import Archive
 
+from early_exit.common.archive_errors import explain_archive_errors
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
 
 
@@ -19,10 +20,10 @@ def load_early_exit_archive(
     `ConfigurationError` naming the archive and the model type it holds, if it holds another model,
     or naming the overrides if they give a value of the wrong type.
     """
-    # Looked up at call time: importing early_exit wraps it so that a missing or unreadable
-    # archive is an `ArchiveError` naming it, and a value of the wrong type in the overrides is
-    # named with them (`early_exit.common.archive_errors`).
-    archive = archival.load_archive(str(archive_file), cuda_device=cuda_device, overrides=overrides)
+    # A missing or unreadable archive is an `ArchiveError` naming it, and a value of the wrong type
+    # in the overrides is named with them, also from Python (`early_exit.common.archive_errors`).
+    load_archive = explain_archive_errors(archival.load_archive)
+    archive = load_archive(str(archive_file), cuda_device=cuda_device, overrides=overrides)
     check_early_exit_model(archive_file, archive)
     return archive
 

@@ -33,6 +33,7 @@ from allennlp.models.archival import Archive
 from allennlp.predictors import Predictor
 from overrides import overrides
 
+from early_exit.common.archive_errors import explain_archive_errors
 from early_exit.common.files import atomic_open, check_output_paths, is_local
 from early_exit.dataset_readers import DataFormatError
 from early_exit.dataset_readers.label_check import check_known_labels
@@ -137,9 +138,9 @@ def get_predictor(args: Any) -> Predictor:
     if args.batch_size < 1:
         raise ConfigurationError(f"--batch-size must be at least 1, got {args.batch_size}")
     predictor_args = _predictor_args(args.predictor_args)
-    # allennlp's load_archive, as wrapped by `common/archive_errors.py`: it checks the overrides,
-    # the weights file and the GPU first, and names a value of the wrong type in the overrides.
-    archive = allennlp_predict.load_archive(
+    # allennlp's load_archive, wrapped by `common/archive_errors.py` (also from Python): it checks
+    # the overrides, the weights file and the GPU first, and names a wrong type in the overrides.
+    archive = explain_archive_errors(allennlp_predict.load_archive)(
         args.archive_file,
         weights_file=args.weights_file,
         cuda_device=args.cuda_device,

@@ -36,18 +36,9 @@ def instance_losses(
     risk: str,
 ) -> torch.BoolTensor:
     """
-    The 0/1 loss of every instance (see `risk_losses`) when `policy` decides the exits, exactly as
-    the model does.
-
-    # Parameters
-
-    head_probs : `torch.Tensor`
-        `(num_instances, num_heads, num_labels)`: every head's temperature-scaled probabilities.
-    labels : `torch.Tensor`, optional
-        `(num_instances,)` gold label indices; needed for `accuracy`.
-    policy : `ExitPolicy`
-    risk : `str`
-        `consistency` or `accuracy`.
+    The 0/1 loss of every instance (see `risk_losses`: `labels` are needed for `accuracy`) when
+    `policy` decides the exits on every head's temperature-scaled probabilities `head_probs`
+    `(num_instances, num_heads, num_labels)`, exactly as the model does.
     """
     exit_head = policy.exit_heads(head_probs)  # (num_instances,)
     rows = torch.arange(head_probs.shape[0], device=head_probs.device)
@@ -59,20 +50,9 @@ def instance_losses(
 @dataclass
 class CandidateTest:
     """
-    One candidate's test.
-
-    # Attributes
-
-    policy : `ExitPolicy`
-    empirical_risk : `float`
-        The mean loss on the data.
-    p_value : `float`
-        Of "the risk exceeds epsilon"; 0 for a policy that never exits early (its loss is 0 on
-        every input, so the risk is 0, not merely small).
-    upper_bound : `float`
-        The `1 - delta` upper confidence bound on this policy's risk (see `upper_bound`).
-    exits_early : `bool`
-        False for a policy that never exits early (the full model).
+    One candidate's test: its mean loss on the data, the p-value of "the risk exceeds epsilon"
+    (0 for a policy that never `exits_early`, whose loss is 0 on every input) and the `1 - delta`
+    upper confidence bound on its risk.
     """
 
     policy: ExitPolicy
@@ -93,20 +73,9 @@ class CandidateTest:
 @dataclass
 class RiskControlResult:
     """
-    What the fixed-sequence test certified, and the promise in words (`message`).
-
-    # Attributes
-
-    risk : `str`
-    epsilon : `float`
-    delta : `float`
-    num_instances : `int`
-    method : `str`
-        The p-value used.
-    tests : `List[CandidateTest]`
-        The candidates walked, in order, up to and including the first that failed.
-    certified : `int`, optional
-        Index in `tests` of the last certified candidate; `None` when none was.
+    What the fixed-sequence test certified, and the promise in words (`message`): the candidates
+    walked (`tests`, in order, up to and including the first that failed) under the p-value
+    `method`, and the index of the last certified one (`certified`, `None` where none was).
     """
 
     risk: str
@@ -215,28 +184,12 @@ def certify(
 ) -> RiskControlResult:
     """
     Walks `candidates` from the first (the most conservative) and returns the last one whose risk
-    is certified at most `epsilon` with probability `1 - delta` (fixed-sequence testing).
-    A candidate that never exits early has risk 0 and passes without a test.
-
-    # Parameters
-
-    head_probs : `torch.Tensor`
-        `(num_instances, num_heads, num_labels)`: every head's temperature-scaled probabilities on
-        data not used to train the model or fit its temperatures.
-    labels : `torch.Tensor`, optional
-        `(num_instances,)`; needed for the `accuracy` risk.
-    candidates : `Sequence[ExitPolicy]`
-        In a fixed order from the most conservative to the most aggressive, e.g. a policy's
-        `sweep_grid`. The order is not checked: any fixed order is valid, a monotone one finds
-        the most.
-    risk : `str`
-        `consistency` or `accuracy`.
-    epsilon : `float`
-        The allowed risk, in (0, 1).
-    delta : `float`, optional (default = `0.05`)
-        The allowed probability of breaking the promise, in (0, 1).
-    method : `str`, optional (default = `"binomial"`)
-        The p-value: `binomial` (exact) or `hoeffding_bentkus`.
+    (`consistency`, or `accuracy` with `labels`) is certified at most `epsilon` with probability
+    `1 - delta` (fixed-sequence testing, with the p-value `method`: `binomial` or
+    `hoeffding_bentkus`). A candidate that never exits early has risk 0 and passes without a test.
+    `head_probs` are every head's temperature-scaled probabilities on data not used to train the
+    model or fit its temperatures. Any fixed order of the candidates is valid (it is not
+    checked); a monotone one, such as a policy's `sweep_grid`, finds the most.
     """
     check_risk_settings(epsilon, delta)
     check_risk(risk, labels is not None)

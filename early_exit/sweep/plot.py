@@ -65,6 +65,41 @@ def _plot_measured(
             )
 
 
+def _plot_reference_points(axes: Any, result: SweepResult, speed: bool) -> None:
+    """Each head alone and the oracle, at their relative compute or its speedup (hollow)."""
+    full = result.full_model.relative_compute
+    x = (lambda compute: full / compute) if speed else (lambda compute: compute)  # noqa: E731
+    hollow = {"markerfacecolor": "none"} if speed else {}
+    heads, oracle = result.single_heads, result.oracle
+    axes.plot(
+        [x(point.relative_compute) for point in heads],
+        [point.accuracy for point in heads],
+        "s",
+        markersize=8,
+        label="each head alone (compute-based)" if speed else "each head alone",
+        **hollow,
+    )
+    for point in [] if speed else heads:
+        axes.annotate(
+            f"layer {point.layer}",
+            (point.relative_compute, point.accuracy),
+            textcoords="offset points",
+            xytext=(5, -12),
+            fontsize=8,
+        )
+    axes.plot(
+        [
+            x(oracle.relative_compute_unsolved_at_first),
+            x(oracle.relative_compute_unsolved_at_last),
+        ],
+        [oracle.accuracy, oracle.accuracy],
+        "*--",
+        markersize=12,
+        label="oracle (compute-based)" if speed else "oracle (unsolved at first / last head)",
+        **hollow,
+    )
+
+
 def plot_sweep(result: SweepResult, path: str) -> None:
     """
     Writes a PNG with two panels: accuracy against relative compute (one curve per swept exit
@@ -93,29 +128,7 @@ def plot_sweep(result: SweepResult, path: str) -> None:
             label="early exit (threshold sweep)" if thresholds else f"early exit: {name}",
         )
         colors[name] = line.get_color()
-    compute_axes.plot(
-        [point.relative_compute for point in result.single_heads],
-        [point.accuracy for point in result.single_heads],
-        "s",
-        markersize=8,
-        label="each head alone",
-    )
-    for point in result.single_heads:
-        compute_axes.annotate(
-            f"layer {point.layer}",
-            (point.relative_compute, point.accuracy),
-            textcoords="offset points",
-            xytext=(5, -12),
-            fontsize=8,
-        )
-    oracle = result.oracle
-    compute_axes.plot(
-        [oracle.relative_compute_unsolved_at_first, oracle.relative_compute_unsolved_at_last],
-        [oracle.accuracy, oracle.accuracy],
-        "*--",
-        markersize=12,
-        label="oracle (unsolved at first / last head)",
-    )
+    _plot_reference_points(compute_axes, result, speed=False)
     for recommendation in result.recommendations:
         if recommendation.row is not None:
             row = recommendation.row
@@ -130,12 +143,6 @@ def plot_sweep(result: SweepResult, path: str) -> None:
                 label=f"recommended: {label} ({recommendation.goal}"
                 + (", guaranteed)" if recommendation.guarantee else ")"),
             )
-    compute_axes.set_xlabel("relative compute (fraction of the encoder's layers)")
-    compute_axes.set_ylabel("accuracy")
-    compute_axes.set_title("accuracy vs compute")
-    compute_axes.grid(alpha=0.3)
-    compute_axes.legend(fontsize=8, loc="lower right" if thresholds else "best")
-
     for index, (name, curve) in enumerate(curves.items()):
         speed_axes.plot(
             [full.relative_compute / row.relative_compute for row in curve],
@@ -144,34 +151,25 @@ def plot_sweep(result: SweepResult, path: str) -> None:
             color="gray" if thresholds else colors[name],
             label="compute-based speedup (ideal)" if index == 0 else None,
         )
-    speed_axes.plot(
-        [full.relative_compute / point.relative_compute for point in result.single_heads],
-        [point.accuracy for point in result.single_heads],
-        "s",
-        markersize=8,
-        markerfacecolor="none",
-        label="each head alone (compute-based)",
-    )
-    speed_axes.plot(
-        [
-            full.relative_compute / oracle.relative_compute_unsolved_at_first,
-            full.relative_compute / oracle.relative_compute_unsolved_at_last,
-        ],
-        [oracle.accuracy, oracle.accuracy],
-        "*--",
-        markersize=12,
-        markerfacecolor="none",
-        label="oracle (compute-based)",
-    )
+    _plot_reference_points(speed_axes, result, speed=True)
     _plot_measured(speed_axes, result, thresholds, colors)
-    title = "accuracy vs speedup over the full model"
+    speed_title = "accuracy vs speedup over the full model"
     if not result.timings:
-        title += " (timing skipped)"
-    speed_axes.set_xlabel("speedup over threshold 1.0 (x)")
-    speed_axes.set_ylabel("accuracy")
-    speed_axes.set_title(title)
-    speed_axes.grid(alpha=0.3)
-    speed_axes.legend(fontsize=8, loc="lower left" if thresholds else "best")
+        speed_title += " (timing skipped)"
+    for axes, xlabel, title, where in (
+        (
+            compute_axes,
+            "relative compute (fraction of the encoder's layers)",
+            "accuracy vs compute",
+            "lower right",
+        ),
+        (speed_axes, "speedup over threshold 1.0 (x)", speed_title, "lower left"),
+    ):
+        axes.set_xlabel(xlabel)
+        axes.set_ylabel("accuracy")
+        axes.set_title(title)
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8, loc=where if thresholds else "best")
 
     figure.tight_layout()
     figure.savefig(path, format="png")

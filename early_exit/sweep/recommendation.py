@@ -28,23 +28,11 @@ COMPUTE_BUDGET = "compute_budget"
 @dataclass
 class Recommendation:
     """
-    The exit policy (by default a threshold) a sweep recommends for one goal.
-
-    # Attributes
-
-    goal : `str`
-        `"max_accuracy_drop"` or `"compute_budget"`.
-    limit : `float`
-        The allowed accuracy drop (absolute, e.g. 0.01 for one point) or the compute budget (a
-        fraction of the full encoder's layers).
-    reference_accuracy : `float`, optional
-        The full model's accuracy (no early exit); `None` on data without labels.
-    row : `SweepRow`, optional
-        The recommended row; `None` when no row in the table meets the goal.
-    message : `str`
-        One sentence saying what was chosen and why (or why nothing was).
-    guarantee : `RiskControlResult`, optional
-        For a threshold certified on new data (see `risk_control`): the test and its promise.
+    The exit policy (by default a threshold) a sweep recommends for one `goal`
+    (`"max_accuracy_drop"` or `"compute_budget"`) at its `limit`: the `row` chosen (`None` where
+    no row meets the goal), the full model's `reference_accuracy` (`None` without labels), a
+    `message` saying what was chosen and why (or why nothing was), and for a policy certified on
+    new data its `guarantee`.
     """
 
     goal: str
@@ -82,33 +70,14 @@ def recommend_threshold(
     compute_budget: Optional[float] = None,
 ) -> Recommendation:
     """
-    Recommends a row (an exit policy and its parameters) from a sweep table, of any policies, for
-    exactly one of two goals:
-
-    - `max_accuracy_drop`: the cheapest row (lowest `relative_compute`) whose accuracy is at least
-      `reference_accuracy - max_accuracy_drop`; among equally cheap ones the most accurate;
-    - `compute_budget`: the most accurate row whose `relative_compute` is at most `compute_budget`;
-      among equally accurate ones the cheapest.
-
+    Recommends a row of a sweep table (of any policies, each type from the most aggressive to the
+    most conservative) for exactly one of two goals: the cheapest row whose accuracy is at most
+    `max_accuracy_drop` (absolute, 0.01 is one point) below `reference_accuracy` (the full
+    model's), the most accurate among equally cheap ones; or the most accurate row whose
+    `relative_compute` is at most `compute_budget`, the cheapest among equally accurate ones.
     Remaining ties go to the policy type listed first, then to its most conservative setting (the
-    one listed last; for confidence thresholds sorted in ascending order, the highest: the most
-    cautious on new data). The message names the row as `policy_label` does.
-
-    # Parameters
-
-    rows : `Sequence[SweepRow]`
-        The sweep table, each policy type from the most aggressive to the most conservative.
-    reference_accuracy : `float`
-        The full model's accuracy (no early exit).
-    max_accuracy_drop : `float`, optional
-        Absolute accuracy drop allowed, >= 0 (0.01 is one accuracy point).
-    compute_budget : `float`, optional
-        Largest allowed `relative_compute`, in (0, 1].
-
-    # Raises
-
-    `ConfigurationError` if not exactly one goal is given, a limit is out of range, or the table is
-    empty.
+    one listed last: the most cautious on new data). A `ConfigurationError` unless exactly one
+    goal is given, in range, and the table has rows.
     """
     if (max_accuracy_drop is None) == (compute_budget is None):
         raise ConfigurationError("give exactly one of max_accuracy_drop and compute_budget")
@@ -119,48 +88,40 @@ def recommend_threshold(
     what = "threshold" if thresholds else "setting"
     preference = _preference(rows)
     if max_accuracy_drop is not None:
+        goal, limit = MAX_ACCURACY_DROP, max_accuracy_drop
         floor = reference_accuracy - max_accuracy_drop
         candidates = [row for row in rows if row.accuracy >= floor - _TOLERANCE]
-        if not candidates:
-            return Recommendation(
-                MAX_ACCURACY_DROP,
-                max_accuracy_drop,
-                reference_accuracy,
-                None,
-                f"no {what} in the table keeps accuracy within {max_accuracy_drop:g} of the "
-                f"full model's {reference_accuracy:.4f}"
-                + ("; add 1.0 to the thresholds" if thresholds else ""),
-            )
-        best = max(
-            candidates, key=lambda row: (-row.relative_compute, row.accuracy, preference(row))
+        key = lambda row: (-row.relative_compute, row.accuracy, preference(row))  # noqa: E731
+    else:
+        goal, limit = COMPUTE_BUDGET, compute_budget
+        candidates = [row for row in rows if row.relative_compute <= compute_budget + _TOLERANCE]
+        key = lambda row: (row.accuracy, -row.relative_compute, preference(row))  # noqa: E731
+    best = max(candidates, key=key) if candidates else None
+    if best is None and goal == MAX_ACCURACY_DROP:
+        message = (
+            f"no {what} in the table keeps accuracy within {max_accuracy_drop:g} of the "
+            f"full model's {reference_accuracy:.4f}"
+            + ("; add 1.0 to the thresholds" if thresholds else "")
         )
+    elif best is None:
+        cheapest = min(rows, key=lambda row: row.relative_compute)
+        message = (
+            f"no {what} in the table fits a compute budget of {compute_budget:g}; the cheapest, "
+            f"{policy_label(cheapest.policy, thresholds)}, needs {cheapest.relative_compute:.4f}"
+        )
+    elif goal == MAX_ACCURACY_DROP:
         message = (
             f"{policy_label(best.policy, thresholds)}: the cheapest within {max_accuracy_drop:g} "
             f"accuracy of the full model ({best.accuracy:.4f} vs {reference_accuracy:.4f}) at "
             f"relative compute {best.relative_compute:.4f}"
         )
-        return Recommendation(
-            MAX_ACCURACY_DROP, max_accuracy_drop, reference_accuracy, best, message
+    else:
+        message = (
+            f"{policy_label(best.policy, thresholds)}: the most accurate within a compute budget "
+            f"of {compute_budget:g} (accuracy {best.accuracy:.4f} at relative compute "
+            f"{best.relative_compute:.4f}; full model {reference_accuracy:.4f})"
         )
-
-    candidates = [row for row in rows if row.relative_compute <= compute_budget + _TOLERANCE]
-    if not candidates:
-        cheapest = min(rows, key=lambda row: row.relative_compute)
-        return Recommendation(
-            COMPUTE_BUDGET,
-            compute_budget,
-            reference_accuracy,
-            None,
-            f"no {what} in the table fits a compute budget of {compute_budget:g}; the cheapest, "
-            f"{policy_label(cheapest.policy, thresholds)}, needs {cheapest.relative_compute:.4f}",
-        )
-    best = max(candidates, key=lambda row: (row.accuracy, -row.relative_compute, preference(row)))
-    message = (
-        f"{policy_label(best.policy, thresholds)}: the most accurate within a compute budget of "
-        f"{compute_budget:g} (accuracy {best.accuracy:.4f} at relative compute "
-        f"{best.relative_compute:.4f}; full model {reference_accuracy:.4f})"
-    )
-    return Recommendation(COMPUTE_BUDGET, compute_budget, reference_accuracy, best, message)
+    return Recommendation(goal, limit, reference_accuracy, best, message)
 
 
 def guaranteed_recommendation(
@@ -209,20 +170,6 @@ def walking_order(policies: Iterable[ExitPolicy]) -> List[ExitPolicy]:
     return sorted(policies, key=lambda policy: policy.conservativeness(), reverse=True)
 
 
-def note_no_guarantee(
-    recommendation: Recommendation,
-    head_probs: torch.Tensor,
-    labels: Optional[torch.Tensor],
-    risk: str,
-    delta: float,
-) -> Recommendation:
-    """Appends to the plain pick's message that it carries no guarantee, and its pointwise bound."""
-    if recommendation.row is not None:
-        note = unguaranteed_note(head_probs, labels, recommendation.row.policy, risk, delta)
-        recommendation.message = f"{recommendation.message}; {note}"
-    return recommendation
-
-
 def recommend(
     rows: Sequence[SweepRow],
     full_model: Optional[SweepRow],
@@ -234,37 +181,28 @@ def recommend(
     """
     Every recommendation of a sweep, in the order reports list them: for the accuracy goal the
     guaranteed pick (when `risk` is not `None`) and the plain one, then the one within the compute
-    budget. On data without labels (`labels` `None`) only the guaranteed pick (of `risk`, which is
-    then `consistency`) is possible.
+    budget. On data without labels (`labels` `None`), only the guaranteed pick (of `consistency`).
     """
-    epsilon = settings.accuracy_goal
-    if labels is None:
-        return [
-            guaranteed_recommendation(
-                head_probs, None, rows, None, risk, epsilon, settings.delta, full_model
-            )
-        ]
+    epsilon, delta = settings.accuracy_goal, settings.delta
+    reference = None if labels is None else full_model.accuracy
     recommendations = []
-    if epsilon is not None:
-        plain = recommend_threshold(rows, full_model.accuracy, max_accuracy_drop=epsilon)
-        if risk is not None:
-            recommendations.append(
-                guaranteed_recommendation(
-                    head_probs,
-                    labels,
-                    rows,
-                    full_model.accuracy,
-                    risk,
-                    epsilon,
-                    settings.delta,
-                    full_model,
-                )
+    if epsilon is not None and risk is not None:
+        recommendations.append(
+            guaranteed_recommendation(
+                head_probs, labels, rows, reference, risk, epsilon, delta, full_model
             )
-            plain = note_no_guarantee(plain, head_probs, labels, risk, settings.delta)
+        )
+    if labels is None:
+        return recommendations
+    if epsilon is not None:
+        plain = recommend_threshold(rows, reference, max_accuracy_drop=epsilon)
+        if risk is not None and plain.row is not None:
+            note = unguaranteed_note(head_probs, labels, plain.row.policy, risk, delta)
+            plain.message = f"{plain.message}; {note}"
         recommendations.append(plain)
     if settings.compute_budget is not None:
         recommendations.append(
-            recommend_threshold(rows, full_model.accuracy, compute_budget=settings.compute_budget)
+            recommend_threshold(rows, reference, compute_budget=settings.compute_budget)
         )
     return recommendations
 
@@ -272,17 +210,9 @@ def recommend(
 @dataclass
 class HeldOutChoice:
     """
-    A policy chosen on one labelled split (dev) for an accuracy drop, and its row on another (the
-    evaluation split): the accuracy drop reported is then not the one the policy was chosen for.
-
-    # Attributes
-
-    max_accuracy_drop : `float`
-    on_dev : `Recommendation`
-        The recommendation on dev; its `row` is `None` when no row there met the goal.
-    on_eval : `SweepRow`
-        The evaluation split's row of the recommended policy, or of the fallback (the full model)
-        when nothing was recommended.
+    A policy chosen on one labelled split (dev) for `max_accuracy_drop` (`on_dev`, whose `row` is
+    `None` where no row met the goal), and its row on another (`on_eval`, of the fallback where
+    nothing was chosen): the accuracy drop reported is then not the one chosen for.
     """
 
     max_accuracy_drop: float

@@ -18,20 +18,7 @@ from early_exit.metrics.expected_calibration_error import ExpectedCalibrationErr
 
 @dataclass
 class HeadPoint:
-    """
-    One head answering for every instance.
-
-    # Attributes
-
-    head : `int`
-        Index of the head.
-    layer : `int`
-        Its 0-based encoder layer.
-    accuracy : `float`
-    ece : `float`
-    relative_compute : `float`
-        `(layer + 1) / full_depth`.
-    """
+    """One head (its index, its 0-based encoder layer) answering for every instance."""
 
     head: int
     layer: int
@@ -43,20 +30,10 @@ class HeadPoint:
 @dataclass
 class OraclePoint:
     """
-    The oracle: every instance exits at the earliest head whose prediction is correct. Instances no
-    head gets right cannot be placed by it; they are charged either to the first head (the cheapest
-    possible, `..._unsolved_at_first`) or to the last head (`..._unsolved_at_last`).
-
-    # Attributes
-
-    accuracy : `float`
-        Fraction of instances some head gets right.
-    relative_compute_unsolved_at_first : `float`
-    relative_compute_unsolved_at_last : `float`
-    mean_exit_layer_unsolved_at_first : `float`
-    mean_exit_layer_unsolved_at_last : `float`
-    unsolved_fraction : `float`
-        Fraction of instances no head gets right.
+    The oracle: every instance exits at the earliest head whose prediction is correct; `accuracy`
+    is the fraction of instances some head gets right. Instances no head gets right
+    (`unsolved_fraction`) cannot be placed by it; they are charged either to the first head (the
+    cheapest possible, `..._unsolved_at_first`) or to the last head (`..._unsolved_at_last`).
     """
 
     accuracy: float
@@ -75,18 +52,9 @@ def single_head_points(
     temperatures: Optional[Union[Sequence[float], torch.Tensor]] = None,
 ) -> List[HeadPoint]:
     """
-    Accuracy, ECE and cost of each head used alone for every instance.
-
-    # Parameters
-
-    head_logits : `torch.Tensor`
-        Raw logits, shape `(num_instances, num_heads, num_labels)`.
-    labels : `torch.Tensor`
-        Gold label indices, shape `(num_instances,)`.
-    exit_layers : `Sequence[int]`
-    full_depth : `int`
-    temperatures : optional
-        Per-head temperatures (they only affect the ECE).
+    Accuracy, ECE and cost of each head used alone for every instance, from raw logits
+    `(num_instances, num_heads, num_labels)` and gold label indices `(num_instances,)`; the
+    temperatures only affect the ECE.
     """
     head_logits = head_logits.float()  # (num_instances, num_heads, num_labels)
     head_probs = head_probabilities(head_logits, temperatures)
@@ -113,17 +81,8 @@ def oracle_point(
     head_logits: torch.Tensor, labels: torch.Tensor, exit_layers: Sequence[int], full_depth: int
 ) -> OraclePoint:
     """
-    The oracle's accuracy and cost (see `OraclePoint`). Temperatures do not matter: they do not
-    change any head's prediction.
-
-    # Parameters
-
-    head_logits : `torch.Tensor`
-        Raw logits (or probabilities), shape `(num_instances, num_heads, num_labels)`.
-    labels : `torch.Tensor`
-        Gold label indices, shape `(num_instances,)`.
-    exit_layers : `Sequence[int]`
-    full_depth : `int`
+    The oracle's accuracy and cost (see `OraclePoint`), from raw logits (or probabilities: the
+    temperatures change no head's prediction), as `single_head_points`.
     """
     check_head_outputs(head_logits, head_logits, labels, exit_layers)
     solved, layers, at_first = _earliest_correct(head_logits, labels, exit_layers)

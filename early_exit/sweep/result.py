@@ -17,35 +17,13 @@ from early_exit.sweep.timing import TimingResult
 @dataclass
 class SweepResult:
     """
-    Everything a sweep found. `to_json()` gives the summary written to `sweep.json`.
-
-    # Attributes
-
-    exit_layers : `List[int]`
-    full_depth : `int`
-    temperatures : `List[float]`
-    num_instances : `int`
-    rows : `List[SweepRow]`
-        One row per swept policy: policy type after type, each from the most aggressive to the
-        most conservative (confidence thresholds in ascending order). Without labels, the rows
-        have no accuracy, but their disagreement with the full model.
-    full_model : `SweepRow`, optional
-        The row of no early exit (`max_probability` at threshold 1.0; also in `rows` when
-        `max_probability` is swept). `None` without labels.
-    single_heads : `List[HeadPoint]`
-        Empty without labels.
-    oracle : `OraclePoint`, optional
-        `None` without labels.
-    recommendations : `List[Recommendation]`
-        Without labels, the one guaranteed (consistency) pick.
-    timings : `List[TimingResult]`
-        Empty when timing was skipped (always without labels).
-    sources : `Dict[str, Any]`
-        Where the model and data came from and the settings used (for the summary).
-    policy : `str`
-        What was swept: a policy name, or `"all"`.
-    labelled : `bool`
-        Whether the data had gold labels (else only the consistency guarantee was computed).
+    Everything a sweep found; `to_json()` gives the summary written to `sweep.json`. `rows` has
+    one row per swept policy, type after type, each from the most aggressive to the most
+    conservative. Without labels (`labelled` false) the rows have no accuracy but their
+    disagreement with the full model, `recommendations` is the one guaranteed (consistency) pick,
+    and there is no `full_model` row, no reference points and no timing. `full_model` is the row
+    of `FULL_MODEL`, `policy` what was swept (a name or `"all"`), `sources` where the model and
+    data came from and the settings used.
     """
 
     exit_layers: List[int]
@@ -83,31 +61,12 @@ class SweepResult:
         return next((each.guarantee for each in self.recommendations if each.guarantee), None)
 
     def walked_rows(self) -> List[Tuple[SweepRow, bool]]:
-        """
-        Without labels, the rows in the order the guarantee walked them (the most conservative
-        first), each with whether the walk certified it.
-        """
+        """Without labels, the rows as the guarantee walked them, and whether it certified each."""
         guarantee = self.guarantee
         by_policy = {row.policy: row for row in self.rows}
         return [
             (by_policy[policy], guarantee.certified is not None and index <= guarantee.certified)
             for index, policy in enumerate(walking_order(by_policy))
-        ]
-
-    def unlabelled_records(self) -> List[Dict[str, Any]]:
-        """
-        The rows of `sweep.json` without labels, as `walked_rows`: `policy`, `relative_compute`,
-        `mean_exit_layer`, `disagreement` and `certified`.
-        """
-        return [
-            {
-                "policy": row.policy.to_json(),
-                "relative_compute": row.relative_compute,
-                "mean_exit_layer": row.mean_exit_layer,
-                "disagreement": row.disagreement,
-                "certified": certified,
-            }
-            for row, certified in self.walked_rows()
         ]
 
     def to_json(self) -> Dict[str, Any]:
@@ -123,7 +82,16 @@ class SweepResult:
                 "labels": False,
                 **common,
                 "guarantee": self.guarantee.to_json(),
-                "rows": self.unlabelled_records(),
+                "rows": [
+                    {
+                        "policy": row.policy.to_json(),
+                        "relative_compute": row.relative_compute,
+                        "mean_exit_layer": row.mean_exit_layer,
+                        "disagreement": row.disagreement,
+                        "certified": certified,
+                    }
+                    for row, certified in self.walked_rows()
+                ],
             }
         return {
             **self.sources,

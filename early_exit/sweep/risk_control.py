@@ -45,11 +45,9 @@ def check_risk_settings(
     delta_name: str = "delta",
 ) -> None:
     """
-    # Raises
-
-    `ConfigurationError` unless `epsilon` (the allowed risk; not checked when `None`) and `delta`
-    (the allowed probability of breaking the promise) are numbers strictly between 0 and 1. The
-    names say which setting the message names (a command-line option, say).
+    A `ConfigurationError` unless `epsilon` (the allowed risk; not checked when `None`) and
+    `delta` (the allowed probability of breaking the promise) are numbers in (0, 1), named as
+    the caller names them (a command-line option, say).
     """
     for name, value, example in ((epsilon_name, epsilon, "0.01"), (delta_name, delta, "0.05")):
         if value is None and name == epsilon_name:
@@ -61,11 +59,7 @@ def check_risk_settings(
 
 
 def check_risk(risk: str, has_labels: bool) -> None:
-    """
-    # Raises
-
-    `ConfigurationError` for an unknown risk, or the `accuracy` risk on data without labels.
-    """
+    """A `ConfigurationError` for an unknown risk, or the `accuracy` risk without labels."""
     if risk not in RISKS:
         raise ConfigurationError(f"unknown risk {risk!r}; choose from {', '.join(RISKS)}")
     if risk == ACCURACY and not has_labels:
@@ -109,16 +103,9 @@ def hoeffding_bentkus_p_value(mean_loss: float, num_instances: int, epsilon: flo
 
 def p_value(losses: torch.Tensor, epsilon: float, method: str = BINOMIAL) -> float:
     """
-    A valid p-value of "the risk (the expected loss) exceeds `epsilon`" from i.i.d. losses.
-
-    # Parameters
-
-    losses : `torch.Tensor`
-        `(num_instances,)`, 0/1 (booleans too) for `binomial`, in [0, 1] for `hoeffding_bentkus`.
-    epsilon : `float`
-        In (0, 1).
-    method : `str`, optional (default = `"binomial"`)
-        `binomial` (exact, for 0/1 losses) or `hoeffding_bentkus`.
+    A valid p-value of "the risk (the expected loss) exceeds `epsilon`" from i.i.d. `losses`
+    `(num_instances,)`: 0/1 (booleans too) for `binomial` (exact), in [0, 1] for
+    `hoeffding_bentkus`.
     """
     check_method(method)
     num_instances = losses.numel()
@@ -199,16 +186,7 @@ def risk_losses(
       the drop; it counts fewer instances than `consistency` (not the disagreements where the full
       model is wrong), so it certifies more aggressive policies.
 
-    # Parameters
-
-    early : `torch.Tensor`
-        `(num_instances,)` the label index each instance's exit predicts.
-    full : `torch.Tensor`
-        `(num_instances,)` the label index the full model (the last head) predicts.
-    labels : `torch.Tensor`, optional
-        `(num_instances,)` gold label indices; needed for `accuracy`.
-    risk : `str`
-        `consistency` or `accuracy`.
+    `early` and `full` are `(num_instances,)` label indices, `labels` gold ones (for `accuracy`).
     """
     check_risk(risk, labels is not None)
     if risk == CONSISTENCY:

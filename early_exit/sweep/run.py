@@ -1,9 +1,8 @@
 """
-A whole sweep: run every head once, tabulate every threshold (or the grid of any exit policy, or of
-all of them), add the reference points, recommend a policy and time real early-exit inference. On
-data without labels, only the consistency guarantee. `allennlp sweep-thresholds` is a thin
-command-line interface over `run_sweep`; benchmark scripts can call `sweep_model` on a model they
-already hold.
+A whole sweep: run every head once, tabulate every policy of the grid, add the reference points,
+recommend a policy and time real early-exit inference; on data without labels, only the
+consistency guarantee. `allennlp sweep-thresholds` is a thin command line over `run_sweep`;
+scripts call `sweep_model` on a model they already hold.
 """
 
 import os
@@ -19,7 +18,7 @@ from early_exit.dataset_readers.label_check import check_known_labels
 from early_exit.models.archive_loading import load_early_exit_archive
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
 from early_exit.models.head_outputs import HeadOutputs, collect_head_outputs
-from early_exit.modules.exit_policies import ExitPolicy, MaxProbabilityPolicy
+from early_exit.modules.exit_policies import MaxProbabilityPolicy
 from early_exit.sweep.recommendation import recommend
 from early_exit.sweep.reference_points import oracle_point, single_head_points
 from early_exit.sweep.result import SweepResult
@@ -27,12 +26,7 @@ from early_exit.sweep.risk_control import CONSISTENCY
 from early_exit.sweep.settings import SweepSettings
 from early_exit.sweep.sweep_table import evaluate_policy, head_probabilities, sweep_policies
 from early_exit.sweep.thresholds import FULL_MODEL, policy_names
-from early_exit.sweep.timing import (
-    TimingResult,
-    measure_inference_time,
-    pick_timing_policies,
-    timed_policies,
-)
+from early_exit.sweep.timing import TimingResult, measure_inference_time, pick_timing_policies
 
 
 class SweepInputError(UserError, ValueError):
@@ -48,27 +42,15 @@ def sweep_model(
     **changes: Any,
 ) -> SweepResult:
     """
-    Sweeps an exit policy's parameters (by default the confidence threshold) of a loaded model.
-
-    # Parameters
-
-    model : `EarlyExitClassifier`
-    instances : `Sequence[Instance]`
-        Instances with token indexers applied (as a dataset reader's `read` gives them): labelled,
-        or, with a guarantee asked for (`settings.risk` not `none`), all without labels, which
-        then get the consistency guarantee only (no accuracy, no timing).
-    settings : `SweepSettings`, optional
-        What to sweep, recommend and time; the defaults of `allennlp sweep-thresholds` when not
-        given. Keyword arguments (`changes`) are fields of `SweepSettings` that replace its own,
-        e.g. `sweep_model(model, instances, policy="all", timing=False)`.
-    data_name : `str`
-        How error messages name the data.
-    head_outputs : `HeadOutputs`, optional
-        Every head's outputs on `instances`, in their order, from `collect_head_outputs` on this
-        model: the heads are then not run again (a report that sweeps the same data several ways
-        runs them once).
+    Sweeps an exit policy's parameters (by default the confidence threshold) of a loaded model on
+    `instances` (token indexers applied, as a reader's `read` gives them): labelled, or, with a
+    guarantee asked for, all without labels (then the consistency guarantee only, no timing).
+    `settings` default to `allennlp sweep-thresholds`' and keyword arguments replace their fields,
+    e.g. `sweep_model(model, instances, policy="all", timing=False)`. `data_name` names the data
+    in errors; `head_outputs`, from `collect_head_outputs` on this model and `instances`, saves
+    running the heads again.
     """
-    settings = _settings(settings, changes)
+    settings = (settings or SweepSettings()).replace(**changes)
     if not isinstance(model, EarlyExitClassifier):
         raise ConfigurationError(
             f"a sweep needs an early_exit_classifier, got {type(model).__name__}"
@@ -91,61 +73,40 @@ def sweep_model(
     labels = outputs.labels if labelled else None
     if labelled and labels is None:
         raise SweepInputError(f"{data_name} has no gold labels; a sweep needs labelled data")
-    exit_layers = list(model.exit_layers)
+    layers, depth = list(model.exit_layers), model.full_depth
     temperatures = [float(value) for value in model.serving_temperatures.tolist()]
     head_logits = outputs.logits.float()  # (num_instances, num_heads, num_labels)
     head_probs = head_probabilities(head_logits, temperatures)
-    rows = sweep_policies(
-        head_logits,
-        labels,
-        grid,
-        exit_layers,
-        model.full_depth,
-        temperatures,
-        progress=len(grid) * len(outputs) > 1_000_000,
-    )
+    progress = len(grid) * len(outputs) > 1_000_000
+    rows = sweep_policies(head_logits, labels, grid, layers, depth, temperatures, progress)
     full_model = None
     if labelled:
         full_model = next((row for row in rows if row.policy == FULL_MODEL), None) or (
-            evaluate_policy(
-                head_logits, head_probs, labels, FULL_MODEL, exit_layers, model.full_depth
-            )
+            evaluate_policy(head_logits, head_probs, labels, FULL_MODEL, layers, depth)
         )
-    recommendations = recommend(rows, full_model, head_probs, labels, settings, risk)
     result = SweepResult(
-        exit_layers=exit_layers,
-        full_depth=model.full_depth,
+        exit_layers=layers,
+        full_depth=depth,
         temperatures=temperatures,
         num_instances=len(outputs),
         rows=rows,
         full_model=full_model,
-        single_heads=[],
-        oracle=None,
-        recommendations=recommendations,
+        single_heads=(
+            single_head_points(head_logits, labels, layers, depth, temperatures) if labelled else []
+        ),
+        oracle=oracle_point(head_logits, labels, layers, depth) if labelled else None,
+        recommendations=recommend(rows, full_model, head_probs, labels, settings, risk),
         policy=settings.policy,
         labelled=labelled,
     )
     if labelled:
-        result.single_heads = single_head_points(
-            outputs.logits, labels, exit_layers, model.full_depth, temperatures
-        )
-        result.oracle = oracle_point(outputs.logits, labels, exit_layers, model.full_depth)
-        timed = _timed_policies(settings, result)
-        result.timings = _timings(model, instances, settings, timed)
-        result.sources = _sources(model, settings, timed, len(instances))
+        result.timings = _timings(model, instances, settings, result)
+        result.sources = _sources(model, settings, result)
     return result
 
 
-def _settings(settings: Optional[SweepSettings], changes: Dict[str, Any]) -> SweepSettings:
-    settings = settings or SweepSettings()
-    return settings.replace(**changes) if changes else settings
-
-
 def _checked_risk(
-    model: EarlyExitClassifier,
-    instances: List[Instance],
-    settings: SweepSettings,
-    data_name: str,
+    model: EarlyExitClassifier, instances: List[Instance], settings: SweepSettings, data_name: str
 ) -> Optional[str]:
     """The risk to control (see `SweepSettings.risk_for`), once the data suits the settings."""
     if not instances:
@@ -166,47 +127,37 @@ def _checked_risk(
     return risk
 
 
-def _timed_policies(settings: SweepSettings, result: SweepResult) -> List[ExitPolicy]:
-    """
-    The policies to time: the settings' own, or a few spread over each swept type's curve (five
-    for one type, three each for several), the recommended ones and the full model.
-    """
-    if not settings.timing:
-        return []
-    if settings.timing_thresholds is not None:
-        return list(settings.timing_thresholds)
-    recommended = [each.policy for each in result.recommendations if each.policy is not None]
-    count = 5 if len(policy_names(settings.policy)) == 1 else 3
-    return pick_timing_policies(result.rows, count, include=recommended)
-
-
 def _timings(
     model: EarlyExitClassifier,
     instances: List[Instance],
     settings: SweepSettings,
-    policies: List[ExitPolicy],
+    result: SweepResult,
 ) -> List[TimingResult]:
-    """Real early-exit inference timed under `policies` against the full model."""
+    """
+    Real early-exit inference timed against the full model: under the settings' policies, or a
+    few spread over each swept type's curve (five for one type, three each for several) and the
+    recommended ones.
+    """
     if not settings.timing:
         return []
+    policies = settings.timing_thresholds
+    if policies is None:
+        recommended = [each.policy for each in result.recommendations if each.policy is not None]
+        count = 5 if len(policy_names(settings.policy)) == 1 else 3
+        policies = pick_timing_policies(result.rows, count, include=recommended)
     subset = instances[: settings.timing_instances]
     return [
         timing
         for size in sorted(set(settings.timing_batch_sizes))
-        for timing in measure_inference_time(
-            model, subset, policies, size, repeats=settings.repeats
-        )
+        for timing in measure_inference_time(model, subset, policies, size, settings.repeats)
     ]
 
 
 def _sources(
-    model: EarlyExitClassifier,
-    settings: SweepSettings,
-    policies: List[ExitPolicy],
-    num_instances: int,
+    model: EarlyExitClassifier, settings: SweepSettings, result: SweepResult
 ) -> Dict[str, Any]:
     """The model's own policy and the settings used, for the summary."""
-    timed = timed_policies(policies) if settings.timing else []
+    timed = list(dict.fromkeys(each.policy for each in result.timings))
     return {
         "confidence_threshold_of_model": model.confidence_threshold,
         "exit_policy_of_model": model.exit_policy.to_json(),
@@ -217,15 +168,13 @@ def _sources(
                 each.threshold for each in timed if isinstance(each, MaxProbabilityPolicy)
             ],
             "policies": [each.to_json() for each in timed],
-            "batch_sizes": sorted(set(settings.timing_batch_sizes)) if settings.timing else [],
+            "batch_sizes": result.timing_batch_sizes,
             "repeats": settings.repeats,
-            "instances": min(num_instances, settings.timing_instances or num_instances),
+            "instances": min(
+                result.num_instances, settings.timing_instances or result.num_instances
+            ),
         },
     }
-
-
-def _is_url(path: str) -> bool:
-    return "://" in path
 
 
 def run_sweep(
@@ -237,23 +186,16 @@ def run_sweep(
     **changes: Any,
 ) -> SweepResult:
     """
-    Loads an early-exit archive and its validation dataset reader, reads `data_file` and runs
-    `sweep_model` on it with `settings` (keyword arguments replace its fields, as there). With a
-    guarantee asked for (`risk` not `none`), lines without labels are read too; data without
-    labels then gets the consistency guarantee only.
-
-    # Raises
-
-    `FileNotFoundError` for a missing archive or data file, `ConfigurationError` for an archive of
-    another model type, an unknown policy or bad settings, `SweepInputError` for data without gold
-    labels, `NoInstancesError` for no data, `UnknownLabelError` for labels the model does not know,
-    and the reader's own errors (e.g. `DataFormatError`) for unreadable data.
+    `sweep_model` on `data_file`, read by the validation reader of an early-exit archive (lines
+    without labels too where a guarantee is asked for). Raises `FileNotFoundError` for a missing
+    archive or data file, the `ConfigurationError`s of `SweepSettings` and `sweep_model`, and the
+    reader's errors (`DataFormatError`, `UnknownLabelError`, `NoInstancesError`).
     """
-    settings = _settings(settings, changes)
+    settings = (settings or SweepSettings()).replace(**changes)
     archive_file, data_file = str(archive_file), str(data_file)
-    if not _is_url(archive_file) and not os.path.exists(archive_file):
+    if "://" not in archive_file and not os.path.exists(archive_file):
         raise FileNotFoundError(f"archive not found: {archive_file}")
-    if not _is_url(data_file) and not os.path.isfile(data_file):
+    if "://" not in data_file and not os.path.isfile(data_file):
         raise FileNotFoundError(f"data file not found: {data_file}")
     archive = load_early_exit_archive(archive_file, cuda_device=cuda_device, overrides=overrides)
     reader = archive.validation_dataset_reader

@@ -36,37 +36,28 @@ class SweepSettings:
     # Parameters
 
     policy : `str`, optional (default = `"max_probability"`)
-        The exit policy to sweep (`max_probability`, `entropy`, `patience`,
-        `confident_patience`), or `"all"` for every one of them in one table.
+        The exit policy to sweep (one of `SWEPT_POLICIES`), or `"all"` for every one in one table.
     thresholds : `Sequence[float]`, optional
-        The thresholds of the policies that have one (see `policy_grid`); each policy's own grid
-        when not given. For `max_probability`, 1.0 is always added.
+        Replace the thresholds of the policies that have one (see `policy_grid`).
     grid_step : `float`, optional
         The step of the threshold grids of `max_probability` and `entropy`.
     batch_size : `int`, optional (default = `32`)
-        Batch size for running every head once.
-    max_accuracy_drop : `float`, optional
-        Recommend the cheapest row within this absolute accuracy drop of the full model.
-    compute_budget : `float`, optional
-        Recommend the most accurate row within this relative compute. When neither goal is
-        given, `max_accuracy_drop` is `DEFAULT_MAX_ACCURACY_DROP` (see `accuracy_goal`).
+        For running every head once.
+    max_accuracy_drop, compute_budget : `float`, optional
+        Recommend the cheapest row within this absolute accuracy drop of the full model, the most
+        accurate within this relative compute; without either goal, the accuracy drop
+        `DEFAULT_MAX_ACCURACY_DROP` (see `accuracy_goal`).
     risk : `str`, optional (default = `"auto"`)
-        With an accuracy goal, also recommend (first) the setting certified on new data (see
+        With an accuracy goal, first recommend the setting certified on new data (see
         `risk_control`): `accuracy`, `consistency`, `auto` (`accuracy` on labelled data,
-        `consistency` without labels) or `none` (only the plain pick; `None` means the same).
+        `consistency` without labels) or `none` (the plain pick only; as `None`).
     delta : `float`, optional (default = `0.05`)
         The allowed probability that the certified setting breaks its promise.
-    timing : `bool`, optional (default = `True`)
-        Measure real inference time.
-    timing_thresholds : `Sequence[Union[float, ExitPolicy]]`, optional
-        Policies to time, or thresholds of the swept policy (`max_probability` or `entropy`); by
-        default about five that spread over each swept type's curve (three when several types are
-        swept), the recommended ones and the full model.
-    timing_batch_sizes : `Sequence[int]`, optional (default = `(1, 32)`)
-    repeats : `int`, optional (default = `3`)
-        Timing repeats; the median is reported.
-    timing_instances : `int`, optional (default = `200`)
-        Time only the first this many instances (`None`: all).
+    timing, timing_thresholds, timing_batch_sizes, repeats, timing_instances
+        Whether to time real inference; the policies to time (floats: thresholds of the swept
+        `max_probability` or `entropy`; by default a few spread over each curve, the recommended
+        ones and the full model); at which batch sizes; the median of how many repeats; on the
+        first how many instances (`None`: all).
     """
 
     policy: str = "max_probability"
@@ -94,26 +85,26 @@ class SweepSettings:
             check_risk_settings(
                 self.max_accuracy_drop, self.delta, "--max-accuracy-drop", "--delta"
             )
-        if self.batch_size < 1:
-            raise ConfigurationError(f"batch size must be at least 1, got {self.batch_size}")
-        if self.timing_instances is not None and self.timing_instances < 1:
-            raise ConfigurationError(
-                f"timing instances must be at least 1, got {self.timing_instances}"
-            )
-        if self.repeats < 1:
-            raise ConfigurationError(f"repeats must be at least 1, got {self.repeats}")
-        if any(size < 1 for size in self.timing_batch_sizes):
-            raise ConfigurationError(
-                f"timing batch sizes must be at least 1, got {self.timing_batch_sizes}"
-            )
+        for name, value, smallest in (
+            ("batch size", self.batch_size, self.batch_size),
+            (
+                "timing instances",
+                self.timing_instances,
+                1 if self.timing_instances is None else self.timing_instances,
+            ),
+            ("repeats", self.repeats, self.repeats),
+            ("timing batch sizes", self.timing_batch_sizes, min(self.timing_batch_sizes or [1])),
+        ):
+            if smallest < 1:
+                raise ConfigurationError(f"{name} must be at least 1, got {value}")
         check_grid_settings(self.policy, self.thresholds, self.grid_step)
         if self.timing_thresholds is not None:
             timed = _timing_policies(self.policy, self.timing_thresholds)
             object.__setattr__(self, "timing_thresholds", timed)
 
     def replace(self, **changes) -> "SweepSettings":
-        """A copy with `changes` (checked again)."""
-        return dataclasses.replace(self, **changes)
+        """A copy with `changes` (checked again), or these settings where there are none."""
+        return dataclasses.replace(self, **changes) if changes else self
 
     @property
     def guaranteed(self) -> bool:
@@ -156,14 +147,7 @@ class SweepSettings:
 def check_goals(
     max_accuracy_drop: Optional[float] = None, compute_budget: Optional[float] = None
 ) -> None:
-    """
-    Checks the limits of recommendation goals: an accuracy drop in [0, 1] and a compute budget in
-    (0, 1]; either may be `None`.
-
-    # Raises
-
-    `ConfigurationError` for a limit out of range.
-    """
+    """A `ConfigurationError` for an accuracy drop out of [0, 1], a compute budget out of (0, 1]."""
     if max_accuracy_drop is not None and not 0.0 <= max_accuracy_drop <= 1.0:
         raise ConfigurationError(
             f"the maximum accuracy drop must be in [0, 1] (0.01 is one accuracy point), "
@@ -177,10 +161,7 @@ def check_goals(
 
 
 def _timing_policies(policy: str, timing: Sequence[Union[float, ExitPolicy]]) -> List[ExitPolicy]:
-    """
-    The policies to time: exit policies as given, a float as the threshold of the swept policy
-    (`max_probability` or `entropy`, the policies whose only parameter is a threshold).
-    """
+    """Exit policies as given, a float as a threshold of the swept max_probability or entropy."""
     if all(isinstance(each, ExitPolicy) for each in timing):
         return list(timing)
     example = SWEPT_POLICIES.get(policy)

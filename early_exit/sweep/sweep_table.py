@@ -24,27 +24,12 @@ from early_exit.sweep.risk_control import CONSISTENCY, risk_losses
 @dataclass
 class SweepRow:
     """
-    The model's behaviour under one exit policy on one data set.
-
-    # Attributes
-
-    threshold : `Optional[float]`
-        The policy's `threshold`; `None` for a policy without one (`patience`).
-    accuracy : `float`, optional
-        `None` on data without labels.
-    ece : `float`, optional
-        Expected calibration error of the answering heads' probabilities (15 bins, as the model);
-        `None` on data without labels.
-    relative_compute : `float`
-        Mean fraction of the full encoder's layers computed, `(exit_layer + 1) / full_depth`.
-    mean_exit_layer : `float`
-        Mean 0-based exit layer.
-    exit_fractions : `Dict[int, float]`
-        For each exit layer, the fraction of instances that exit there.
-    policy : `ExitPolicy`, optional
-        The exit policy of the row; `max_probability` at `threshold` when not given.
-    disagreement : `float`, optional
-        The fraction of predictions that differ from the full model's (the last head's).
+    The model's behaviour under one exit `policy` (`max_probability` at `threshold` when not
+    given) on one data set: `accuracy` and `ece` (of the answering heads, 15 bins as the model;
+    both `None` without labels), the mean fraction of the encoder's layers computed
+    (`relative_compute`, `(exit_layer + 1) / full_depth`), the mean 0-based exit layer, the
+    fraction of instances that exit at each exit layer and the fraction of predictions that differ
+    from the full model's (`disagreement`; computed without labels).
     """
 
     threshold: Optional[float]
@@ -77,18 +62,9 @@ def head_probabilities(
     head_logits: torch.Tensor, temperatures: Optional[Union[Sequence[float], torch.Tensor]] = None
 ) -> torch.Tensor:
     """
-    Every head's temperature-scaled probabilities, computed as the model computes them.
-
-    # Parameters
-
-    head_logits : `torch.Tensor`
-        Raw logits, shape `(num_instances, num_heads, num_labels)`.
-    temperatures : `Sequence[float]` or `torch.Tensor`, optional
-        One temperature per head; all 1.0 when not given.
-
-    # Returns
-
-    `torch.Tensor` of shape `(num_instances, num_heads, num_labels)`.
+    Every head's temperature-scaled probabilities `(num_instances, num_heads, num_labels)` from its
+    raw logits (the same shape), computed as the model computes them; `temperatures` (one a head)
+    are all 1.0 when not given.
     """
     num_heads = head_logits.shape[1]
     if temperatures is None:
@@ -109,13 +85,9 @@ def check_head_outputs(
     exit_layers: Sequence[int],
 ) -> None:
     """
-    Checks that cached head outputs fit together: logits and probabilities of shape
-    `(num_instances, num_heads, num_labels)`, one head per exit layer, one gold label per instance
-    (when there are labels).
-
-    # Raises
-
-    `ConfigurationError` saying what does not fit.
+    A `ConfigurationError` saying what does not fit, unless cached head outputs fit together:
+    logits and probabilities of shape `(num_instances, num_heads, num_labels)`, one head per exit
+    layer, one gold label per instance (when there are labels).
     """
     if head_logits.dim() != 3 or head_logits.shape != head_probs.shape:
         raise ConfigurationError(
@@ -129,8 +101,7 @@ def check_head_outputs(
         )
     if labels is not None and labels.shape != head_logits.shape[:1]:
         raise ConfigurationError(
-            f"one gold label per instance is needed, got "
-            f"{None if labels is None else tuple(labels.shape)} "
+            f"one gold label per instance is needed, got {tuple(labels.shape)} "
             f"for {head_logits.shape[0]} instances"
         )
     if head_logits.shape[0] == 0:
@@ -147,22 +118,9 @@ def evaluate_policy(
 ) -> SweepRow:
     """
     The `SweepRow` of one exit policy, from every head's raw logits and temperature-scaled
-    probabilities (see `head_probabilities`); without labels, its compute and its disagreement
-    with the full model only.
-
-    # Parameters
-
-    head_logits : `torch.Tensor`
-        Shape `(num_instances, num_heads, num_labels)`.
-    head_probs : `torch.Tensor`
-        Shape `(num_instances, num_heads, num_labels)`.
-    labels : `torch.Tensor`, optional
-        Gold label indices, shape `(num_instances,)`.
-    policy : `ExitPolicy`
-    exit_layers : `Sequence[int]`
-        The 0-based encoder layer of each head.
-    full_depth : `int`
-        The number of layers of the full encoder.
+    probabilities (see `head_probabilities`), gold label indices `(num_instances,)`, the 0-based
+    encoder layer of each head and the full encoder's depth; without labels, its compute and its
+    disagreement with the full model only.
     """
     check_head_outputs(head_logits, head_probs, labels, exit_layers)
     exit_head = policy.exit_heads(head_probs)  # (num_instances,)
@@ -206,23 +164,9 @@ def sweep_policies(
     progress: bool = False,
 ) -> List[SweepRow]:
     """
-    One `SweepRow` per exit policy, in the order given: the policies of any types, each evaluated
-    exactly as the model decides under it.
-
-    # Parameters
-
-    head_logits : `torch.Tensor`
-        Every head's raw logits, shape `(num_instances, num_heads, num_labels)`, e.g.
-        `collect_head_outputs(...).logits`.
-    labels : `torch.Tensor`, optional
-        Gold label indices, shape `(num_instances,)`; `None` for data without labels.
-    policies : `Sequence[ExitPolicy]`
-    exit_layers : `Sequence[int]`
-    full_depth : `int`
-    temperatures : `Sequence[float]` or `torch.Tensor`, optional
-        The model's per-head temperatures (`model.temperatures`); all 1.0 when not given.
-    progress : `bool`, optional (default = `False`)
-        Show a progress bar.
+    One `SweepRow` per exit policy (of any types), in the order given, each evaluated exactly as
+    the model decides under it (see `evaluate_policy`), from every head's raw logits (e.g.
+    `collect_head_outputs(...).logits`) and the model's temperatures, with a progress bar if asked.
     """
     head_logits = head_logits.float()  # (num_instances, num_heads, num_labels)
     head_probs = head_probabilities(head_logits, temperatures)

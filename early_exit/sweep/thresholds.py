@@ -39,13 +39,7 @@ _DECIMALS = 10
 
 
 def check_thresholds(thresholds: Iterable[float], name: str = "thresholds") -> List[float]:
-    """
-    Validates thresholds and returns them as sorted, de-duplicated floats.
-
-    # Raises
-
-    `ConfigurationError` if a threshold is not a number in [0, 1] or none is given.
-    """
+    """Thresholds sorted and de-duplicated; a `ConfigurationError` for none or one out of [0, 1]."""
     checked = set()
     for threshold in thresholds:
         if isinstance(threshold, bool):
@@ -65,13 +59,7 @@ def check_thresholds(thresholds: Iterable[float], name: str = "thresholds") -> L
 
 
 def parse_thresholds(text: str, name: str = "thresholds") -> List[float]:
-    """
-    Parses a comma-separated list such as `"0.5,0.9,0.99"` into sorted, de-duplicated thresholds.
-
-    # Raises
-
-    `ConfigurationError` for an entry that is not a number in [0, 1], or an empty list.
-    """
+    """`"0.5,0.9,0.99"` as thresholds (see `check_thresholds`)."""
     entries = [entry.strip() for entry in text.split(",") if entry.strip()]
     values = []
     for entry in entries:
@@ -89,12 +77,8 @@ def default_threshold_grid(
     grid_step: float = 0.01, near_one: Sequence[float] = NEAR_ONE_THRESHOLDS
 ) -> List[float]:
     """
-    `0, grid_step, 2 * grid_step, ..., 1.0` plus the `near_one` points, sorted. 1.0 (the full model)
-    is always included.
-
-    # Raises
-
-    `ConfigurationError` if `grid_step` is not in (0, 1].
+    `0, grid_step, 2 * grid_step, ..., 1.0` and the `near_one` points, sorted; a
+    `ConfigurationError` for a `grid_step` out of (0, 1].
     """
     try:
         grid_step = float(grid_step)
@@ -106,14 +90,7 @@ def default_threshold_grid(
 
 
 def policy_names(policy: str) -> List[str]:
-    """
-    The policy types a sweep's `--policy` names: one of `SWEPT_POLICIES`, or all of them for
-    `"all"`.
-
-    # Raises
-
-    `ConfigurationError` for another name.
-    """
+    """The policy types `policy` names: one of `SWEPT_POLICIES`, or all of them for `"all"`."""
     if policy == ALL_POLICIES:
         return list(SWEPT_POLICIES)
     if policy not in SWEPT_POLICIES:
@@ -165,13 +142,8 @@ def sweep_grid(
     grid_step: Optional[float] = None,
 ) -> List[ExitPolicy]:
     """
-    Every policy a sweep of `policy` (a name or `"all"`, see `policy_names`) evaluates: type after
-    type, each from the most aggressive to the most conservative (see `policy_grid`).
-
-    # Raises
-
-    `ConfigurationError` for an unknown policy or thresholds out of [0, 1], and for thresholds or a
-    grid step given to a sweep none of whose policies takes them.
+    Every policy a sweep of `policy` (see `policy_names`) evaluates: type after type, each as
+    `policy_grid` gives it; a `ConfigurationError` as `check_grid_settings` says.
     """
     check_grid_settings(policy, thresholds, grid_step)
     return [
@@ -185,11 +157,8 @@ def check_grid_settings(
     policy: str, thresholds: Optional[Sequence[float]], grid_step: Optional[float]
 ) -> None:
     """
-    # Raises
-
-    `ConfigurationError` for an unknown policy (see `policy_names`), thresholds out of [0, 1] or a
-    grid step out of (0, 1], and for thresholds or a grid step given to a sweep none of whose
-    policies takes them.
+    A `ConfigurationError` for an unknown policy, thresholds out of [0, 1] or a grid step out of
+    (0, 1], and for thresholds or a grid step given to a sweep none of whose policies takes them.
     """
     names = policy_names(policy)
     if thresholds is not None and not any(

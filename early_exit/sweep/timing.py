@@ -24,28 +24,11 @@ from early_exit.sweep.thresholds import FULL_MODEL, check_thresholds
 @dataclass
 class TimingResult:
     """
-    Measured inference time under one exit policy at one batch size.
-
-    # Attributes
-
-    threshold : `Optional[float]`
-        The policy's threshold (`None` for a policy without one).
-    batch_size : `int`
-    num_instances : `int`
-        How many instances were timed.
-    seconds : `float`
-        Median over the repeats of the time to run all timed instances.
-    seconds_per_instance : `float`
-        `seconds / num_instances`.
-    speedup : `float`
-        Median over the repeats of (full model's time / this policy's time) within the same
-        repeat; 1.0 for the full model.
-    relative_compute : `float`
-        Mean fraction of the encoder's layers the model computed on the timed instances.
-    repeat_seconds : `List[float]`
-        The time of each repeat.
-    policy : `ExitPolicy`, optional
-        The policy timed; `max_probability` at `threshold` when not given.
+    Measured inference time under one exit `policy` (`max_probability` at `threshold` when not
+    given) at one batch size, on `num_instances` instances: the median over the repeats of the
+    time of all of them (`seconds`, and per instance) and of the full model's time over this
+    policy's in the same repeat (`speedup`; 1.0 for the full model), the mean fraction of the
+    encoder's layers computed, and each repeat's time.
     """
 
     threshold: Optional[float]
@@ -202,31 +185,14 @@ def measure_inference_time(
     carry_rows: bool = True,
 ) -> List[TimingResult]:
     """
-    Times the model's real early-exit forward pass (evaluation mode, `torch.inference_mode`, the
-    model's `exit_policy` set to each of `thresholds` in turn: exit policies, or floats for
-    confidence thresholds of the `max_probability` policy) on `instances` pre-batched with
-    `batch_size`.
-
-    The full model (threshold 1.0) is always timed too, as the reference. Within every repeat each
-    policy runs once over all batches, in an order rotated from repeat to repeat, so that drifts
-    in machine load hit all policies alike; `speedup` is the median over repeats of the
-    full model's time divided by the policy's time in the same repeat. One untimed warm-up pass
-    per policy comes first when `warmup` is set.
-
-    At batch sizes above 1 with `carry_rows` the batches go through the model as one stream
-    (`EarlyExitClassifier.forward_stream`), as `allennlp predict` runs them: the rows that go on
-    past a head wait for later batches' rows at their next layer. Otherwise each batch is one
-    forward pass.
-
-    The model's exit policy, mode, `run_all_heads` and metrics are left as found.
-
-    # Returns
-
-    One `TimingResult` per policy (the given ones and the full model), in the order of
-    `timed_policies`.
+    Times the model's real early-exit forward pass (evaluation mode, `torch.inference_mode`) on
+    `instances` batched by `batch_size`, under each of `thresholds` (exit policies, or confidence
+    thresholds of `max_probability`) and the full model, the reference, side by side (see
+    `interleaved_times`: a warm-up pass first with `warmup`). With `carry_rows`, batches of more
+    than one go through the model as one stream (`EarlyExitClassifier.forward_stream`), as
+    `allennlp predict` runs them. The model's exit policy, mode and metrics are left as found.
+    One `TimingResult` per policy, in the order of `timed_policies`.
     """
-    if repeats < 1:
-        raise ConfigurationError(f"repeats must be at least 1, got {repeats}")
     if not instances:
         raise ConfigurationError("no instances to time")
     policies = timed_policies(thresholds)

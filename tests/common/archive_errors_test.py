@@ -5,7 +5,8 @@ import tarfile
 
 import pytest
 
-import early_exit  # noqa: F401  (installs the wrappers)
+from allennlp.models import archival
+
 from early_exit.common.archive_errors import (
     LOAD_ARCHIVE_MODULES,
     ArchiveError,
@@ -25,14 +26,13 @@ def _archive_bytes() -> bytes:
     return buffer.getvalue()
 
 
-def test_every_module_the_commands_take_load_archive_from_is_wrapped():
+def test_every_module_the_commands_take_load_archive_from_is_wrapped(command_line_patches):
     for name in LOAD_ARCHIVE_MODULES:
         assert getattr(importlib.import_module(name).load_archive, "_early_exit", False), name
 
 
 def test_missing_archive(tmp_path):
-    from allennlp.models.archival import load_archive
-
+    load_archive = explain_archive_errors(archival.load_archive)
     path = tmp_path / "model.tar.gz"
     with pytest.raises(ArchiveError) as info:
         load_archive(path)
@@ -49,8 +49,7 @@ def test_missing_archive(tmp_path):
     ],
 )
 def test_truncated_or_corrupt_archive(tmp_path, content, problem):
-    from allennlp.models.archival import load_archive
-
+    load_archive = explain_archive_errors(archival.load_archive)
     path = tmp_path / "model.tar.gz"
     path.write_bytes(content)
     with pytest.raises(ArchiveError) as info:

@@ -9,7 +9,6 @@ from allennlp.common import util as allennlp_util
 from allennlp.common.checks import ConfigurationError, check_for_gpu
 from allennlp.common.params import Params
 
-import early_exit  # noqa: F401  (installs the patches)
 from early_exit.common.config_errors import (
     check_cuda_device,
     checked_overrides,
@@ -28,7 +27,9 @@ def test_overrides_are_parsed_or_named():
         checked_overrides("[1]")
 
 
-def test_a_configuration_file_that_is_missing_a_directory_or_bad_jsonnet_is_named(tmp_path):
+def test_a_configuration_file_that_is_missing_a_directory_or_bad_jsonnet_is_named(
+    tmp_path, command_line_patches
+):
     with pytest.raises(ConfigurationError, match=f"{tmp_path}/no.jsonnet: configuration file not"):
         Params.from_file(tmp_path / "no.jsonnet")
     with pytest.raises(ConfigurationError, match=f"{tmp_path}: a directory, not a configuration"):
@@ -65,7 +66,7 @@ def test_wrong_types_are_named_only_where_they_are_the_configurations():
             raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
 
 
-def test_train_names_a_value_of_the_wrong_type(tmp_path, monkeypatch):
+def test_train_names_a_value_of_the_wrong_type(tmp_path, monkeypatch, command_line_patches):
     # training replaces the root logger's handlers and level, and the exception hook
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", root.handlers[:])
@@ -77,7 +78,7 @@ def test_train_names_a_value_of_the_wrong_type(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="about a machine without a GPU")
-def test_a_gpu_the_machine_does_not_have_is_named():
+def test_a_gpu_the_machine_does_not_have_is_named(command_line_patches):
     with pytest.raises(ConfigurationError, match="--cuda-device 0: this machine has 0 GPU"):
         check_cuda_device(0)
     check_cuda_device(-1)
