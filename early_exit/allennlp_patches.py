@@ -11,7 +11,7 @@ predictor's manager); only the patching is here.
 | one error line | `sys.excepthook`, `common.logging.prepare_global_logging` | the `allennlp` command line only | user errors end in one `error: ...` line, also under `allennlp train`, whose logging replaces the hook |
 | carried encoder | `archive_model` | archives of an `early_exit_classifier` | `model.tar.gz` carries the encoder's config and tokenizer files, so it loads on another machine |
 | label check | `MultiProcessDataLoader.index_with`, `iter_instances` | this package's readers | a label training never saw is named with its file and line, not a `KeyError` |
-| nested overrides | `common.params.with_overrides` | this package's blocks of a configuration | `-o '{"model": {...}}'` merges into them instead of replacing them |
+| nested overrides | `common.params.with_overrides` | this package's blocks of a configuration; the error of every one | `-o '{"model": {...}}'` merges into them instead of replacing them; an override key that sets nothing is named in one line, not a `ValueError` |
 | checked evaluate | `commands.evaluate.evaluate_from_archive` | archives whose model or reader is this package's | `evaluate --output-file` / `--predictions-output-file` never overwrite the data or the archive, and are written atomically |
 | carried predict | `commands.predict._get_predictor`, `_PredictManager` | archives whose model or reader is this package's, and `--predictor early_exit_classifier` | `allennlp predict` streams batches through the model, checks paths first, writes atomically |
 | archive errors | `load_archive` where the commands import it | every archive that cannot be read | a missing or truncated archive is named in one line, not an `EOFError`; only the error changes, never a load that works |
@@ -52,7 +52,7 @@ from early_exit.common.archive_errors import (
 from early_exit.common.cli_errors import install_hook, running_allennlp_cli
 from early_exit.common.config_errors import configuration_errors_named, overridden_values_checked
 from early_exit.common.encoder_files import carrying
-from early_exit.common.overrides import merge_package_blocks
+from early_exit.common.overrides import merge_package_blocks, unknown_overrides_named
 from early_exit.dataset_readers.label_check import check_known_labels
 from early_exit.dataset_readers.line_reader import EarlyExitLineReader
 from early_exit.predictors.predict_manager import ScopedPredictManager, get_predictor
@@ -152,9 +152,11 @@ def install_nested_override_merge() -> None:
         return
 
     def with_overrides(original: Any, overrides_dict: Dict[str, Any], prefix: str = "") -> Any:
-        if not prefix and isinstance(original, dict):
-            overrides_dict = merge_package_blocks(original, overrides_dict)
-        return current(original, overrides_dict, prefix)
+        if prefix or not isinstance(original, dict):
+            return current(original, overrides_dict, prefix)
+        overrides_dict = merge_package_blocks(original, overrides_dict)
+        with unknown_overrides_named(original, overrides_dict):
+            return current(original, overrides_dict, prefix)
 
     allennlp_params.with_overrides = _marked(with_overrides, current)
 
