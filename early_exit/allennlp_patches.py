@@ -16,6 +16,7 @@ predictor's manager); only the patching is here.
 | carried predict | `commands.predict._get_predictor`, `_PredictManager` | archives whose model or reader is this package's, and `--predictor early_exit_classifier` | `allennlp predict` streams batches through the model, checks paths first, writes atomically |
 | archive errors | `load_archive` where the commands import it | every archive that cannot be read | a missing or truncated archive is named in one line, not an `EOFError`; only the error changes, never a load that works |
 | configuration errors | `Params.from_file`, `commands.train.train_model_from_file` | every configuration that cannot be read | a missing file, a Jsonnet error in it or in `-o`, a value of the wrong type: one line naming the file or the overrides; only the error changes |
+| named failed writes | `Params.to_file`, `Meta.to_file`, `Vocabulary.save_to_files`, `common.util.dump_metrics`, `Checkpointer.save_checkpoint`, `GradientDescentTrainer._save_model_state`, `archive_model` | every file `allennlp train` writes | a full disk (quota, read-only device) names the file in one line, not `[Errno 28]` or torch's `unexpected pos` with a traceback; only the error changes |
 | GPU check | `common.util.int_to_device` | every `--cuda-device` | torch 2's `torch.device(0)` means "the default accelerator" and fails on a machine without one before allennlp's `check_for_gpu` can say so; a fix, not a change |
 
 No registered subcommand, callback or `Registrable` can take one of these over: allennlp's own
@@ -26,7 +27,7 @@ early_exit` and finds the same archive, weights, metrics and predictions.
 
 import importlib
 import os
-from typing import Any, Callable, Dict, Iterator
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Tuple
 
 import allennlp.models
 import torch
@@ -36,10 +37,13 @@ from allennlp.commands import train as allennlp_train
 from allennlp.common import logging as allennlp_logging
 from allennlp.common import params as allennlp_params
 from allennlp.common import util as allennlp_util
+from allennlp.common.meta import Meta
 from allennlp.common.params import Params
 from allennlp.data import Instance, Vocabulary
 from allennlp.data.data_loaders import MultiProcessDataLoader
 from allennlp.models import archival
+from allennlp.training import GradientDescentTrainer
+from allennlp.training.checkpointer import Checkpointer
 
 from early_exit.commands.evaluate_outputs import checked_evaluation
 from early_exit.common.archive_errors import (
@@ -52,6 +56,7 @@ from early_exit.common.archive_errors import (
 from early_exit.common.cli_errors import install_hook, running_allennlp_cli
 from early_exit.common.config_errors import configuration_errors_named, overridden_values_checked
 from early_exit.common.encoder_files import carrying
+from early_exit.common.files import naming_failed_writes
 from early_exit.common.overrides import merge_package_blocks, unknown_overrides_named
 from early_exit.dataset_readers.label_check import check_known_labels
 from early_exit.dataset_readers.line_reader import EarlyExitLineReader
@@ -101,9 +106,13 @@ def install_archive_errors() -> None:
             module.load_archive = explain_archive_errors(module.load_archive)
 
 
+# Where `allennlp train` and allennlp's own modules look `archive_model` up.
+_ARCHIVE_MODEL_MODULES = (archival, allennlp.models, allennlp_train)
+
+
 def install_encoder_archiving() -> None:
     """`archive_model`, where `allennlp train` and allennlp's own modules look it up."""
-    for module in (archival, allennlp.models, allennlp_train):
+    for module in _ARCHIVE_MODEL_MODULES:
         current = getattr(module, "archive_model", None)
         if current is not None and not _ours(current):
             module.archive_model = carrying(current)
@@ -239,6 +248,50 @@ def install_device_check() -> None:
     allennlp_util.int_to_device = _marked(int_to_device, current)
 
 
+def _checkpoint_files(checkpointer: Checkpointer, trainer: Any) -> List[str]:
+    """The two files `save_checkpoint` writes for the trainer's current state."""
+    state = trainer.get_checkpoint_state()
+    if state is None:
+        return [str(checkpointer._serialization_dir)]
+    done = (
+        state.trainer_state["epochs_completed"],
+        state.trainer_state["batches_in_epoch_completed"],
+    )
+    return [checkpointer._model_state_path(*done), checkpointer._training_state_path(*done)]
+
+
+def _archive_file(arguments: Mapping[str, Any]) -> List[str]:
+    """The archive `archive_model` writes: `archive_path` (a file or a folder) or the default."""
+    path = arguments["archive_path"] or arguments["serialization_dir"]
+    if os.path.isdir(path):
+        path = os.path.join(path, "model.tar.gz")
+    return [os.fspath(path)]
+
+
+# allennlp's writers of `allennlp train`'s files, and which files a call writes.
+_TRAIN_WRITERS: Tuple[Tuple[Any, str, Callable[[Mapping[str, Any]], List[Any]]], ...] = (
+    (Params, "to_file", lambda arguments: [arguments["params_file"]]),  # config.json
+    (Meta, "to_file", lambda arguments: [arguments["path"]]),  # meta.json
+    (Vocabulary, "save_to_files", lambda arguments: [arguments["directory"]]),  # vocabulary/
+    (allennlp_util, "dump_metrics", lambda arguments: [arguments["file_path"]]),  # metrics*.json
+    (Checkpointer, "save_checkpoint", lambda a: _checkpoint_files(a["self"], a["trainer"])),
+    (GradientDescentTrainer, "_save_model_state", lambda arguments: [arguments["path"]]),  # best.th
+    *((module, "archive_model", _archive_file) for module in _ARCHIVE_MODEL_MODULES),
+)
+
+
+def install_train_write_errors() -> None:
+    """
+    A failed write of `allennlp train` (a full disk, a quota, a read-only or failing device) names
+    the file, instead of a traceback of `[Errno 28] No space left on device` (or torch's
+    `unexpected pos`) that names none. Only the error changes.
+    """
+    for owner, name, files in _TRAIN_WRITERS:
+        current = getattr(owner, name)
+        if not getattr(current, "_early_exit_named_writes", False):
+            setattr(owner, name, naming_failed_writes(current, files))
+
+
 def install() -> None:
     """Applies every patch above (idempotent)."""
     install_cli_error_hook()
@@ -250,3 +303,4 @@ def install() -> None:
     install_checked_evaluate()
     install_configuration_errors()
     install_device_check()
+    install_train_write_errors()
