@@ -3,7 +3,7 @@ Everything but one build step is declared in pyproject.toml; this file adds that
 hook `early_exit_startup.pth` is put into the wheel's top level (and so into site-packages, listed
 in the installed RECORD) by every way of installing the package: a wheel or sdist (`pip install .`)
 and an editable install (`pip install -e .`, which `make install` runs). `pip uninstall` removes
-it with the rest. What the hook does, and why it has to run when Python starts: early_exit_startup.py.
+it with the rest. What the hook does, and why it must run when Python starts: early_exit_startup.py.
 """
 
 from pathlib import Path

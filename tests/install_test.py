@@ -50,7 +50,7 @@ CLEAN = {name: value for name, value in os.environ.items() if name != "PYTHONPAT
 
 
 def _package_source(folder: Path) -> Path:
-    """A copy of what a build reads, so that a build's `build/` and egg-info stay out of the clone."""
+    """A copy of what a build reads: a build's `build/` and egg-info stay out of the clone."""
     folder.mkdir()
     for name in PACKAGE_SOURCES:
         copy = shutil.copytree if (PROJECT_ROOT / name).is_dir() else shutil.copy
@@ -96,6 +96,11 @@ def _pip(python: Path, *arguments: str) -> None:
 
 
 def test_any_pip_install_brings_the_hook_and_finds_the_subcommands_from_any_folder(tmp_path):
+    """
+    The wheel carries the start-up hook: installed by pip into an environment without `make
+    install`'s, plain `allennlp calibrate` and `sweep-thresholds` are found in a folder without a
+    plugins file; `pip uninstall` takes the hook away. The same for an editable install.
+    """
     source = _package_source(tmp_path / "source")
     _pip(
         Path(sys.executable),
@@ -119,9 +124,12 @@ def test_any_pip_install_brings_the_hook_and_finds_the_subcommands_from_any_fold
     site_packages = Path(
         _python(python, "import sysconfig; print(sysconfig.get_paths()['purelib'])")
     )
-    assert (site_packages / HOOK).exists()
+    assert (site_packages / HOOK).exists() and (python.parent / "early-exit").exists()
     # The hook ran when Python started, from what the wheel installed.
-    started = "import sys, early_exit_startup as s; print(s.__file__, s._AroundImport in map(type, sys.meta_path))"
+    started = (
+        "import sys, early_exit_startup as s; "
+        "print(s.__file__, s._AroundImport in map(type, sys.meta_path))"
+    )
     assert _python(python, started, elsewhere) == f"{site_packages / 'early_exit_startup.py'} True"
     assert not (elsewhere / ".allennlp_plugins").exists()
     commands = ["calibrate", "sweep-thresholds"]
