@@ -90,8 +90,11 @@ def test_train_on_a_full_disk_ends_with_one_error_line_naming_the_file(tmp_path)
     # disk: the run trains, then fails to write model.tar.gz.
     serialization_dir = tmp_path / "model"
     serialization_dir.mkdir()
-    Params.from_file(str(TEXT_CONFIG)).to_file(str(serialization_dir / "config.json"))
+    overrides = json.dumps({"trainer.num_epochs": 1})
+    Params.from_file(str(TEXT_CONFIG), overrides).to_file(str(serialization_dir / "config.json"))
     archive = _full(serialization_dir / "model.tar.gz")
-    result = run_allennlp("train", TEXT_CONFIG, "-s", serialization_dir, "--recover")
+    result = run_allennlp(
+        "train", TEXT_CONFIG, "-s", serialization_dir, "--recover", "-o", overrides
+    )
     assert _error_line(result) == f"error: cannot write {archive}: No space left on device"
     assert os.path.islink(archive)  # nothing written over it
