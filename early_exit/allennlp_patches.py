@@ -16,7 +16,7 @@ predictor's manager); only the patching is here.
 | carried predict | `commands.predict._get_predictor`, `_PredictManager` | archives whose model or reader is this package's, and `--predictor early_exit_classifier` | `allennlp predict` streams batches through the model, checks paths first, writes atomically |
 | archive errors | `load_archive` where the commands import it | every archive that cannot be read | a missing or truncated archive is named in one line, not an `EOFError`; only the error changes, never a load that works |
 | configuration errors | `Params.from_file`, `commands.train.train_model_from_file` | every configuration that cannot be read | a missing file, a Jsonnet error in it or in `-o`, a value of the wrong type: one line naming the file or the overrides; only the error changes |
-| named failed writes | `Params.to_file`, `Meta.to_file`, `Vocabulary.save_to_files`, `common.util.dump_metrics`, `Checkpointer.save_checkpoint`, `GradientDescentTrainer._save_model_state`, `archive_model` | every file `allennlp train` writes | a full disk (quota, read-only device) names the file in one line, not `[Errno 28]` or torch's `unexpected pos` with a traceback; only the error changes |
+| named failed writes | `Params.to_file`, `Meta.to_file`, `Vocabulary.save_to_files`, `common.util.dump_metrics`, `Checkpointer.save_checkpoint`, `GradientDescentTrainer._save_model_state`, `archive_model`, `common.logging.prepare_global_logging` | every file `allennlp train` writes | a full disk (quota, read-only device) names the file in one line, not `[Errno 28]` or torch's `unexpected pos` with a traceback (for `out.log`, a traceback per record); only the error changes |
 | GPU check | `common.util.int_to_device` | every `--cuda-device` | torch 2's `torch.device(0)` means "the default accelerator" and fails on a machine without one before allennlp's `check_for_gpu` can say so; a fix, not a change |
 
 No registered subcommand, callback or `Registrable` can take one of these over: allennlp's own
@@ -25,7 +25,9 @@ evaluates and predicts allennlp's `basic_classifier` with and without `--include
 early_exit` and finds the same archive, weights, metrics and predictions.
 """
 
+import functools
 import importlib
+import logging
 import os
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Tuple
 
@@ -56,7 +58,7 @@ from early_exit.common.archive_errors import (
 from early_exit.common.cli_errors import install_hook, running_allennlp_cli
 from early_exit.common.config_errors import configuration_errors_named, overridden_values_checked
 from early_exit.common.encoder_files import carrying
-from early_exit.common.files import naming_failed_writes
+from early_exit.common.files import naming_failed_log_writes, naming_failed_writes
 from early_exit.common.overrides import merge_package_blocks, unknown_overrides_named
 from early_exit.dataset_readers.label_check import check_known_labels
 from early_exit.dataset_readers.line_reader import EarlyExitLineReader
@@ -290,6 +292,20 @@ def install_train_write_errors() -> None:
         current = getattr(owner, name)
         if not getattr(current, "_early_exit_named_writes", False):
             setattr(owner, name, naming_failed_writes(current, files))
+    # `out.log`: allennlp's `prepare_global_logging` opens it as a root FileHandler.
+    prepare = allennlp_logging.prepare_global_logging
+    if getattr(prepare, "_early_exit_named_writes", False):
+        return
+
+    @functools.wraps(prepare)
+    def prepare_global_logging(*args: Any, **kwargs: Any) -> None:
+        prepare(*args, **kwargs)
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.FileHandler):
+                naming_failed_log_writes(handler)
+
+    prepare_global_logging._early_exit_named_writes = True  # type: ignore[attr-defined]
+    allennlp_logging.prepare_global_logging = prepare_global_logging
 
 
 def install() -> None:

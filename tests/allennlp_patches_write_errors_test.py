@@ -4,11 +4,14 @@ ENOSPC) names the file in one `error: ...` line, whichever of allennlp's writers
 """
 
 import json
+import logging
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from allennlp.common import logging as allennlp_logging
 from allennlp.common import util as allennlp_util
 from allennlp.common.meta import Meta
 from allennlp.common.params import Params
@@ -83,6 +86,22 @@ def test_the_archive_names_its_file(tmp_path):
         archival.archive_model(tmp_path)
     with pytest.raises(OutputWriteError, match="^cannot write /dev/full: No space"):
         archival.archive_model(tmp_path, archive_path=FULL)
+
+
+def test_the_log_file_names_itself_once_and_is_left(tmp_path, monkeypatch, capsys):
+    # allennlp's logging set-up replaces the root logger's handlers and level, and the hook
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", root.handlers[:])
+    monkeypatch.setattr(root, "level", root.level)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    log = _full(tmp_path / "out.log")
+    allennlp_logging.prepare_global_logging(tmp_path)
+    for number in range(3):
+        logging.getLogger("allennlp").info("record %d", number)
+    errors = capsys.readouterr().err
+    assert "Logging error" not in errors and "Traceback" not in errors
+    warnings = [line for line in errors.splitlines() if line.startswith("warning: ")]
+    assert warnings == [f"warning: cannot write {log}: No space left on device; stopped writing it"]
 
 
 def test_train_on_a_full_disk_ends_with_one_error_line_naming_the_file(tmp_path):

@@ -23,10 +23,12 @@ import contextlib
 import errno
 import functools
 import inspect
+import logging
 import os
 import re
 import socket
 import stat
+import sys
 import uuid
 from typing import IO, Any, Callable, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
@@ -119,6 +121,27 @@ def naming_failed_writes(
 
     wrapper._early_exit_named_writes = True  # type: ignore[attr-defined]
     return wrapper
+
+
+def naming_failed_log_writes(handler: logging.FileHandler) -> None:
+    """
+    A log file that cannot be written (a full disk) is said once, in a `warning: ...` line that
+    names it, and then no longer written; logging's default prints a traceback for every record
+    (hundreds in one `allennlp train`). A write of the run's own outputs names its file as it fails.
+    """
+    default = handler.handleError
+
+    def handle_error(record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if error is None or not _failed_write(error):
+            default(record)
+            return
+        print(
+            f"warning: {_named(error, [handler.baseFilename])}; stopped writing it", file=sys.stderr
+        )
+        handler.setLevel(logging.CRITICAL + 1)  # no record reaches it any more
+
+    handler.handleError = handle_error  # type: ignore[method-assign]
 
 
 def is_local(path: PathType) -> bool:
