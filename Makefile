@@ -13,7 +13,7 @@ LOCK_VENV ?= /tmp/early_exit_lock_venv
 install: $(STAMP)
 
 # The environment is rebuilt whenever the recipe or the requirements change.
-$(STAMP): requirements.txt requirements.lock scripts/install.sh pyproject.toml
+$(STAMP): requirements.txt requirements.lock scripts/install.sh pyproject.toml setup.py
 	bash scripts/install.sh $(VENV)
 	@touch $(STAMP)
 

@@ -4,11 +4,13 @@ What must happen before allennlp imports anything, so it cannot live inside `ear
 
 It runs in two ways:
 
-- `early_exit_startup.pth`, which `scripts/install.sh` (`make install`) writes into the
-  environment's site-packages, imports it when Python starts: then plain `allennlp ...` is quiet
-  and finds `calibrate` and `sweep-thresholds` in any folder.
-- the `early-exit` command (a console script of this package, so any `pip install` of it has it)
-  calls `main()`: allennlp's command line with both in place, whatever made the environment.
+- `early_exit_startup.pth`, which the package's wheel puts into site-packages (setup.py; every
+  `pip install` of the package, editable as `make install` runs it, and `pip uninstall` removes
+  it), imports it when Python starts: then plain `allennlp ...` is quiet and finds `calibrate`
+  and `sweep-thresholds` in any folder.
+- the `early-exit` command (a console script of this package) calls `main()`: allennlp's command
+  line with both in place, also where Python does not run site-packages' .pth files
+  (`python -S`, a `pip install --target` folder on PYTHONPATH).
 
 allennlp 2.10.1 finds plugins only through a `.allennlp_plugins` file in the current folder,
 `~/.allennlp/plugins`, or three fixed package names; none of them can be shipped by an installed

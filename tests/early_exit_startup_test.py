@@ -4,6 +4,7 @@ finds this package's subcommands in any folder and prints no dependency's warnin
 download; the `early-exit` console script does the same in any environment the package is in.
 """
 
+import importlib.metadata
 import re
 import subprocess
 import sys
@@ -49,6 +50,9 @@ def test_make_install_put_the_hook_where_python_starts():
     pth = Path(sysconfig.get_paths()["purelib"]) / "early_exit_startup.pth"
     assert pth.exists(), f"{pth} is missing: run `make install` again"
     assert "early_exit_startup" in sys.modules
+    # installed by pip from the package's wheel, so that `pip uninstall` removes it
+    installed = {str(file) for file in importlib.metadata.files("early_exit") or []}
+    assert pth.name in installed, f"{pth} is not the package's: run `make install` again"
 
 
 def test_calibrate_and_sweep_thresholds_are_found_from_any_folder(archive, tmp_path):

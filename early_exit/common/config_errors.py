@@ -18,6 +18,8 @@ import torch
 from allennlp.common.checks import ConfigurationError
 from allennlp.common.params import parse_overrides
 
+from early_exit.common.overrides import UnknownOverrideError
+
 # allennlp's from_params type checks: "Expected lr to be numeric.", "Expected x to be a int."
 _WRONG_TYPE = re.compile(r"^Expected \S+ to be (numeric|an? \w+)\.?$")
 _JSONNET = ("STATIC ERROR: ", "RUNTIME ERROR: ")
@@ -95,13 +97,16 @@ def overridden_values_checked(
     """
     Around building objects from a configuration: a value of the wrong type, which allennlp's
     `from_params` reports as a `TypeError` ("Expected confidence_threshold to be numeric."),
-    becomes a `ConfigurationError` naming the configuration (`source`) and the overrides. Around
+    becomes a `ConfigurationError` naming the configuration (`source`) and the overrides, and an
+    override that sets nothing (`UnknownOverrideError`) is named with the configuration. Around
     loading an archive, only with overrides (its own configuration was loadable when it was
     trained). Around a `whole_run` (training, where any code may raise a `TypeError`), only
     allennlp's own type-check messages.
     """
     try:
         yield
+    except UnknownOverrideError as error:
+        raise ConfigurationError(f"{os.fspath(source)}: {error}") from error
     except TypeError as error:
         known = _WRONG_TYPE.match(str(error)) is not None
         if not (known if whole_run else overrides):

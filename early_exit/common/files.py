@@ -13,18 +13,24 @@ no chance to clean up) is removed by the next write of the same output on the sa
 the process that made it is gone; a temporary is never read, so one that stays is harmless.
 A write that fails for want of room (a full disk, a quota, a file too large, a read-only or
 failing device) is an `OutputWriteError` naming the output (`write_errors_named`), not a bare
-`[Errno 28] No space left on device`.
+`[Errno 28] No space left on device`; `naming_failed_writes` does the same for a writer of
+allennlp's (the files `allennlp train` writes).
 
 This module imports only `common.cli_errors` from the package, so that every layer may use it.
 """
 
 import contextlib
 import errno
+import functools
+import inspect
+import logging
 import os
+import re
 import socket
 import stat
+import sys
 import uuid
-from typing import IO, Callable, Iterator, Optional, Sequence, Tuple, Union
+from typing import IO, Any, Callable, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 from allennlp.common.checks import ConfigurationError
 
@@ -35,6 +41,7 @@ PathType = Union[str, os.PathLike]
 NamedPath = Tuple[str, Optional[PathType]]
 
 _TEMPORARY_SUFFIX = ".tmp"
+_TORCH_CHECK = re.compile(r"^\[enforce fail at [^\]]*\][ .]*")
 # The errors of a write that did not fit (or could not land), as opposed to a bad path.
 _WRITE_ERRNOS = frozenset(
     code
@@ -62,8 +69,19 @@ def _failed_write(error: BaseException) -> bool:
         return False  # named already, by a writer inside
     if isinstance(error, OSError):
         return error.errno in _WRITE_ERRNOS
-    # `torch.save` reports a failed write as a RuntimeError of its stream writer.
-    return isinstance(error, RuntimeError) and "file write failed" in str(error)
+    # `torch.save` reports a failed write as a RuntimeError of its stream writer, in the words of
+    # where it noticed: "file write failed", "unexpected pos" (the file's position is short),
+    # "basic_ios::clear: iostream error" (at the end of the file).
+    return isinstance(error, RuntimeError) and any(
+        text in str(error) for text in ("file write failed", "unexpected pos", "iostream error")
+    )
+
+
+def _named(error: BaseException, paths: Sequence[PathType]) -> OutputWriteError:
+    # torch's writer prefixes where in its C++ the check failed: "[enforce fail at x.cc:672] . "
+    reason = getattr(error, "strerror", None) or _TORCH_CHECK.sub("", str(error))
+    names = " or ".join(os.fspath(path) for path in paths)
+    return OutputWriteError(f"cannot write {names}: {reason}", getattr(error, "errno", None))
 
 
 @contextlib.contextmanager
@@ -77,11 +95,53 @@ def write_errors_named(*paths: PathType) -> Iterator[None]:
     except Exception as error:
         if not _failed_write(error):
             raise
-        reason = getattr(error, "strerror", None) or str(error)
-        names = " or ".join(os.fspath(path) for path in paths)
-        raise OutputWriteError(
-            f"cannot write {names}: {reason}", getattr(error, "errno", None)
-        ) from error
+        raise _named(error, paths) from error
+
+
+def naming_failed_writes(
+    write: Callable[..., Any], files: Callable[[Mapping[str, Any]], Sequence[PathType]]
+) -> Callable[..., Any]:
+    """
+    `write` (a function or method that writes files, e.g. one of allennlp's), whose failed write
+    (see `write_errors_named`) is an `OutputWriteError` naming `files(arguments)`: the files that
+    the call's arguments (by parameter name, defaults included) say it writes.
+    """
+    signature = inspect.signature(write)
+
+    @functools.wraps(write)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return write(*args, **kwargs)
+        except Exception as error:
+            if not _failed_write(error):
+                raise
+            arguments = signature.bind(*args, **kwargs)
+            arguments.apply_defaults()
+            raise _named(error, files(arguments.arguments)) from error
+
+    wrapper._early_exit_named_writes = True  # type: ignore[attr-defined]
+    return wrapper
+
+
+def naming_failed_log_writes(handler: logging.FileHandler) -> None:
+    """
+    A log file that cannot be written (a full disk) is said once, in a `warning: ...` line that
+    names it, and then no longer written; logging's default prints a traceback for every record
+    (hundreds in one `allennlp train`). A write of the run's own outputs names its file as it fails.
+    """
+    default = handler.handleError
+
+    def handle_error(record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if error is None or not _failed_write(error):
+            default(record)
+            return
+        print(
+            f"warning: {_named(error, [handler.baseFilename])}; stopped writing it", file=sys.stderr
+        )
+        handler.setLevel(logging.CRITICAL + 1)  # no record reaches it any more
+
+    handler.handleError = handle_error  # type: ignore[method-assign]
 
 
 def is_local(path: PathType) -> bool:

@@ -16,9 +16,18 @@ An exit policy given in the overrides replaces the block's: `confidence_threshol
 for a `max_probability` policy) and `exit_policy` are one setting spelled two ways, so overriding
 one clears the other that the configuration (an archive calibrated with `--max-accuracy-drop`
 stores an `exit_policy`) holds. Both in the overrides is still the model's "not both" error.
+
+An override that sets nothing (`-o '{"trainer.optimiser.lr": 0.1}'`, a block the configuration
+does not have) is allennlp's `ValueError: overrides dict contains unused keys` with a traceback;
+`unknown_overrides_named` turns it into an `UnknownOverrideError` naming the key and the part of
+it the configuration lacks.
 """
 
-from typing import Any, Dict
+import contextlib
+import json
+from typing import Any, Dict, Iterator, Optional
+
+from allennlp.common.checks import ConfigurationError
 
 PACKAGE_TYPE_PREFIX = "early_exit_"
 # The two spellings of a block's exit policy: setting one replaces the other.
@@ -87,3 +96,59 @@ def _policy_replaced(original: Dict[str, Any], overrides: Dict[str, Any]) -> Dic
             if block.get(other) is not None:
                 cleared[f"{key}.{other}"] = None
     return {**overrides, **cleared}
+
+
+class UnknownOverrideError(ConfigurationError):
+    """An override key that names no setting of the configuration it applies to."""
+
+
+def _why_unused(original: Dict[str, Any], key: str) -> Optional[str]:
+    """
+    Why allennlp's `with_overrides` cannot place `key` in `original`, or `None` where it can (a
+    new last key of an existing block is added, as allennlp does; the block's class judges it).
+    """
+    node: Any = original
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        path = ".".join(parts[:depth])
+        if isinstance(node, dict):
+            if part not in node:
+                return (
+                    None
+                    if depth == len(parts) - 1
+                    else f'the configuration has no "{path and path + "."}{part}"'
+                )
+            node = node[part]
+        elif isinstance(node, list):
+            if not (part.isdigit() and int(part) < len(node)):
+                return (
+                    f'"{path}" is a list of {len(node)} in the configuration, with no item {part}'
+                )
+            node = node[int(part)]
+        else:
+            return f'"{path}" is {json.dumps(node)} in the configuration, not a block of settings'
+    return None
+
+
+def unknown_override_message(original: Dict[str, Any], overrides: Dict[str, Any]) -> Optional[str]:
+    """The first override key of `overrides` that sets nothing in `original`, said in words."""
+    for key in overrides:
+        reason = _why_unused(original, key)
+        if reason is not None:
+            return f'the override "{key}" sets nothing: {reason}'
+    return None
+
+
+@contextlib.contextmanager
+def unknown_overrides_named(original: Dict[str, Any], overrides: Dict[str, Any]) -> Iterator[None]:
+    """
+    Around allennlp's `with_overrides(original, overrides)`: its `ValueError` for an override that
+    sets nothing becomes an `UnknownOverrideError` naming the key; other errors pass unchanged.
+    """
+    try:
+        yield
+    except ValueError as error:
+        message = unknown_override_message(original, overrides)
+        if message is None:
+            raise
+        raise UnknownOverrideError(message) from error

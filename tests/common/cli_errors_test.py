@@ -128,6 +128,16 @@ def test_train_ends_with_one_error_line(bad_data, tmp_path, overrides, expected)
     assert not (serialization_dir / "model.tar.gz").exists()
 
 
+def test_train_names_an_override_that_sets_nothing(tmp_path):
+    overrides = json.dumps({"trainer.optimiser.lr": 0.1})
+    result = run_allennlp("train", TEXT_CONFIG, "-s", tmp_path / "model", "-o", overrides)
+    assert _error_line(result) == (
+        f'error: {TEXT_CONFIG}: the override "trainer.optimiser.lr" sets nothing: the '
+        'configuration has no "trainer.optimiser"'
+    )
+    assert not (tmp_path / "model").exists()  # refused before any work
+
+
 def test_train_traceback_variable_shows_the_traceback(bad_data, tmp_path, monkeypatch):
     monkeypatch.setenv("EARLY_EXIT_TRACEBACK", "1")  # the subprocess inherits it
     overrides = json.dumps({"train_data_path": str(bad_data / "header.tsv")})

@@ -13,7 +13,7 @@ from allennlp.predictors import Predictor
 from allennlp.common import params as allennlp_params
 
 from early_exit.allennlp_patches import install_nested_override_merge
-from early_exit.common.overrides import merge_package_blocks
+from early_exit.common.overrides import UnknownOverrideError, merge_package_blocks
 from early_exit.modules.exit_policies.entropy import EntropyPolicy
 from early_exit.modules.exit_policies.max_probability import MaxProbabilityPolicy
 from tests.sweep.trained_models import trained_archive
@@ -142,3 +142,31 @@ def test_predictor_overrides_replace_the_archives_policy(archive_with_policy):
             "early_exit_classifier",
             overrides={"model": {"confidence_threshold": 0.5, "exit_policy": POLICY}},
         )
+
+
+@pytest.mark.parametrize(
+    "override, reason",
+    [
+        ("trainer.optimiser.lr", 'the configuration has no "trainer.optimiser"'),
+        ("no_such_block.x", 'the configuration has no "no_such_block"'),
+        (
+            "model.confidence_threshold.x",
+            '"model.confidence_threshold" is 1.0 in the configuration',
+        ),
+        ("model.exit_layers.5", '"model.exit_layers" is a list of 2 in the configuration, with no'),
+    ],
+)
+def test_an_override_that_sets_nothing_is_named_not_a_value_error(override, reason):
+    with pytest.raises(UnknownOverrideError) as raised:
+        with_overrides(CONFIG, {"trainer.num_epochs": 3, override: 0.1})
+    assert str(raised.value).startswith(f'the override "{override}" sets nothing: {reason}')
+
+
+def test_an_archive_with_an_override_that_sets_nothing_is_named_with_the_archive(tmp_path_factory):
+    archive = trained_archive(tmp_path_factory, "text")
+    with pytest.raises(ConfigurationError) as raised:
+        Predictor.from_path(archive, "early_exit_classifier", overrides={"model.policy.x": 1})
+    assert str(raised.value) == (
+        f'{archive}: the override "model.policy.x" sets nothing: the configuration has no '
+        '"model.policy"'
+    )
