@@ -8,6 +8,7 @@ are one error line.
 import json
 
 import pytest
+import torch
 from allennlp.predictors import Predictor
 
 from early_exit.models.head_outputs import collect_head_outputs
@@ -34,15 +35,32 @@ def simulated(archive):
     """The exits and thresholds of the 48 lines in batches of 4, simulated on every head."""
     predictor = Predictor.from_path(archive, "early_exit_classifier")
     model = predictor._model
-    instances = [predictor._json_to_instance(record) for record in _lines(TEXT_JSONL)]
-    for instance in instances:
-        predictor._dataset_reader.apply_token_indexers(instance)
-    outputs = collect_head_outputs(model, instances)
+    outputs = collect_head_outputs(model, _instances(predictor))
     probs = scaled_probabilities(outputs.logits, model.serving_temperatures)
     policy = ComputeBudgetPolicy(0.5, window=8, start=0.6)
     heads, thresholds = stream_exit_heads(policy, probs, model.engine.head_compute, BATCH_SIZE)
     assert len(set(heads.tolist())) > 1 and len(set(thresholds)) > 1  # mixed exits, it moved
     return heads.tolist(), thresholds
+
+
+def _instances(predictor):
+    instances = [predictor._json_to_instance(record) for record in _lines(TEXT_JSONL)]
+    for instance in instances:
+        predictor._dataset_reader.apply_token_indexers(instance)
+    return instances
+
+
+def test_collecting_every_head_leaves_an_adapting_policy_s_controller_as_it_was(archive):
+    predictor = Predictor.from_path(archive, "early_exit_classifier")
+    model, instances = predictor._model, _instances(predictor)
+    fixed = collect_head_outputs(model, instances)
+    policy = ComputeBudgetPolicy(0.5, window=8, start=0.6)
+    model.exit_policy = policy
+    threshold = policy.threshold
+    outputs = collect_head_outputs(model, instances, batch_size=BATCH_SIZE)
+    assert model.exit_policy is policy and policy.threshold == threshold
+    assert policy.metrics()["threshold_min"] == policy.metrics()["threshold_max"] == threshold
+    assert torch.allclose(outputs.logits, fixed.logits, atol=1e-5)  # batches padded otherwise
 
 
 def test_the_simulation_takes_the_model_s_decisions(archive, simulated):
