@@ -151,7 +151,8 @@ class ComputeBudgetPolicy(ExitPolicy):
     def use_compute_curves(self, curves: Optional[Dict[str, List[List[float]]]]) -> None:
         """
         Before the first batch, without a `start`: starts at the threshold whose compute on the
-        dev curve of the wrapped policy is the largest within the budget.
+        dev curve of the wrapped policy is the largest within the controller's target (`MARGIN`
+        under the budget).
         """
         if self._curves_seen:
             return
@@ -167,7 +168,8 @@ class ComputeBudgetPolicy(ExitPolicy):
                 self.policy,
             )
             return
-        fits = [(compute, threshold) for threshold, compute in curve if compute <= self.budget]
+        target = self.budget - MARGIN  # where the controller aims
+        fits = [(compute, threshold) for threshold, compute in curve if compute <= target]
         if fits:
             u = min(max(self._to_u(max(fits)[1]), 0.0), U_MAX)
             self._integral = u
