@@ -18,3 +18,8 @@ from early_exit.calibration.temperature_scaling import (
     fit_temperature,
     negative_log_likelihood,
 )
+from early_exit.calibration.compute_curves import (
+    COMPUTE_CURVES_KEY,
+    CURVE_POLICIES,
+    compute_curves,
+)

@@ -13,6 +13,7 @@ from allennlp.common.checks import ConfigurationError
 from allennlp.common.file_utils import cached_path
 from allennlp.models.archival import CONFIG_NAME, _WEIGHTS_NAME
 
+from early_exit.calibration.compute_curves import COMPUTE_CURVES_KEY
 from early_exit.common.files import atomic_write, write_errors_named
 
 TEMPERATURES_KEY = "temperatures"
@@ -64,6 +65,7 @@ def write_calibrated_archive(
     exit_policy: Optional[Dict[str, Any]] = None,
     guarantee: Optional[Dict[str, Any]] = None,
     runner_key: Optional[str] = None,
+    compute_curves: Optional[Dict[str, List[List[float]]]] = None,
 ) -> None:
     """
     Writes a copy of the model archive `archive_file` to `output_file` with new temperatures: in the
@@ -78,6 +80,8 @@ def write_calibrated_archive(
     `exit_policy` (a policy's `to_json()`), when given, becomes the model's `exit_policy` in
     `config.json` (replacing a `confidence_threshold`), so that the archive predicts with it by
     default; `guarantee`, when given, is stored next to it as `exit_policy_guarantee.json`.
+    `compute_curves` (`compute_curves.compute_curves`), when given, become the model's
+    `compute_curves` in `config.json`: where `compute_budget` starts.
     """
     resolved = cached_path(str(archive_file))
     if os.path.isdir(resolved):
@@ -110,6 +114,8 @@ def write_calibrated_archive(
                 config["model"][TEMPERATURES_KEY] = list(temperatures)
             else:
                 set_runner_temperatures(config["model"], runner_key, temperatures)
+            if compute_curves is not None:
+                config["model"][COMPUTE_CURVES_KEY] = compute_curves
             if exit_policy is not None:
                 config["model"].pop("confidence_threshold", None)
                 config["model"][EXIT_POLICY_KEY] = exit_policy

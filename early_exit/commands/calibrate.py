@@ -15,11 +15,13 @@ import logging
 import os
 from typing import Any, Dict, Optional, Union
 
+import torch
 from allennlp.commands.subcommand import Subcommand
 from allennlp.common.checks import ConfigurationError
 from overrides import overrides
 
 from early_exit.calibration.calibrated_archive import write_calibrated_archive
+from early_exit.calibration.compute_curves import compute_curves
 from early_exit.calibration.calibration_report import (
     format_calibration_table,
     write_calibration_report,
@@ -37,6 +39,7 @@ from early_exit.dataset_readers.errors import NoInstancesError
 from early_exit.dataset_readers.indexed import read_indexed
 from early_exit.dataset_readers.label_check import check_known_labels
 from early_exit.models.head_outputs import HeadOutputs, collect_head_outputs
+from early_exit.modules.exit_policies import scaled_probabilities
 from early_exit.commands.option_checks import refuse_unless
 from early_exit.sweep import certification, risk_control
 
@@ -266,6 +269,9 @@ def calibrate_archive(
         policy_record = _policy_record(guarantee, input_file, len(fit_on))
 
     runner_key = model.layer_runner.calibration_key()  # None: the weights' own temperatures
+    # Where compute_budget starts: every calibration instance, with the temperatures just fitted.
+    probs = scaled_probabilities(head_outputs.logits, torch.tensor(temperatures))
+    curves = compute_curves(probs, model.engine.head_compute)
     # Both outputs or neither: the report is moved into place only once the archive is.
     with atomic_path(report_file) as report_temporary:
         report = write_calibration_report(
@@ -283,6 +289,7 @@ def calibrate_archive(
             exit_policy=None if guarantee is None else guarantee.policy.to_json(),
             guarantee=policy_record,
             runner_key=runner_key,
+            compute_curves=curves,
         )
     print(format_calibration_table(fits, model.exit_layers))
     if runner_key is None:

@@ -119,6 +119,10 @@ class EarlyExitClassifier(Model):
         Temperatures refitted for a layer runner that computes in another precision, by its
         `calibration_key` (e.g. `"onnxruntime_int8"`): used instead of `temperatures` while that
         runner runs the layers. `allennlp calibrate -o '{"model.layer_runner": ...}'` writes them.
+    compute_curves : `Dict[str, List[List[float]]]`, optional
+        The dev compute curves calibration stores next to the temperatures: by threshold policy,
+        `[[threshold, mean relative compute], ...]` on the calibration data. `compute_budget`
+        without a `start` starts where its wrapped policy's curve reaches the budget.
     label_namespace : `str`, optional (default = `"labels"`)
     load_weights : `bool`, optional (default = `True`)
         Load the encoder's pretrained weights. Set to `False` automatically when a model is loaded
@@ -153,6 +157,7 @@ class EarlyExitClassifier(Model):
         prepack_weights: bool = True,
         layer_runner: Optional[LayerRunner] = None,
         runner_temperatures: Optional[Dict[str, List[float]]] = None,
+        compute_curves: Optional[Dict[str, List[List[float]]]] = None,
         label_namespace: str = "labels",
         load_weights: bool = True,
         initializer: Optional[InitializerApplicator] = None,
@@ -238,6 +243,7 @@ class EarlyExitClassifier(Model):
             name = f"runner_temperatures[{key!r}]"
             self.runner_temperatures[key] = self._checked_temperatures(values, name)
         self._warned_runner_temperatures: Optional[str] = None
+        self.compute_curves = compute_curves
         if exit_policy is not None and confidence_threshold is not None:
             raise ConfigurationError(
                 "give either exit_policy or confidence_threshold (the shorthand for a "
@@ -421,6 +427,7 @@ class EarlyExitClassifier(Model):
         settings = settings or self.inference_settings()
         no_early_exit = settings.exit_policy.never_exits_early(engine.num_heads)
         all_heads = self.training or settings.run_all_heads or (no_early_exit and label is not None)
+        settings.exit_policy.use_compute_curves(self.compute_curves)  # where compute_budget starts
         threshold = settings.exit_policy.adapted_threshold()  # before this batch moves it
         rows = engine.initial_rows(tokens, settings)
         batch_size = len(rows)

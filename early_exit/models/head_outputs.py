@@ -7,6 +7,7 @@ from allennlp.data import Instance
 
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
 from early_exit.models.model_inputs import batch_on_device, inference_switches
+from early_exit.modules.exit_policies import MaxProbabilityPolicy
 
 
 @dataclass
@@ -39,13 +40,16 @@ def collect_head_outputs(
     """
     Runs `model` with every head on every instance (no early exit, dropout off) and returns the
     heads' raw logits, with a progress bar. The model's mode, `run_all_heads` and metrics are left
-    as found.
+    as found, and so is an adapting exit policy (`compute_budget`): every head's logits do not
+    depend on the policy, so a fixed one runs instead of moving the adapting one's controller.
     """
     instances = list(instances)
     logits: List[torch.Tensor] = []
     labels: List[torch.Tensor] = []
     has_labels = True
     settings = model.inference_settings().replace(run_all_heads=True)
+    if settings.exit_policy.adapts():
+        settings = settings.replace(exit_policy=MaxProbabilityPolicy(1.0))
     with inference_switches(model), torch.inference_mode():
         for start in Tqdm.tqdm(range(0, len(instances), batch_size), desc=description):
             tensors = batch_on_device(model, instances[start : start + batch_size])

@@ -31,6 +31,9 @@ class Stream:
 
     def __init__(self, probs: torch.Tensor, labels: torch.Tensor, head_compute: List[float]):
         self.probs, self.head_compute = probs, head_compute
+        # Rows of another dataset's text carry the label -1: wrong for every threshold alike, and
+        # left out of the accuracies, which are taken on the labelled rows.
+        self.num_labelled = max(int((labels >= 0).sum()), 1)
         self.correct = probs.argmax(dim=-1) == labels.unsqueeze(1)  # (n, heads)
         compute = torch.tensor(head_compute, dtype=torch.double)
         grid_heads = torch.stack([MaxProbabilityPolicy(t).exit_heads(probs) for t in GRID])
@@ -49,7 +52,7 @@ class Stream:
         return {
             "mean": tracker.overall,
             "worst": tracker.worst,
-            "accuracy": float(correct.double().mean()),
+            "accuracy": float(correct.double().sum()) / self.num_labelled,
             "computes": computes,
         }
 
@@ -62,10 +65,23 @@ class Stream:
         result.update(low=min(thresholds), high=max(thresholds), thresholds=thresholds)
         return result
 
-    def hindsight(self, compute: float) -> float:
-        """The accuracy of the best fixed threshold whose mean compute here is within `compute`."""
-        fits = self.grid_compute.mean(dim=1) <= compute + 1e-9
-        return float(self.grid_correct.mean(dim=1)[fits].max())
+    def hindsight(self, compute: float, window: int) -> Dict:
+        """
+        The best fixed threshold whose mean compute here is within `compute`: its accuracy, and
+        its worst window (what the sampling noise of a window's mean costs a fixed rule).
+        """
+        fits = (self.grid_compute.mean(dim=1) <= compute + 1e-9).nonzero().squeeze(1)
+        best = int(fits[self.grid_correct.sum(dim=1)[fits].argmax()])
+        return self.fixed(GRID[best], window)
+
+    def spending(self, budget: float, window: int) -> Dict:
+        """
+        The fixed threshold of the grid that spends the most within `budget` here (known only in
+        hindsight): its windows stray from its mean by the sampling of the instances alone.
+        """
+        means = self.grid_compute.mean(dim=1)
+        fits = (means <= budget + 1e-9).nonzero().squeeze(1)
+        return self.fixed(GRID[int(fits[means[fits].argmax()])], window)
 
     def per_window_hindsight(self, budget: float, window: int) -> float:
         """
@@ -77,7 +93,7 @@ class Stream:
             block = slice(start, start + window)
             fits = self.grid_compute[:, block].mean(dim=1) <= budget + 1e-9
             correct += float(self.grid_correct[:, block].sum(dim=1)[fits].max())
-        return correct / len(self)
+        return correct / self.num_labelled
 
 
 def dev_thresholds(data: Dict, budgets: Sequence[float]) -> Dict[float, Optional[float]]:
@@ -98,32 +114,59 @@ def dev_thresholds(data: Dict, budgets: Sequence[float]) -> Dict[float, Optional
     return {b: recommend_threshold(rows, full, compute_budget=b).threshold for b in budgets}
 
 
-def stream_of(data: Dict, order: List[int]) -> Stream:
+def dev_curves(data: Dict) -> Dict[str, List[List[float]]]:
+    """The dev compute curves calibration stores in an archive (where `compute_budget` starts)."""
+    from early_exit.calibration.compute_curves import compute_curves
+
+    temperatures = torch.tensor(data["temperatures"])
+    return compute_curves(
+        scaled_probabilities(data["dev"]["logits"], temperatures), data["head_compute"]
+    )
+
+
+def budget_policy(
+    budget: float, window: int, curves: Optional[Dict], **gains
+) -> ComputeBudgetPolicy:
+    """The policy as an archive with these dev curves runs it (no `start`)."""
+    policy = ComputeBudgetPolicy(budget, window=window, **gains)
+    if curves is not None:  # else a cold start (constructed streams have no dev split)
+        policy.use_compute_curves(curves)
+    return policy
+
+
+def stream_of(data: Dict, order: List[int], foreign: Optional[torch.Tensor] = None) -> Stream:
+    """The evaluation split in `order`, then `foreign` logits (another dataset's text), if any."""
     split = data["eval"]
-    probs = scaled_probabilities(split["logits"][order], torch.tensor(data["temperatures"]))
-    return Stream(probs, split["labels"][order], data["head_compute"])
+    logits, labels = split["logits"][order], split["labels"][order]
+    if foreign is not None:
+        logits = torch.cat([logits, foreign])
+        labels = torch.cat([labels, torch.full((len(foreign),), -1, dtype=labels.dtype)])
+    probs = scaled_probabilities(logits, torch.tensor(data["temperatures"]))
+    return Stream(probs, labels, data["head_compute"])
 
 
-def measure_dataset(data: Dict, orders: Dict[str, List[int]], window: int) -> List[Dict]:
+def measure_dataset(data: Dict, orders: Dict[str, Stream], window: int) -> List[Dict]:
     """One row per stream and budget: the fixed threshold, the policy and the hindsight columns."""
-    starts = dev_thresholds(data, BUDGETS)
+    starts, curves = dev_thresholds(data, BUDGETS), dev_curves(data)
     rows = []
-    for name, order in orders.items():
-        stream = stream_of(data, order)
+    for name, stream in orders.items():
         for budget in BUDGETS:
             start = starts[budget]
-            policy = ComputeBudgetPolicy(budget, window=window, start=start)
+            policy = budget_policy(budget, window, curves)
+            begins = policy.threshold
             adaptive = stream.adaptive(policy, BATCH_SIZE)
-            one = stream.adaptive(ComputeBudgetPolicy(budget, window=window, start=start), 1)
+            one = stream.adaptive(budget_policy(budget, window, curves), 1)
             rows.append(
                 {
                     "stream": name,
                     "budget": budget,
                     "start": start,
+                    "begins": begins,
                     "fixed": stream.fixed(start, window),
                     "policy": adaptive,
                     "batch_1": one,
-                    "hindsight": stream.hindsight(adaptive["mean"]),
+                    "hindsight": stream.hindsight(adaptive["mean"], window),
+                    "spending": stream.spending(budget, window),
                     "per_window": stream.per_window_hindsight(budget, window),
                 }
             )

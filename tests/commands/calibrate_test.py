@@ -81,6 +81,15 @@ def test_calibrate_writes_a_new_archive_with_the_reported_temperatures(archive, 
     old_config = old.config.as_dict()
     new_config = new.config.as_dict()
     del new_config["model"]["temperatures"]
+    # Where compute_budget starts: the compute of every threshold on the calibration data.
+    curves = new_config["model"].pop("compute_curves")
+    assert new.model.compute_curves == curves and old.model.compute_curves is None
+    assert set(curves) == {"max_probability", "entropy"}
+    for name, curve in curves.items():
+        computes = [compute for _, compute in curve]
+        assert all(0.25 <= compute <= 1.0 for compute in computes), name  # heads at 1/4..1
+        assert computes == sorted(computes, reverse=True), name  # the grid: most compute first
+    assert curves["max_probability"][0] == [1.0, 1.0]  # threshold 1.0: every layer
     assert new_config == old_config
     old_state, new_state = old.model.state_dict(), new.model.state_dict()
     assert old_state.keys() == new_state.keys()

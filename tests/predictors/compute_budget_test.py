@@ -6,10 +6,14 @@ are one error line.
 """
 
 import json
+import logging
 
 import pytest
+import torch
+from allennlp.models.archival import load_archive
 from allennlp.predictors import Predictor
 
+from early_exit.commands.calibrate import calibrate_archive
 from early_exit.models.head_outputs import collect_head_outputs
 from early_exit.modules.exit_policies import (
     ComputeBudgetPolicy,
@@ -34,15 +38,57 @@ def simulated(archive):
     """The exits and thresholds of the 48 lines in batches of 4, simulated on every head."""
     predictor = Predictor.from_path(archive, "early_exit_classifier")
     model = predictor._model
-    instances = [predictor._json_to_instance(record) for record in _lines(TEXT_JSONL)]
-    for instance in instances:
-        predictor._dataset_reader.apply_token_indexers(instance)
-    outputs = collect_head_outputs(model, instances)
+    outputs = collect_head_outputs(model, _instances(predictor))
     probs = scaled_probabilities(outputs.logits, model.serving_temperatures)
     policy = ComputeBudgetPolicy(0.5, window=8, start=0.6)
     heads, thresholds = stream_exit_heads(policy, probs, model.engine.head_compute, BATCH_SIZE)
     assert len(set(heads.tolist())) > 1 and len(set(thresholds)) > 1  # mixed exits, it moved
     return heads.tolist(), thresholds
+
+
+def _instances(predictor):
+    instances = [predictor._json_to_instance(record) for record in _lines(TEXT_JSONL)]
+    for instance in instances:
+        predictor._dataset_reader.apply_token_indexers(instance)
+    return instances
+
+
+def test_collecting_every_head_leaves_an_adapting_policy_s_controller_as_it_was(archive):
+    predictor = Predictor.from_path(archive, "early_exit_classifier")
+    model, instances = predictor._model, _instances(predictor)
+    fixed = collect_head_outputs(model, instances)
+    policy = ComputeBudgetPolicy(0.5, window=8, start=0.6)
+    model.exit_policy = policy
+    threshold = policy.threshold
+    outputs = collect_head_outputs(model, instances, batch_size=BATCH_SIZE)
+    assert model.exit_policy is policy and policy.threshold == threshold
+    assert policy.metrics()["threshold_min"] == policy.metrics()["threshold_max"] == threshold
+    assert torch.allclose(outputs.logits, fixed.logits, atol=1e-5)  # batches padded otherwise
+
+
+def test_without_start_the_policy_starts_where_the_archive_s_dev_curve_reaches_the_budget(
+    archive, tmp_path
+):
+    calibrated = tmp_path / "calibrated.tar.gz"
+    calibrate_archive(archive, TEXT_DATA, calibrated)
+    curve = load_archive(str(calibrated)).model.compute_curves["max_probability"]
+    expected = max((compute, threshold) for threshold, compute in curve if compute <= 0.5)[1]
+    policy = {"type": "compute_budget", "budget": 0.5, "window": 8}
+    predictor = Predictor.from_path(calibrated, "early_exit_classifier", exit_policy=policy)
+    first = predictor.predict_batch_json(_lines(TEXT_JSONL)[:BATCH_SIZE])
+    assert 0.0 < expected < 1.0
+    assert first[0]["exit_threshold"] == pytest.approx(expected, abs=1e-9)
+
+
+def test_without_start_or_curve_the_policy_starts_cheapest_and_says_so(archive, caplog):
+    policy = {"type": "compute_budget", "budget": 0.5, "window": 8}
+    predictor = Predictor.from_path(archive, "early_exit_classifier", exit_policy=policy)
+    lines = _lines(TEXT_JSONL)
+    with caplog.at_level(logging.WARNING):
+        outputs = predictor.predict_batch_json(lines[:4]) + predictor.predict_batch_json(lines[4:8])
+    assert outputs[0]["exit_threshold"] == 0.0
+    said = [record for record in caplog.records if "no dev compute curve" in record.getMessage()]
+    assert len(said) == 1
 
 
 def test_the_simulation_takes_the_model_s_decisions(archive, simulated):

@@ -1,3 +1,4 @@
+import logging
 import math
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -20,6 +21,7 @@ _COORDINATES: Dict[str, Tuple[Callable[[float], float], Callable[[float], float]
     "max_probability": (lambda t: -math.log(max(1.0 - t, 1e-300)), lambda u: 1.0 - math.exp(-u)),
     "entropy": (lambda s: -math.log(max(s, 1e-300)), lambda u: math.exp(-u)),
 }
+logger = logging.getLogger(__name__)
 _WRAPPED = {"max_probability": MaxProbabilityPolicy, "entropy": EntropyPolicy}
 
 # Measured by `python -m scripts.results.budget --controllers` on constructed streams and on the
@@ -78,9 +80,11 @@ class ComputeBudgetPolicy(ExitPolicy):
     window : `int`, optional (default = `DEFAULT_WINDOW`, 200)
         How many recent instances the mean compute is held over, at least 1.
     start : `float`, optional
-        The threshold to start from, e.g. the one `allennlp sweep-thresholds ARCHIVE DEV
-        --compute-budget B` recommends. Without it the policy starts at the cheapest setting
-        (every row exits at the first head) and rises, so the warm-up never overspends.
+        The threshold to start from. Without it the policy starts where the archive's dev compute
+        curve of the wrapped policy (stored by `allennlp calibrate` and the calibration callback)
+        reaches the budget; with no curve (an archive calibrated before they were stored, or a
+        policy used on arrays) at the cheapest setting (every row exits at the first head),
+        rising from there, so the warm-up never overspends (a log line says so).
     integral_gain : `float`, optional (default = `INTEGRAL_GAIN`)
     proportional_gain : `float`, optional (default = `PROPORTIONAL_GAIN`)
         The controller's gains (see above), at least 0; the defaults are the measured ones.
@@ -108,6 +112,7 @@ class ComputeBudgetPolicy(ExitPolicy):
         self._set(u)
         self._reset_statistics()
         self._checked_heads: Optional[Tuple[float, ...]] = None
+        self._curves_seen = self.start is not None  # a given start is kept
 
     @classmethod
     @overrides
@@ -141,6 +146,34 @@ class ComputeBudgetPolicy(ExitPolicy):
                 f"model's first head ({head_compute[0]:.4g}): no exit spends that little"
             )
         self._checked_heads = key
+
+    @overrides
+    def use_compute_curves(self, curves: Optional[Dict[str, List[List[float]]]]) -> None:
+        """
+        Before the first batch, without a `start`: starts at the threshold whose compute on the
+        dev curve of the wrapped policy is the largest within the controller's target (`MARGIN`
+        under the budget).
+        """
+        if self._curves_seen:
+            return
+        self._curves_seen = True
+        if self._statistics.seen:  # already running
+            return
+        curve = (curves or {}).get(self.policy)
+        if not curve:
+            logger.warning(
+                "compute_budget: the model holds no dev compute curve for %s (an archive "
+                "calibrated before they were stored); starting at the cheapest setting. Give "
+                "start, or recalibrate with allennlp calibrate, to start at the budget.",
+                self.policy,
+            )
+            return
+        target = self.budget - MARGIN  # where the controller aims
+        fits = [(compute, threshold) for threshold, compute in curve if compute <= target]
+        if fits:
+            u = min(max(self._to_u(max(fits)[1]), 0.0), U_MAX)
+            self._integral = u
+            self._set(u)
 
     @overrides
     def initial_state(self, num_rows: int, device: torch.device) -> Optional[torch.Tensor]:

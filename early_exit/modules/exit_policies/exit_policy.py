@@ -120,6 +120,13 @@ class ExitPolicy(Registrable):
         policy moves its parameter here; the others ignore it).
         """
 
+    def use_compute_curves(self, curves: Optional[Dict[str, List[List[float]]]]) -> None:
+        """
+        Called before each batch with the model's dev compute curves (`{policy name: [[threshold,
+        relative compute], ...]}`, stored by calibration; `None` for an archive without them): a
+        policy that starts from a recommendation (`compute_budget`) takes it here.
+        """
+
     def check_heads(self, head_compute: Sequence[float]) -> None:
         """
         A `ConfigurationError` if the policy cannot work with heads of these relative computes

@@ -23,6 +23,7 @@ from early_exit.calibration.calibration_report import (
     format_calibration_table,
     write_calibration_report,
 )
+from early_exit.calibration.compute_curves import COMPUTE_CURVES_KEY, compute_curves
 from early_exit.calibration.temperature_scaling import (
     DEFAULT_MAX_TEMPERATURE,
     DEFAULT_MIN_TEMPERATURE,
@@ -34,6 +35,7 @@ from early_exit.dataset_readers.indexed import read_indexed
 from early_exit.dataset_readers.label_check import check_known_labels
 from early_exit.models.early_exit_classifier import EarlyExitClassifier
 from early_exit.models.head_outputs import HeadOutputs, collect_head_outputs
+from early_exit.modules.exit_policies import scaled_probabilities
 from early_exit.modules.layer_runners import TorchLayerRunner
 
 if TYPE_CHECKING:
@@ -203,6 +205,8 @@ class TemperatureCalibrationCallback(TrainerCallback):
             fits = self._fit(model, instances, source)
             if is_primary:
                 self._save_runner_temperatures(runner_key, [fit.temperature for fit in fits])
+        if is_primary:
+            self._save_compute_curves(model.compute_curves)
 
     def _fit(
         self, model: EarlyExitClassifier, instances: List[Instance], source: str
@@ -223,7 +227,20 @@ class TemperatureCalibrationCallback(TrainerCallback):
             temperatures = self._broadcast(temperatures, model.temperatures.device)
         model.set_temperatures(temperatures)
         logger.info("Exit head temperatures set to %s.", model.serving_temperatures.tolist())
+        # Where compute_budget starts: the calibration data's compute at every threshold.
+        probs = scaled_probabilities(head_outputs.logits, model.serving_temperatures.cpu())
+        model.compute_curves = compute_curves(probs, model.engine.head_compute)
         return fits
+
+    def _save_compute_curves(self, curves: Dict[str, List[List[float]]]) -> None:
+        """Into the run's config.json, which `allennlp train` archives after this callback."""
+        config_file = os.path.join(self.serialization_dir, CONFIG_NAME)
+        with open(config_file) as config_in:
+            config = json.load(config_in)
+        config["model"][COMPUTE_CURVES_KEY] = curves
+        with atomic_open(config_file) as config_out:
+            json.dump(config, config_out, indent=4)
+        logger.info("Dev compute curves (where compute_budget starts) stored in %s.", config_file)
 
     def _save_runner_temperatures(self, key: str, temperatures: List[float]) -> None:
         """Into the run's config.json, which `allennlp train` archives after this callback."""

@@ -151,3 +151,30 @@ def test_the_compute_window_tracks_the_mean_and_the_worst_window_after_the_first
     assert window.worst is None and window.mean == pytest.approx(1 / 3)
     window.add([0.5, 1.0])  # windows starting at 3: (0, 0, .5), (0, .5, 1)
     assert window.worst == pytest.approx(0.5) and window.overall == pytest.approx(4.5 / 7)
+
+
+CURVES = {"max_probability": [[1.0, 1.0], [0.9, 0.62], [0.8, 0.48], [0.5, 0.3], [0.0, 0.17]]}
+
+
+def test_without_start_it_starts_where_the_dev_curve_reaches_the_budget():
+    policy = ComputeBudgetPolicy(0.5)
+    policy.use_compute_curves(CURVES)
+    assert policy.threshold == pytest.approx(0.8)  # the most compute within 0.5
+    policy.use_compute_curves({"max_probability": [[0.99, 0.5]]})  # only before the first batch
+    assert policy.threshold == pytest.approx(0.8)
+    given = ComputeBudgetPolicy(0.5, start=0.6)
+    given.use_compute_curves(CURVES)  # a given start is kept
+    assert given.threshold == pytest.approx(0.6)
+    entropy = ComputeBudgetPolicy(0.5, policy="entropy")
+    entropy.use_compute_curves(CURVES)  # no curve of its own policy: the cheapest setting
+    assert entropy.threshold == 1.0
+
+
+def test_without_start_or_curve_it_starts_cheapest_and_says_so_once(caplog):
+    policy = ComputeBudgetPolicy(0.5)
+    with caplog.at_level("WARNING"):
+        policy.use_compute_curves(None)
+        policy.use_compute_curves(None)
+    assert policy.threshold == 0.0
+    said = [record for record in caplog.records if "no dev compute curve" in record.getMessage()]
+    assert len(said) == 1

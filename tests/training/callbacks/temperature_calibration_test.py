@@ -81,6 +81,10 @@ def test_archive_carries_exactly_the_reported_temperatures(trained):
     assert all(temperature != 1.0 for temperature in temperatures)
     assert model.temperatures.tolist() == temperatures
     assert torch.load(serialization_dir / "best.th")["temperatures"].tolist() == temperatures
+    # Where compute_budget starts: the dev compute curves, in the archive with the temperatures.
+    curves = load_archive(str(serialization_dir / "model.tar.gz")).model.compute_curves
+    assert curves == model.compute_curves and set(curves) == {"max_probability", "entropy"}
+    assert curves["max_probability"][0] == [1.0, 1.0]
 
     assert report["num_instances"] == 16
     assert "validation data" in report["data"]
