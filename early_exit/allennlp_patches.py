@@ -15,6 +15,7 @@ predictor's manager); only the patching is here.
 | checked evaluate | `commands.evaluate.evaluate_from_archive` | archives whose model or reader is this package's | `evaluate --output-file` / `--predictions-output-file` never overwrite the data or the archive, and are written atomically |
 | carried predict | `commands.predict._get_predictor`, `_PredictManager` | archives whose model or reader is this package's, and `--predictor early_exit_classifier` | `allennlp predict` streams batches through the model, checks paths first, writes atomically |
 | archive errors | `load_archive` where the commands import it | every archive that cannot be read | a missing or truncated archive is named in one line, not an `EOFError`; only the error changes, never a load that works |
+| archive path | the same `load_archive`s | archives of an `early_exit_classifier` | the model is told its archive's path, so that a layer runner's exported graphs are kept beside it (a second `allennlp predict` exports nothing); the load itself is unchanged |
 | configuration errors | `Params.from_file`, `commands.train.train_model_from_file` | every configuration that cannot be read | a missing file, a Jsonnet error in it or in `-o`, a value of the wrong type: one line naming the file or the overrides; only the error changes |
 | GPU check | `common.util.int_to_device` | every `--cuda-device` | torch 2's `torch.device(0)` means "the default accelerator" and fails on a machine without one before allennlp's `check_for_gpu` can say so; a fix, not a change |
 
@@ -55,6 +56,7 @@ from early_exit.common.encoder_files import carrying
 from early_exit.common.overrides import merge_package_blocks
 from early_exit.dataset_readers.label_check import check_known_labels
 from early_exit.dataset_readers.line_reader import EarlyExitLineReader
+from early_exit.models.archive_loading import telling_the_model_its_archive
 from early_exit.predictors.predict_manager import ScopedPredictManager, get_predictor
 
 
@@ -94,11 +96,16 @@ def install_cli_error_hook() -> None:
 
 
 def install_archive_errors() -> None:
-    """allennlp's commands import `load_archive` by name: one wrapper in each module."""
+    """
+    allennlp's commands import `load_archive` by name: one wrapper in each module (errors named,
+    and the archive's path given to an early-exit model).
+    """
     for name in LOAD_ARCHIVE_MODULES:
         module = importlib.import_module(name)
         if not _ours(module.load_archive):
-            module.load_archive = explain_archive_errors(module.load_archive)
+            module.load_archive = explain_archive_errors(
+                telling_the_model_its_archive(module.load_archive)
+            )
 
 
 def install_encoder_archiving() -> None:

@@ -20,10 +20,12 @@ class LayerRunner(Registrable):
     temperatures of its own: `allennlp calibrate -o '{"model.layer_runner": ...}'` refits them
     with the runner and stores them in the archive under that key.
 
-    Registered implementations: "torch" (the default), "onnxruntime".
+    Registered implementations: "torch" (the default), "onnxruntime", "openvino".
     """
 
     default_implementation = "torch"
+    # The archive the model's weights were loaded from, if any (`loaded_from`).
+    archive_file: Optional[str] = None
 
     def bind(self, adapter: LayerAdapter, layers: torch.nn.ModuleList, packable: bool) -> None:
         """
@@ -34,6 +36,14 @@ class LayerRunner(Registrable):
         """
         self._adapter = adapter
         self._layers = layers
+
+    def loaded_from(self, archive_file: Optional[str]) -> None:
+        """
+        Told by the encoder which archive (a `model.tar.gz` or its extracted folder) the weights
+        were loaded from, after loading and whenever the runner is bound: a runner that builds
+        something once from the weights (an exported graph) keeps it beside the archive.
+        """
+        self.archive_file = archive_file
 
     def check_device(self, device: torch.device) -> None:
         """Raises a `ConfigurationError` if the runner cannot run on `device` (before any work)."""
