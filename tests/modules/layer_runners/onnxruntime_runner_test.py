@@ -28,17 +28,6 @@ from tests.models.batch_stream_test import (
 )
 from tests.sweep.trained_models import TEXT_DATA, TEXT_JSONL, trained_archive
 
-DISTILBERT = dict(vocab_size=120, dim=32, n_layers=4, n_heads=2, hidden_dim=37)
-
-
-@pytest.fixture(scope="module")
-def tiny_distilbert(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("distilbert")
-    config = transformers.DistilBertConfig(**DISTILBERT)
-    transformers.AutoModel.from_config(config).save_pretrained(str(directory))
-    return str(directory)
-
 
 def _packed_inputs(encoder: LayerwiseTransformer) -> PackedRows:
     torch.manual_seed(1)
