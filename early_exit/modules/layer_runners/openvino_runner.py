@@ -1,5 +1,6 @@
+import functools
 import os
-from typing import Optional
+from typing import Any, Optional
 
 from overrides import overrides
 
@@ -59,8 +60,6 @@ class OpenVinoLayerRunner(ExportedGraphRunner):
 
     @overrides
     def _compile(self, path: str, threads: int) -> Call:
-        import openvino
-
         config = {
             "INFERENCE_NUM_THREADS": threads,
             "INFERENCE_PRECISION_HINT": "f32",
@@ -71,7 +70,7 @@ class OpenVinoLayerRunner(ExportedGraphRunner):
         folder = os.path.dirname(path)
         if os.access(folder, os.W_OK):
             config["CACHE_DIR"] = os.path.join(folder, COMPILED_FOLDER)
-        request = openvino.Core().compile_model(path, "CPU", config).create_infer_request()
+        request = _core().compile_model(path, "CPU", config).create_infer_request()
 
         def call(feeds):
             # The output is copied out of the request's buffer, which its next call overwrites
@@ -79,3 +78,11 @@ class OpenVinoLayerRunner(ExportedGraphRunner):
             return request.infer(feeds, share_inputs=True, share_outputs=False)[0]
 
         return call
+
+
+@functools.lru_cache(maxsize=None)
+def _core() -> Any:
+    """One OpenVINO `Core` per process, for every layer's compilation."""
+    import openvino
+
+    return openvino.Core()

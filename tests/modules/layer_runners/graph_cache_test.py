@@ -14,7 +14,7 @@ import torch
 from allennlp.predictors import Predictor
 
 from early_exit.models.archive_loading import load_early_exit_archive
-from early_exit.modules.layer_runners.graph_cache import BESIDE_ARCHIVE
+from early_exit.modules.layer_runners.graph_cache import BESIDE_ARCHIVE, beside_archive
 from early_exit.modules.layer_runners.openvino_runner import COMPILED_FOLDER
 from tests import run_allennlp
 from tests.sweep.trained_models import TEXT_JSONL, trained_archive
@@ -135,3 +135,11 @@ def test_a_second_allennlp_predict_exports_nothing(archive, tmp_path):
     assert len(lines[0]) == 1 and "exported 4 layer graph(s)" in lines[0][0], lines
     assert len(lines[1]) == 1 and "4 layer graph(s) reused" in lines[1][0], lines
     assert (tmp_path / "out0.jsonl").read_text() == (tmp_path / "out1.jsonl").read_text()
+
+
+def test_beside_an_archive_file_or_inside_an_extracted_archive(tmp_path):
+    (tmp_path / "run" / "extracted").mkdir(parents=True)
+    archive_file = tmp_path / "run" / "model.tar.gz"
+    assert beside_archive(str(archive_file)) == str(tmp_path / "run" / BESIDE_ARCHIVE)
+    extracted = tmp_path / "run" / "extracted"
+    assert beside_archive(str(extracted)) == str(extracted / BESIDE_ARCHIVE)
