@@ -19,6 +19,7 @@ of `scripts/reproduce_results.py` that exist):
 
 import argparse
 import copy
+import logging
 import os
 import statistics
 import time
@@ -70,6 +71,9 @@ def main(argv=None) -> None:
         help="the page whose bench.runners section is replaced (a new file is made if missing)",
     )
     args = parser.parse_args(argv)
+    # The runners' one line per build: what exporting (or reusing) the graphs cost.
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger("early_exit.modules.layer_runners").setLevel(logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the exports fork
     datasets = parse_datasets(args)
     torch.set_num_threads(args.threads)
