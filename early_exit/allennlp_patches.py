@@ -19,6 +19,7 @@ manager); only the patching is here.
 | checked evaluate | `commands.evaluate.evaluate_from_archive` | archives whose model or reader is this package's | `evaluate --output-file` / `--predictions-output-file` never overwrite the data or the archive, and are written atomically |
 | carried predict | `commands.predict._get_predictor`, `_PredictManager` | archives whose model or reader is this package's, and `--predictor early_exit_classifier` | `allennlp predict` streams batches through the model, checks paths first, writes atomically |
 | archive errors | `load_archive` where the commands import it | the `allennlp` command line only | a missing or truncated archive is named in one line, not an `EOFError`; only the error changes, never a load that works |
+| archive path | `load_archive` where the commands and predictors import it | archives of an `early_exit_classifier` | the model is told its archive's path, so that a layer runner's exported graphs are kept beside it (a second `allennlp predict` exports nothing); the load itself is unchanged |
 | configuration errors | `Params.from_file`, `commands.train.train_model_from_file` | the `allennlp` command line only | a missing file, a Jsonnet error in it or in `-o`, a value of the wrong type: one line naming the file or the overrides; only the error changes |
 | named failed writes | `Params.to_file`, `Meta.to_file`, `Vocabulary.save_to_files`, `common.util.dump_metrics`, `Checkpointer.save_checkpoint`, `GradientDescentTrainer._save_model_state`, `archive_model`, `common.logging.prepare_global_logging` | the `allennlp` command line only (every file `allennlp train` writes) | a full disk (quota, read-only device) names the file in one line, not `[Errno 28]` or torch's `unexpected pos` with a traceback (for `out.log`, a traceback per record); only the error changes |
 | GPU check | `common.util.int_to_device` | the `allennlp` command line only | `check_for_gpu` (train's `trainer.cuda_device`) looks it up each time; torch 2's `torch.device(0)` fails on a machine without an accelerator before allennlp can say "none is available". Every other allennlp module bound the name at import, so only that error changes |
@@ -70,6 +71,7 @@ from early_exit.common.files import naming_failed_log_writes, naming_failed_writ
 from early_exit.common.overrides import merge_package_blocks, unknown_overrides_named
 from early_exit.dataset_readers.label_check import check_known_labels
 from early_exit.dataset_readers.line_reader import EarlyExitLineReader
+from early_exit.models.archive_loading import telling_the_model_its_archive
 from early_exit.predictors.predict_manager import ScopedPredictManager, get_predictor
 
 
@@ -114,6 +116,17 @@ def install_archive_errors() -> None:
         module = importlib.import_module(name)
         if not _ours(module.load_archive):
             module.load_archive = explain_archive_errors(module.load_archive)
+
+
+def install_archive_path() -> None:
+    """
+    An early-exit model loaded through any of allennlp's `load_archive`s (also `Predictor.from_path`
+    from Python) is told its archive's path, so its layer runner keeps exported graphs beside it.
+    """
+    for name in LOAD_ARCHIVE_MODULES:
+        module = importlib.import_module(name)
+        if not getattr(module.load_archive, "_early_exit_archive_path", False):
+            module.load_archive = telling_the_model_its_archive(module.load_archive)
 
 
 # Where `allennlp train` and allennlp's own modules look `archive_model` up.
@@ -335,6 +348,7 @@ def install() -> None:
     the `ERROR_PATCHES` too (idempotent).
     """
     install_encoder_archiving()
+    install_archive_path()
     install_label_check()
     install_nested_override_merge()
     install_carried_predict()

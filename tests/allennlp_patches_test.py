@@ -109,15 +109,16 @@ PACKAGE_SCOPED = [
     "allennlp.commands.predict:_get_predictor",
     "allennlp.commands.predict:_PredictManager",
     "allennlp.commands.evaluate:evaluate_from_archive",
-]
-# The names whose patches change only errors, of every archive and configuration: rebound under
-# the `allennlp` command line only.
-COMMAND_LINE_ONLY = [
+    # an early-exit model is told its archive's path (other models load unchanged)
     "allennlp.models.archival:load_archive",
     "allennlp.models:load_archive",
     "allennlp.commands.evaluate:load_archive",
     "allennlp.commands.predict:load_archive",
     "allennlp.predictors.predictor:load_archive",
+]
+# The names whose patches change only errors, of every archive and configuration: rebound under
+# the `allennlp` command line only.
+COMMAND_LINE_ONLY = [
     "allennlp.common.params:Params.from_file",
     "allennlp.commands.train:train_model_from_file",
     "allennlp.common.util:int_to_device",

@@ -3,11 +3,11 @@ Early exit under each layer runner against the peers a user would deploy instead
 trained weights, timed side by side (`interleaved_times`, medians of the rounds) at batch size 1
 and 32, with the accuracy of each on the same evaluation data.
 
-For each runner ("torch", "onnxruntime" fp32 and int8) the temperatures are refitted on the dev
-file where the runner computes in another precision, and the threshold is the cheapest on the dev
-file within `--max-accuracy-drop` of that runner's full-depth dev accuracy. The peers run the
-full model (encoder, pooled layers, last head): plain torch as `transformers` runs it, ONNX
-Runtime fp32 and int8 (dynamic, per-channel) and OpenVINO fp32 from one ONNX export.
+For each runner ("torch", "onnxruntime" fp32 and int8, "openvino" fp32) the temperatures are
+refitted on the dev file where the runner computes in another precision, and the threshold is the
+cheapest on the dev file within `--max-accuracy-drop` of that runner's full-depth dev accuracy.
+The peers run the full model (encoder, pooled layers, last head): plain torch as `transformers`
+runs it, ONNX Runtime fp32 and int8 (dynamic, per-channel) and OpenVINO fp32 from one ONNX export.
 
 Usage (from the repo root, after `make install`; without `--archive`, those
 of `scripts/reproduce_results.py` that exist):
@@ -19,6 +19,7 @@ of `scripts/reproduce_results.py` that exist):
 
 import argparse
 import copy
+import logging
 import os
 import statistics
 import time
@@ -39,7 +40,9 @@ RUNNERS = [
     {"type": "torch"},
     {"type": "onnxruntime", "precision": "fp32"},
     {"type": "onnxruntime", "precision": "int8"},
+    {"type": "openvino", "precision": "fp32"},
 ]
+EXPORTING = ("onnxruntime", "openvino")  # the runners that export graphs (into --work-dir/cache)
 BATCH_SIZES = (1, 32)
 GRID = [round(0.5 + step * 0.005, 3) for step in range(101)]  # 0.5 to 1.0
 COMMAND = "python -m bench.runners"
@@ -68,6 +71,9 @@ def main(argv=None) -> None:
         help="the page whose bench.runners section is replaced (a new file is made if missing)",
     )
     args = parser.parse_args(argv)
+    # The runners' one line per build: what exporting (or reusing) the graphs cost.
+    logging.basicConfig(format="%(message)s")
+    logging.getLogger("early_exit.modules.layer_runners").setLevel(logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the exports fork
     datasets = parse_datasets(args)
     torch.set_num_threads(args.threads)
@@ -93,7 +99,7 @@ def _measure(dataset, args) -> Dict:
     for settings in RUNNERS:
         copy_ = copy.deepcopy(model)
         cache = {"cache_dir": str(Path(args.work_dir) / "cache")}
-        copy_.layer_runner = {**settings, **(cache if settings["type"] == "onnxruntime" else {})}
+        copy_.layer_runner = {**settings, **(cache if settings["type"] in EXPORTING else {})}
         rows.append(_choose(copy_, dev, evaluation, args.max_accuracy_drop))
         contenders.append(_early_exit_runs(copy_, timed))
         full_depth.append(_early_exit_runs(copy_, timed, full_depth=True))

@@ -1,5 +1,7 @@
+import functools
+import os
 from os import PathLike
-from typing import Union
+from typing import Any, Callable, Union
 
 from allennlp.common.checks import ConfigurationError
 from allennlp.models import archival
@@ -42,3 +44,25 @@ def check_early_exit_model(
         raise ConfigurationError(
             f"{archive_file} holds a {model_type!r} model, not an early_exit_classifier; {why}"
         )
+
+
+def telling_the_model_its_archive(load_archive: Callable[..., Archive]) -> Callable[..., Archive]:
+    """
+    Wraps allennlp's `load_archive`: an early-exit model loaded from a local archive (a
+    `model.tar.gz` or the folder it was extracted to) is told its path
+    (`LayerwiseTransformer.loaded_from`), so that its layer runner keeps what it builds once from
+    the weights (exported graphs) beside the archive, and a second `allennlp predict` on it builds
+    nothing. Nothing else of the load changes.
+    """
+
+    @functools.wraps(load_archive)
+    def wrapper(archive_file: Any, *args: Any, **kwargs: Any) -> Archive:
+        archive = load_archive(archive_file, *args, **kwargs)
+        path = os.fspath(archive_file)
+        if isinstance(archive.model, EarlyExitClassifier) and "://" not in path:
+            if os.path.exists(path):
+                archive.model.encoder.loaded_from(os.path.abspath(path))
+        return archive
+
+    wrapper._early_exit_archive_path = True  # type: ignore[attr-defined]
+    return wrapper

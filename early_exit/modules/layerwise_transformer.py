@@ -60,6 +60,7 @@ class LayerwiseTransformer(torch.nn.Module):
         layer_runner: Optional[LayerRunner] = None,
     ) -> None:
         super().__init__()
+        self.archive_file: Optional[str] = None  # the archive the weights came from, if any
         self.transformer = cached_transformers.get(
             model_name, make_copy=True, load_weights=load_weights
         )
@@ -103,11 +104,20 @@ class LayerwiseTransformer(torch.nn.Module):
     def use_layer_runner(self, runner: LayerRunner) -> None:
         """Computes the layers with `runner` from now on (bound to them here)."""
         runner.bind(self._adapter, self.layers, self.supports_packing)
+        runner.loaded_from(self.archive_file)
         self.layer_runner = runner
         # How `embed_packed` embeds rows without padding: the runner's way.
         self._unpadded_embedding = (
             runner.unpadded_embedding(self.transformer.embeddings) if self.embeds_packed else None
         )
+
+    def loaded_from(self, archive_file: str) -> None:
+        """
+        The weights came from `archive_file` (set after an archive is loaded): every runner of
+        this encoder, this one and any set later, keeps what it builds once beside it.
+        """
+        self.archive_file = archive_file
+        self.layer_runner.loaded_from(archive_file)
 
     @property
     def layers(self) -> torch.nn.ModuleList:

@@ -29,6 +29,7 @@ def test_the_page_has_every_runner_and_peer_with_consistent_accuracies(text_arch
         "early_exit, torch",
         "early_exit, onnxruntime fp32",
         "early_exit, onnxruntime int8",
+        "early_exit, openvino fp32",
         "plain transformers (torch)",
         "ONNX Runtime fp32",
         "ONNX Runtime int8",
@@ -36,7 +37,12 @@ def test_the_page_has_every_runner_and_peer_with_consistent_accuracies(text_arch
     ]
     # The peers run the model's full path: in fp32 they predict what the model does at full depth.
     full_depth = rows["early_exit, torch"][1]
-    for name in ("early_exit, onnxruntime fp32", "plain transformers (torch)", "ONNX Runtime fp32"):
+    fp32 = [
+        "early_exit, onnxruntime fp32",
+        "early_exit, openvino fp32",
+        "plain transformers (torch)",
+    ]
+    for name in fp32 + ["ONNX Runtime fp32"]:
         assert rows[name][1] == full_depth, name
     assert rows["OpenVINO fp32"][1] == full_depth
     for cells in rows.values():

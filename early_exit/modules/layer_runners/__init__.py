@@ -1,4 +1,6 @@
 from early_exit.modules.layer_runners.layer_runner import LayerRunner
 from early_exit.modules.layer_runners.torch_runner import TorchLayerRunner
+from early_exit.modules.layer_runners.exported_graph_runner import ExportedGraphRunner
 from early_exit.modules.layer_runners.onnxruntime_runner import OnnxRuntimeLayerRunner
 from early_exit.modules.layer_runners.cuda_runner import CudaLayerRunner
+from early_exit.modules.layer_runners.openvino_runner import OpenVinoLayerRunner

@@ -24,10 +24,12 @@ class LayerRunner(Registrable):
     (`unpadded_embedding`): by default the module itself, or the torch runner's fast path for a
     runner that keeps them in torch.
 
-    Registered implementations: "torch" (the default), "onnxruntime", "cuda".
+    Registered implementations: "torch" (the default), "onnxruntime", "openvino", "cuda".
     """
 
     default_implementation = "torch"
+    # The archive the model's weights were loaded from, if any (`loaded_from`).
+    archive_file: Optional[str] = None
 
     def bind(self, adapter: LayerAdapter, layers: torch.nn.ModuleList, packable: bool) -> None:
         """
@@ -46,6 +48,14 @@ class LayerRunner(Registrable):
         base calls the module itself.
         """
         return UnpaddedEmbedding(embeddings)
+
+    def loaded_from(self, archive_file: Optional[str]) -> None:
+        """
+        Told by the encoder which archive (a `model.tar.gz` or its extracted folder) the weights
+        were loaded from, after loading and whenever the runner is bound: a runner that builds
+        something once from the weights (an exported graph) keeps it beside the archive.
+        """
+        self.archive_file = archive_file
 
     def check_device(self, device: torch.device) -> None:
         """Raises a `ConfigurationError` if the runner cannot run on `device` (before any work)."""

@@ -14,11 +14,9 @@ from early_exit.modules import LayerwiseTransformer, PackedRows
 from early_exit.modules.layer_runners import CudaLayerRunner
 from tests import TINY_BERT
 from tests.models.batch_stream_test import batches_of, build, median_first_head_threshold
-from tests.modules.layer_runners import onnxruntime_runner_test
 from tests.modules.layer_runners.onnxruntime_runner_test import _packed_inputs
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-tiny_distilbert = onnxruntime_runner_test.tiny_distilbert  # the fixture
 
 
 def _on(device, batches):

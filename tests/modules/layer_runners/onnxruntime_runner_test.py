@@ -28,17 +28,6 @@ from tests.models.batch_stream_test import (
 )
 from tests.sweep.trained_models import TEXT_DATA, TEXT_JSONL, trained_archive
 
-DISTILBERT = dict(vocab_size=120, dim=32, n_layers=4, n_heads=2, hidden_dim=37)
-
-
-@pytest.fixture(scope="module")
-def tiny_distilbert(tmp_path_factory) -> str:
-    torch.manual_seed(0)
-    directory = tmp_path_factory.mktemp("distilbert")
-    config = transformers.DistilBertConfig(**DISTILBERT)
-    transformers.AutoModel.from_config(config).save_pretrained(str(directory))
-    return str(directory)
-
 
 def _packed_inputs(encoder: LayerwiseTransformer) -> PackedRows:
     torch.manual_seed(1)
@@ -123,7 +112,11 @@ def test_the_graphs_are_cached_by_weights_and_settings(tmp_path, caplog):
     caplog.clear()
     with caplog.at_level("DEBUG"):
         torch.testing.assert_close(_all_layers(again, packed), first, atol=0, rtol=0)
-    assert caplog.text.count("loaded from the cache") == 2 and "exported" not in caplog.text
+    [message] = caplog.messages  # one line for the load
+    assert message.startswith(
+        f"layer_runner onnxruntime int8: 2 layer graph(s) reused from {tmp_path}"
+    )
+    assert message.endswith("(no export)")
     assert {name: os.stat(tmp_path / name).st_mtime_ns for name in cached} == mtimes
 
     # Other weights (changed in place, as a training step does) make a new graph for that layer,
@@ -154,7 +147,7 @@ def test_a_cache_that_cannot_be_written_costs_a_warning_not_the_run(tmp_path, ca
         torch.testing.assert_close(_all_layers(encoder, packed), expected, atol=0, rtol=0)
     assert caplog.text.count("cannot write its graphs to") == 1  # once, not per layer
     assert str(blocked / "cache") in caplog.text and "cache_dir" in caplog.text
-    assert len(os.listdir(runner._fallback_dir)) == 2
+    assert len(os.listdir(runner.graphs.fallback_dir)) == 2
 
 
 def test_with_gradients_the_layers_run_in_torch(tmp_path):
@@ -188,7 +181,7 @@ def test_bad_settings_are_one_clear_error(settings, message):
 
 
 def test_a_gpu_is_refused_with_what_to_use_instead():
-    with pytest.raises(ConfigurationError, match=r'runs on the CPU.*use \{"type": "torch"\}'):
+    with pytest.raises(ConfigurationError, match=r'runs on the CPU.*use \{"type": "cuda"\}'):
         OnnxRuntimeLayerRunner().check_device(torch.device("cuda", 0))
     OnnxRuntimeLayerRunner().check_device(torch.device("cpu"))
 

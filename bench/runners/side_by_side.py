@@ -1,0 +1,86 @@
+"""
+The layer runners side by side without `bench.runners`' accuracy passes (profile finding 15 of
+docs/performance.md): early exit at a given threshold and at full depth, batch size 1 and 32
+(streamed, as `allennlp predict` runs), interleaved, ms per sentence (medians) and the median
+per-round ratio to the "onnxruntime" fp32 runner.
+
+    .venv/bin/python -m bench.runners.side_by_side NAME=ARCHIVE:EVAL:THRESHOLD ...
+        [--instances 100] [--repeats 5] [--cache build/runners/cache]
+"""
+
+import argparse
+import copy
+import statistics
+
+import torch
+
+from early_exit.dataset_readers import read_indexed
+from early_exit.models.archive_loading import load_early_exit_archive
+from early_exit.modules.exit_policies import MaxProbabilityPolicy
+from early_exit.sweep.timing import interleaved_times, prepare_batches, stopwatch, time_batches
+
+RUNNERS = [
+    {"type": "torch"},
+    {"type": "onnxruntime", "precision": "fp32"},
+    {"type": "onnxruntime", "precision": "int8"},
+    {"type": "openvino"},
+]
+REFERENCE = "onnxruntime fp32"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("archives", nargs="+", help="NAME=ARCHIVE:EVAL:THRESHOLD")
+    parser.add_argument("--instances", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache", default="build/runners/cache")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print("| archive | batch size | depth | runner | ms / sentence | against onnxruntime fp32 |")
+    print("| --- | ---: | --- | --- | ---: | ---: |")
+    for spec in args.archives:
+        name, rest = spec.split("=", 1)
+        archive_file, data, threshold = rest.rsplit(":", 2)
+        archive = load_early_exit_archive(archive_file)
+        base = archive.model.eval()
+        base.confidence_threshold = float(threshold)
+        reader = archive.validation_dataset_reader
+        instances = read_indexed(reader, data)[: args.instances]
+        models = []
+        for runner in RUNNERS:
+            model = copy.deepcopy(base)
+            cache = {} if runner["type"] == "torch" else {"cache_dir": args.cache}
+            model.layer_runner = {**runner, **cache}
+            models.append(model)
+        for batch_size in (1, 32):
+            _time(name, models, instances, batch_size, args.repeats)
+
+
+def _time(name: str, models, instances, batch_size: int, repeats: int) -> None:
+    runs, names = [], []
+    for model in models:
+        for depth in ("threshold", "full depth"):
+            settings = model.inference_settings()
+            if depth == "full depth":
+                settings = settings.replace(exit_policy=MaxProbabilityPolicy(1.0))
+            batches = prepare_batches(model, instances, batch_size)
+
+            def run(part, model=model, batches=batches, settings=settings) -> float:
+                with torch.inference_mode():
+                    return stopwatch(lambda: time_batches(model, batches, batch_size > 1, settings))
+
+            runs.append(run)
+            names.append((model.layer_runner.describe(), depth))
+    times = interleaved_times(runs, repeats)
+    for (runner, depth), seconds in zip(names, times):
+        reference = times[names.index((REFERENCE, depth))]
+        ratio = statistics.median([one / other for one, other in zip(seconds, reference)])
+        ms = statistics.median(seconds) * 1e3 / len(instances)
+        print(
+            f"| {name} | {batch_size} | {depth} | {runner} | {ms:.2f} | {ratio:.3f} |", flush=True
+        )
+
+
+if __name__ == "__main__":
+    main()
