@@ -11,16 +11,16 @@ linear does not compile (inductor rejects its reordered weight), so the compiled
 
 import argparse
 import copy
-import statistics
 import time
 
 import torch
 
 from early_exit.dataset_readers import read_indexed
 from early_exit.models.archive_loading import load_early_exit_archive
-from early_exit.modules.exit_policies import MaxProbabilityPolicy
 from early_exit.modules.layer_runners import TorchLayerRunner
-from early_exit.sweep.timing import interleaved_times, prepare_batches, stopwatch, time_batches
+from early_exit.sweep.timing import prepare_batches
+
+from bench.runners.side_by_side import depth_times
 
 
 class CompiledTorchRunner(TorchLayerRunner):
@@ -96,27 +96,11 @@ def _compare(models, instances) -> None:
 
 
 def _time(models, instances, batch_size: int, repeats: int) -> None:
-    runs, names = [], []
-    for name, model in models.items():
-        for depth in ("threshold", "full depth"):
-            settings = model.inference_settings()
-            if depth == "full depth":
-                settings = settings.replace(exit_policy=MaxProbabilityPolicy(1.0))
-            batches = prepare_batches(model, instances, batch_size)
-
-            def run(part, model=model, batches=batches, settings=settings) -> float:
-                with torch.inference_mode():
-                    return stopwatch(lambda: time_batches(model, batches, batch_size > 1, settings))
-
-            runs.append(run)
-            names.append((name, depth))
-    times = interleaved_times(runs, repeats)
     print("| batch size | runner | depth | ms / sentence | against the torch runner |")
     print("| ---: | --- | --- | ---: | ---: |")
-    for (name, depth), seconds in zip(names, times):
-        reference = times[names.index(("torch runner", depth))]
-        ratio = statistics.median([one / other for one, other in zip(seconds, reference)])
-        ms = statistics.median(seconds) * 1e3 / len(instances)
+    for name, depth, ms, ratio in depth_times(
+        models, instances, batch_size, repeats, "torch runner"
+    ):
         print(f"| {batch_size} | {name} | {depth} | {ms:.2f} | {ratio:.2f}x |", flush=True)
 
 

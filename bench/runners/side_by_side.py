@@ -11,6 +11,7 @@ per-round ratio to the "onnxruntime" fp32 runner.
 import argparse
 import copy
 import statistics
+from typing import Any, Dict, List, Tuple
 
 import torch
 
@@ -57,9 +58,15 @@ def main(argv=None) -> None:
             _time(name, models, instances, batch_size, args.repeats)
 
 
-def _time(name: str, models, instances, batch_size: int, repeats: int) -> None:
+def depth_times(
+    models: Dict[str, Any], instances: List[Any], batch_size: int, repeats: int, reference: str
+) -> List[Tuple[str, str, float, float]]:
+    """
+    Each model (by name) at its threshold and at full depth, timed interleaved: `(name, depth, ms
+    per sentence, median per-round ratio to the model named `reference` at that depth)`.
+    """
     runs, names = [], []
-    for model in models:
+    for name, model in models.items():
         for depth in ("threshold", "full depth"):
             settings = model.inference_settings()
             if depth == "full depth":
@@ -71,12 +78,19 @@ def _time(name: str, models, instances, batch_size: int, repeats: int) -> None:
                     return stopwatch(lambda: time_batches(model, batches, batch_size > 1, settings))
 
             runs.append(run)
-            names.append((model.layer_runner.describe(), depth))
+            names.append((name, depth))
     times = interleaved_times(runs, repeats)
-    for (runner, depth), seconds in zip(names, times):
-        reference = times[names.index((REFERENCE, depth))]
-        ratio = statistics.median([one / other for one, other in zip(seconds, reference)])
-        ms = statistics.median(seconds) * 1e3 / len(instances)
+    rows = []
+    for (name, depth), seconds in zip(names, times):
+        against = times[names.index((reference, depth))]
+        ratio = statistics.median([one / other for one, other in zip(seconds, against)])
+        rows.append((name, depth, statistics.median(seconds) * 1e3 / len(instances), ratio))
+    return rows
+
+
+def _time(name: str, models, instances, batch_size: int, repeats: int) -> None:
+    named = {model.layer_runner.describe(): model for model in models}
+    for runner, depth, ms, ratio in depth_times(named, instances, batch_size, repeats, REFERENCE):
         print(
             f"| {name} | {batch_size} | {depth} | {runner} | {ms:.2f} | {ratio:.3f} |", flush=True
         )

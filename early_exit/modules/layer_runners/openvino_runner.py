@@ -1,6 +1,6 @@
 import functools
 import os
-from typing import Any, Optional
+from typing import Any
 
 from overrides import overrides
 
@@ -45,14 +45,6 @@ class OpenVinoLayerRunner(ExportedGraphRunner):
 
     NAME = "openvino"
     PRECISIONS = ("fp32",)
-
-    def __init__(
-        self,
-        precision: str = "fp32",
-        threads: Optional[int] = None,
-        cache_dir: Optional[str] = None,
-    ) -> None:
-        super().__init__(precision, threads, cache_dir)
 
     @overrides
     def _other_precisions(self) -> str:
