@@ -1,6 +1,7 @@
 """
-How the encoder's linear layers are executed at inference: the one seam where another way of
-running them (int8, a compiled kernel, another runtime) would be added and compared.
+The torch runner's CPU fast path for the encoder's linear layers at inference: oneDNN with each
+weight reordered once. Another way of running a layer is a layer runner
+(`early_exit.modules.layer_runners`), not a change here.
 """
 
 import torch

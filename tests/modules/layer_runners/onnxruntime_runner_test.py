@@ -256,6 +256,16 @@ def test_small_and_large_calls_compute_the_same_layer(tmp_path):
 
 
 def test_fp32_exits_equal_the_torch_runner_on_distilbert(tiny_distilbert, tmp_path):
+    exits_equal_the_torch_runner_on_distilbert(
+        tiny_distilbert, {"type": "onnxruntime", "cache_dir": str(tmp_path)}
+    )
+
+
+def exits_equal_the_torch_runner_on_distilbert(tiny_distilbert, runner_config):
+    """
+    Exits and outputs of `runner_config` equal the torch runner's on a tiny DistilBERT: one batch
+    of 7, each row alone, and the rows carried.
+    """
     vocab = Vocabulary()
     vocab.add_tokens_to_namespace(["a", "b", "c"], "labels")
     torch.manual_seed(3)
@@ -274,7 +284,7 @@ def test_fp32_exits_equal_the_torch_runner_on_distilbert(tiny_distilbert, tmp_pa
             confidence["head_probs"][:, 0].max(dim=-1).values, 0.4
         )
         runs = []
-        for runner in ({"type": "torch"}, {"type": "onnxruntime", "cache_dir": str(tmp_path)}):
+        for runner in ({"type": "torch"}, runner_config):
             model.layer_runner = runner
             runs.append(
                 [model(**batch)]

@@ -9,9 +9,7 @@ import torch
 import transformers
 from allennlp.common import Params
 from allennlp.common.checks import ConfigurationError
-from allennlp.data import Vocabulary
 
-from early_exit.models import EarlyExitClassifier
 from early_exit.modules import LayerwiseTransformer, PackedRows
 from early_exit.modules.layer_runners import LayerRunner, OpenVinoLayerRunner
 from early_exit.modules.layer_runners.exported_graph_runner import SMALL_CALL_TOKENS
@@ -21,9 +19,12 @@ from tests.models.batch_stream_test import (
     batches_of,
     build,
     median_first_head_threshold,
-    threshold_in_a_gap,
 )
-from tests.modules.layer_runners.onnxruntime_runner_test import _all_layers, _packed_inputs
+from tests.modules.layer_runners.onnxruntime_runner_test import (
+    _all_layers,
+    _packed_inputs,
+    exits_equal_the_torch_runner_on_distilbert,
+)
 
 
 @pytest.mark.parametrize("family", ["bert", "distilbert"])
@@ -55,34 +56,9 @@ def test_exits_equal_the_torch_runner_per_batch_and_carried(batch_size, tmp_path
 
 
 def test_exits_equal_the_torch_runner_on_distilbert(tiny_distilbert, tmp_path):
-    vocab = Vocabulary()
-    vocab.add_tokens_to_namespace(["a", "b", "c"], "labels")
-    torch.manual_seed(3)
-    model = EarlyExitClassifier(vocab, tiny_distilbert, exit_layers=[0, 2, 3]).eval()
-    torch.manual_seed(4)
-    token_ids = torch.randint(5, 100, (7, 9))  # (batch_size, num_tokens)
-    mask = torch.arange(9).unsqueeze(0) < torch.tensor([9, 4, 7, 2, 9, 5, 8]).unsqueeze(1)
-    batch = {"tokens": {"tokens": {"token_ids": token_ids * mask, "mask": mask}}}
-    singles = [
-        {"tokens": {"tokens": {"token_ids": token_ids[i : i + 1, :n], "mask": mask[i : i + 1, :n]}}}
-        for i, n in enumerate(mask.sum(dim=1).tolist())
-    ]
-    with torch.inference_mode():
-        confidence = model(**batch, settings=model.inference_settings().replace(run_all_heads=True))
-        model.confidence_threshold = threshold_in_a_gap(
-            confidence["head_probs"][:, 0].max(dim=-1).values, 0.4
-        )
-        runs = []
-        for runner in ({"type": "torch"}, {"type": "openvino", "cache_dir": str(tmp_path)}):
-            model.layer_runner = runner
-            runs.append(
-                [model(**batch)]
-                + [model(**single) for single in singles]
-                + list(model.forward_stream(singles, min_tokens=10))
-            )
-    assert len(set(runs[0][0]["exit_head"].tolist())) > 1
-    assert_same_outputs(runs[0][:1], runs[1][:1])
-    assert_same_outputs(runs[0][1:], runs[1][1:])
+    exits_equal_the_torch_runner_on_distilbert(
+        tiny_distilbert, {"type": "openvino", "cache_dir": str(tmp_path)}
+    )
 
 
 def test_small_and_large_calls_compute_the_same_layer(tmp_path):
