@@ -149,9 +149,8 @@ class LayerwiseTransformer(torch.nn.Module):
         """
         if padded is None:
             padded = not bool(mask.all())
-        if (
-            not padded
-        ):  # (one row, or rows of one length): nothing to pick out, as the runner embeds
+        # One row, or rows of one length: nothing to pick out; embedded the runner's way.
+        if not padded:
             if not self.has_token_types:
                 type_ids = None
             # (num_tokens, hidden_size)
