@@ -95,9 +95,5 @@ class CudaLayerRunner(TorchLayerRunner):
         return torch.autocast(hidden.device.type, dtype=self._dtype)
 
     @overrides
-    def calibration_key(self) -> Optional[str]:
-        return self._calibration_key
-
-    @overrides
     def describe(self) -> str:
         return f"cuda {self.precision}"

@@ -148,10 +148,6 @@ class ExportedGraphRunner(LayerRunner):
         return torch.from_numpy(call(feeds))  # (num_tokens, hidden_size)
 
     @overrides
-    def calibration_key(self) -> Optional[str]:
-        return self._calibration_key
-
-    @overrides
     def describe(self) -> str:
         return f"{self.NAME} {self.precision}"
 

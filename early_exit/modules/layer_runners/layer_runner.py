@@ -30,6 +30,7 @@ class LayerRunner(Registrable):
     default_implementation = "torch"
     # The archive the model's weights were loaded from, if any (`loaded_from`).
     archive_file: Optional[str] = None
+    _calibration_key: Optional[str] = None  # see `calibration_key`
 
     def bind(self, adapter: LayerAdapter, layers: torch.nn.ModuleList, packable: bool) -> None:
         """
@@ -80,9 +81,10 @@ class LayerRunner(Registrable):
         """
         `None` when the runner computes what torch in float32 computes (up to float rounding),
         so that the model's own temperatures hold; otherwise the name its own temperatures are
-        stored under in an archive (e.g. "onnxruntime_int8").
+        stored under in an archive (e.g. "onnxruntime_int8"): a runner of another precision sets
+        `_calibration_key` once (the model reads it for every head it scales).
         """
-        return None
+        return self._calibration_key
 
     def describe(self) -> str:
         """A short name for reports and log lines, e.g. "onnxruntime int8"."""
