@@ -21,7 +21,6 @@ from allennlp.training import GradientDescentTrainer
 from allennlp.training.checkpointer import Checkpointer
 from allennlp.training.trainer import TrainerCheckpoint
 
-from early_exit import allennlp_patches
 from early_exit.common.files import OutputWriteError
 from tests import run_allennlp
 from tests.common.cli_errors_test import _error_line
@@ -30,18 +29,8 @@ from tests.sweep.trained_models import TEXT_CONFIG
 FULL = "/dev/full"
 
 
-@pytest.fixture(autouse=True)
-def train_write_patches(monkeypatch):
-    """
-    The named failed writes, which importing `early_exit` applies under the `allennlp` command line
-    only (not in this test process): applied for each test here and undone after it.
-    """
-    for owner, name, _ in allennlp_patches._TRAIN_WRITERS:
-        monkeypatch.setattr(owner, name, getattr(owner, name))
-    monkeypatch.setattr(
-        allennlp_logging, "prepare_global_logging", allennlp_logging.prepare_global_logging
-    )
-    allennlp_patches.install_train_write_errors()
+# The named failed writes are among the patches the command line alone applies.
+pytestmark = pytest.mark.usefixtures("command_line_patches")
 
 
 def _full(path: Path) -> Path:
