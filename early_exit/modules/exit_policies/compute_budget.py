@@ -253,7 +253,7 @@ class ComputeBudgetPolicy(ExitPolicy):
         step = self.integral_gain * len(computes) / self.window * (self._recent.mean - target)
         self._integral = min(max(self._integral - step, 0.0), U_MAX)
         u = self._integral - self.proportional_gain * self._recent_error
-        if known and self.payback_gain > 0:
+        if known and self._head_compute and self.payback_gain > 0:  # heads known: check_heads
             # What the coming rows may spend so that the window comes back to the target.
             wanted = target - self.payback_gain * (self._recent.mean - target)
             cap = self._scores.threshold_for(wanted, self._head_compute)
@@ -261,7 +261,6 @@ class ComputeBudgetPolicy(ExitPolicy):
         self._set(min(max(u, 0.0), U_MAX))
 
     def _set(self, u: float) -> None:
-        self._u = u
         self._current = _WRAPPED[self.policy](min(max(self._from_u(u), 0.0), 1.0))
 
     def _reset_statistics(self) -> None:
