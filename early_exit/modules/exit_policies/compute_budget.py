@@ -8,9 +8,15 @@ from allennlp.common.checks import ConfigurationError
 from overrides import overrides
 
 from early_exit.modules.exit_policies.compute_window import ComputeWindow
-from early_exit.modules.exit_policies.entropy import EntropyPolicy
-from early_exit.modules.exit_policies.exit_policy import ExitDecision, ExitPolicy, check_fraction
+from early_exit.modules.exit_policies.entropy import EntropyPolicy, normalised_entropy
+from early_exit.modules.exit_policies.exit_policy import (
+    ExitDecision,
+    ExitPolicy,
+    exit_mask,
+    check_fraction,
+)
 from early_exit.modules.exit_policies.max_probability import MaxProbabilityPolicy
+from early_exit.modules.exit_policies.reached_scores import ReachedScores
 
 # The controller's coordinate `u` of a threshold: larger `u` computes more. `-log(1 - t)` for a
 # maximum probability and `-log(s)` for an entropy spread the thresholds where confident models
@@ -21,20 +27,29 @@ _COORDINATES: Dict[str, Tuple[Callable[[float], float], Callable[[float], float]
     "max_probability": (lambda t: -math.log(max(1.0 - t, 1e-300)), lambda u: 1.0 - math.exp(-u)),
     "entropy": (lambda s: -math.log(max(s, 1e-300)), lambda u: math.exp(-u)),
 }
+# Each row's score in `u` at one head, `(num_rows, num_labels)` -> `(num_rows,)` in float64: a row
+# exits where its score reaches the threshold's `u`.
+_SCORES: Dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "max_probability": lambda probs: -torch.log1p(-probs.max(dim=-1).values.double()),
+    "entropy": lambda probs: -torch.log(normalised_entropy(probs).double()),
+}
 logger = logging.getLogger(__name__)
 _WRAPPED = {"max_probability": MaxProbabilityPolicy, "entropy": EntropyPolicy}
 
-# Measured by `python -m scripts.results.budget --controllers` on constructed streams and on the
+# Measured by `python -m scripts.results.budget` on a constructed step in difficulty and on the
 # SST-2 and AG News models' drifting streams (docs/results.md, "Holding a compute budget"): the
-# window and gains with the smallest worst-window overshoot at a mean within 0.01 of the budget.
+# window and settings with the smallest worst-window overshoot at a mean within 0.01 of the budget.
 DEFAULT_WINDOW = 200
 INTEGRAL_GAIN = 20.0
 PROPORTIONAL_GAIN = 10.0
+PAYBACK_GAIN = 2.0
 # The proportional term's error is averaged over the last `window / EMA_WINDOWS` instances or so:
 # short enough to answer a step in difficulty before the window's mean shows all of it.
 EMA_WINDOWS = 4.0
-# The controller aims this far under the budget: the budget is a ceiling, and the overspending a
-# step in difficulty causes before the controller answers is not paid back.
+# The compute curve the threshold is read from is that of the last `window * SPAN` instances or
+# so: recent enough to answer a step in difficulty within a batch or two.
+SPAN = 0.25
+# The controller aims this far under the budget: the budget is a ceiling.
 MARGIN = 0.005
 
 
@@ -48,19 +63,25 @@ class ComputeBudgetPolicy(ExitPolicy):
     notices).
 
     The controller is proportional-integral on the threshold's coordinate `u` (`-log(1 - t)` for
-    a maximum probability, `-log(s)` for an entropy; larger `u` computes more), with no clock:
-    after a batch of `n` instances,
+    a maximum probability, `-log(s)` for an entropy; larger `u` computes more), capped by what the
+    recent rows' confidences say, with no clock: after a batch of `n` instances,
 
-        I <- clip(I - integral_gain * n / window * (mean compute of the last window - target))
-        u <- clip(I - proportional_gain * e),  e: (compute - target) averaged over the last
-                                                  window / 4 instances or so (per instance)
+        I <- clip(I - integral_gain * n / window * (m - target))
+        u <- min(I - proportional_gain * e, cap(target - payback_gain * (m - target)))
 
-    clipped to [0, U_MAX], with the target `MARGIN` (0.005) under the budget (a ceiling). The
-    integral term moves until the window's mean is at the target (an error that has left the
-    window is not paid back later: no overspending after a cheap start); the proportional term
-    answers a step in difficulty before the window shows it. Both advance per instance, so batch
-    sizes 1 and 32 behave alike. The rule, gains and default window were chosen among measured
-    candidates (docs/results.md, "Holding a compute budget on a drifting stream").
+    with `m` the mean compute of the last `window` instances and `e` the error (compute -
+    target) averaged over about the last window / 4 instances, each `u` clipped to [0, U_MAX],
+    and the target `MARGIN` (0.005) under the budget (a ceiling). The integral term moves until
+    the window's mean is at the target (an error that has left the window is not paid back
+    later: no overspending after a cheap start); the proportional term answers a drift. `cap(c)`
+    is the `u` at which about the last window / 4 instances would have spent `c` on average: the
+    policy keeps each row's running maximum confidence at every head it ran through, and for any
+    threshold lower than the one a row was decided with, the row's exit is known exactly
+    (`ReachedScores`). So a step in difficulty is answered in the next batch, and the coming rows
+    pay back what the window overspent before it was seen; going up (where a row's exit is only
+    bounded) stays with the gradual PI rule. Both advance per instance, so batch sizes 1 and 32
+    behave alike. The rule, gains and default window were chosen among measured candidates
+    (docs/results.md, "Holding a compute budget on a drifting stream").
 
     Every row of a batch is decided with the threshold in force when the batch comes (the model's
     outputs carry it as `exit_threshold`); the batch's exits then move it. Decisions therefore
@@ -87,7 +108,9 @@ class ComputeBudgetPolicy(ExitPolicy):
         rising from there, so the warm-up never overspends (a log line says so).
     integral_gain : `float`, optional (default = `INTEGRAL_GAIN`)
     proportional_gain : `float`, optional (default = `PROPORTIONAL_GAIN`)
-        The controller's gains (see above), at least 0; the defaults are the measured ones.
+    payback_gain : `float`, optional (default = `PAYBACK_GAIN`)
+        The controller's gains (see above), at least 0; the defaults are the measured ones
+        (`payback_gain` 0: no cap, the PI rule alone).
     """
 
     def __init__(
@@ -98,17 +121,21 @@ class ComputeBudgetPolicy(ExitPolicy):
         start: Optional[float] = None,
         integral_gain: float = INTEGRAL_GAIN,
         proportional_gain: float = PROPORTIONAL_GAIN,
+        payback_gain: float = PAYBACK_GAIN,
     ) -> None:
         self.budget, self.window = _check_budget(budget), _check_window(window)
         self.policy = _check_wrapped(policy)
         self.start = None if start is None else check_fraction("start", start)
         self.integral_gain = _check_gain("integral_gain", integral_gain)
         self.proportional_gain = _check_gain("proportional_gain", proportional_gain)
+        self.payback_gain = _check_gain("payback_gain", payback_gain)
         self._to_u, self._from_u = _COORDINATES[self.policy]
         u = 0.0 if self.start is None else min(max(self._to_u(self.start), 0.0), U_MAX)
         self._integral = u
         self._recent_error = 0.0  # the error's moving average over about window / EMA_WINDOWS
         self._recent = ComputeWindow(self.window)  # the controller's window
+        self._scores = ReachedScores(max(int(self.window * SPAN), 1))
+        self._head_compute: Sequence[float] = ()
         self._set(u)
         self._reset_statistics()
         self._checked_heads: Optional[Tuple[float, ...]] = None
@@ -140,6 +167,7 @@ class ComputeBudgetPolicy(ExitPolicy):
         key = tuple(head_compute)
         if key == self._checked_heads:
             return
+        self._head_compute = key
         if self.budget < head_compute[0] - 1e-9:
             raise ConfigurationError(
                 f"compute_budget: budget {self.budget:g} is below the relative compute of the "
@@ -177,11 +205,29 @@ class ComputeBudgetPolicy(ExitPolicy):
 
     @overrides
     def initial_state(self, num_rows: int, device: torch.device) -> Optional[torch.Tensor]:
-        return self._current.initial_state(num_rows, device)
+        """
+        `(num_rows, 3)`: each row's running maximum score so far, the next head's index, and
+        whether it has exited (`exit_heads` shows exited rows the later heads too). A batch starts.
+        """
+        self._scores.start_batch()
+        state = torch.zeros((num_rows, 3), dtype=torch.double, device=device)
+        state[:, 0] = -math.inf
+        return state
 
     @overrides
     def decide(self, probs: torch.Tensor, state: Optional[torch.Tensor]) -> ExitDecision:
-        return self._current.decide(probs, state)
+        """The wrapped policy's decision; the running maximum scores are kept for `observe`."""
+        decision = self._current.decide(probs, None)
+        if state is None or not probs.shape[0]:
+            return decision
+        running = state[:, 2] == 0  # (num_rows,): the rows that reached this head
+        reached = torch.maximum(state[:, 0], _SCORES[self.policy](probs))  # (num_rows,)
+        self._scores.add(int(state[0, 1]), reached[running].tolist())
+        exits = exit_mask(decision, probs.shape[0], probs.device)  # (num_rows,)
+        state = torch.stack(
+            [torch.where(running, reached, state[:, 0]), state[:, 1] + 1, state[:, 2] + exits], 1
+        )  # (num_rows, 3)
+        return ExitDecision(decision.count, decision.exits, state)
 
     @overrides
     def never_exits_early(self, num_heads: int) -> bool:
@@ -200,12 +246,18 @@ class ComputeBudgetPolicy(ExitPolicy):
         self._low, self._high = min(self._low, threshold), max(self._high, threshold)
         self._statistics.add(computes)
         self._recent.add(computes)
+        known = self._scores.finish_batch(len(computes))
         rate, target = min(EMA_WINDOWS / self.window, 1.0), max(self.budget - MARGIN, 0.0)
         for compute in computes:  # per instance, so that batch sizes 1 and 32 agree
             self._recent_error += rate * (compute - target - self._recent_error)
         step = self.integral_gain * len(computes) / self.window * (self._recent.mean - target)
         self._integral = min(max(self._integral - step, 0.0), U_MAX)
         u = self._integral - self.proportional_gain * self._recent_error
+        if known and self._head_compute and self.payback_gain > 0:  # heads known: check_heads
+            # What the coming rows may spend so that the window comes back to the target.
+            wanted = target - self.payback_gain * (self._recent.mean - target)
+            cap = self._scores.threshold_for(wanted, self._head_compute)
+            u = u if cap is None else min(u, cap)
         self._set(min(max(u, 0.0), U_MAX))
 
     def _set(self, u: float) -> None:
@@ -245,6 +297,8 @@ class ComputeBudgetPolicy(ExitPolicy):
         parameters["window"] = self.window
         if self.start is not None:
             parameters["start"] = self.start
+        if self.payback_gain != PAYBACK_GAIN:
+            parameters["payback_gain"] = self.payback_gain
         if self.integral_gain != INTEGRAL_GAIN:
             parameters["integral_gain"] = self.integral_gain
         if self.proportional_gain != PROPORTIONAL_GAIN:

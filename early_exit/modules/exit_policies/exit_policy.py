@@ -200,7 +200,7 @@ class ExitPolicy(Registrable):
         for head in range(num_heads - 1):
             decision = self.decide(head_probs[:, head], state)
             state = decision.state
-            exits = _exit_mask(decision, num_instances, device)
+            exits = exit_mask(decision, num_instances, device)
             exit_head[exits & ~done] = head
             done |= exits
         return exit_head
@@ -239,7 +239,8 @@ def stream_exit_heads(
     return torch.cat(heads), thresholds
 
 
-def _exit_mask(decision: ExitDecision, num_rows: int, device: torch.device) -> torch.BoolTensor:
+def exit_mask(decision: ExitDecision, num_rows: int, device: torch.device) -> torch.BoolTensor:
+    """`(num_rows,)`: the rows a decision lets exit (its mask, or all or none by its count)."""
     if decision.exits is not None:
         return decision.exits
     return torch.full((num_rows,), decision.count == num_rows, dtype=torch.bool, device=device)

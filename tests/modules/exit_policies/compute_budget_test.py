@@ -17,12 +17,14 @@ from early_exit.modules.exit_policies import (
     MaxProbabilityPolicy,
     stream_exit_heads,
 )
+from early_exit.modules.exit_policies.compute_budget import PAYBACK_GAIN
 from scripts.results.budget_measure import difficulty_step
 
 HEAD_COMPUTE = [(head + 1) / 6 for head in range(6)]
 COUNT = 2000
 PROBS = difficulty_step(count=COUNT)  # (COUNT, 6, 2): harder from row COUNT / 2 on
 HALF = COUNT // 2
+START = {"max_probability": 0.99, "entropy": 0.02}  # thresholds that run most rows deep
 
 
 def _computes(heads):
@@ -54,6 +56,60 @@ def test_a_fixed_threshold_overshoots_where_the_policy_holds(budget):
         # fixed threshold's overshoot, and the policy settles at the budget after it.
         assert window.worst - budget <= overshoot / 2, batch_size
         assert abs(computes[HALF + 300 :].mean() - budget) <= 0.01, batch_size
+
+
+@pytest.mark.parametrize("budget", [0.3, 0.4, 0.5])
+def test_every_window_after_a_step_holds_where_the_pi_rule_alone_does_not(budget):
+    start = _threshold_for(budget, PROBS[:HALF])
+    for batch_size in (1, 32):
+        worst = {}
+        for payback in (0.0, PAYBACK_GAIN):
+            policy = ComputeBudgetPolicy(budget, start=start, payback_gain=payback)
+            heads, _ = stream_exit_heads(policy, PROBS, HEAD_COMPUTE, batch_size)
+            window = ComputeWindow(policy.window)
+            window.add(_computes(heads).tolist())
+            worst[payback] = window.worst - budget
+            assert abs(float(_computes(heads).mean()) - budget) <= 0.01, (batch_size, payback)
+        # The cap from the recent rows' confidences answers the step in the next batch.
+        assert worst[PAYBACK_GAIN] <= 0.05, batch_size
+        if budget >= 0.4:  # the PI rule alone answers too late
+            assert worst[0.0] > 0.05, batch_size
+
+
+@pytest.mark.parametrize("wrapped", ["max_probability", "entropy"])
+def test_the_kept_scores_give_the_compute_of_any_lower_threshold_exactly(wrapped):
+    policy = ComputeBudgetPolicy(1.0, policy=wrapped, window=400, start=START[wrapped])
+    rows = PROBS[HALF : HALF + 96]
+    _, thresholds = stream_exit_heads(policy, rows, HEAD_COMPUTE, 32)  # 3 batches, all kept
+    scores = policy._scores
+    assert scores.rows == 96
+    wrapped_class = MaxProbabilityPolicy if wrapped == "max_probability" else EntropyPolicy
+    to_u, from_u = policy._to_u, policy._from_u
+    decided = min(to_u(threshold) for threshold in thresholds)  # exact below every batch's
+    assert decided > 2.0
+    for u in [0.0, 0.3, 1.0, 2.0, decided - 0.01, decided]:
+        actual = float(_computes(wrapped_class(from_u(u)).exit_heads(rows)).mean())
+        assert scores.compute_at(u, HEAD_COMPUTE) == pytest.approx(actual, abs=1e-9), u
+        if u > 0:  # and the threshold read back for that compute spends no more
+            back = scores.threshold_for(actual, HEAD_COMPUTE)
+            spent = float(_computes(wrapped_class(from_u(back)).exit_heads(rows)).mean())
+            assert spent <= actual + 1e-9
+    highest = max(to_u(threshold) for threshold in thresholds)
+    for u in [highest + 1.0, highest + 3.0]:  # above: a lower bound
+        actual = float(_computes(wrapped_class(from_u(u)).exit_heads(rows)).mean())
+        assert scores.compute_at(u, HEAD_COMPUTE) <= actual + 1e-9
+
+
+def test_decisions_outside_the_stream_do_not_move_the_controller():
+    alone = stream_exit_heads(ComputeBudgetPolicy(0.4), PROBS[:640], HEAD_COMPUTE, 32)
+    policy = ComputeBudgetPolicy(0.4)
+    heads, thresholds = [], []
+    for start in range(0, 640, 32):
+        policy.exit_heads(PROBS[:100])  # a look outside the stream, never observed
+        batch = stream_exit_heads(policy, PROBS[start : start + 32], HEAD_COMPUTE, 32)
+        heads.append(batch[0])
+        thresholds += batch[1]
+    assert torch.equal(torch.cat(heads), alone[0]) and thresholds == alone[1]
 
 
 def test_batch_sizes_1_and_32_hold_the_budget_alike():
