@@ -12,7 +12,11 @@ each commit and configuration, and the median of the per-repeat ratios B / A.
 Usage (from the repo root, after `make install`, on a quiet machine):
 
     .venv/bin/python bench/ab_commits.py A_COMMIT B_COMMIT [--instances 256] [--repeats 7]
-        [--thresholds 1.0,0.5,0.0] [--threads N] [--output FILE]
+        [--thresholds 1.0,0.5,0.0] [--threads N] [--layer-runner JSON] [--output FILE]
+
+`--layer-runner` times both commits' models under that layer runner (e.g. `'{"type":
+"onnxruntime", "precision": "int8"}'`; both commits need it), each worker with its own graph
+cache in the temporary folder.
 
 Prints a Markdown table (and writes it to `--output` if given).
 """
@@ -51,6 +55,8 @@ instances = list(reader.read(settings["data"]))[: settings["instances"]]
 vocab = Vocabulary.from_instances(instances)
 torch.manual_seed(0)
 model = EarlyExitClassifier(vocab, settings["model"], exit_layers=list(range(6))).eval()
+if settings["layer_runner"]:
+    model.layer_runner = dict(settings["layer_runner"], cache_dir=settings["cache_dir"])
 
 plans = {size: prepare_batches(model, instances, size) for size in (1, 32)}
 
@@ -86,6 +92,7 @@ def start_worker(commit: str, workdir: Path, settings: Dict) -> subprocess.Popen
 
     tree = workdir / commit
     subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=ROOT, check=True)
+    settings = dict(settings, cache_dir=str(workdir / f"{commit}_graphs"))
     return subprocess.Popen(
         [sys.executable, "-c", WORKER, json.dumps(settings)],
         cwd=tree,
@@ -128,6 +135,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--model", default=str(ROOT / "models" / "all-MiniLM-L6-v2"))
     parser.add_argument("--data", default=str(ROOT / "data" / "sst2_sample" / "dev.tsv"))
+    parser.add_argument("--layer-runner", type=json.loads, default=None)
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
     settings = {
@@ -136,6 +144,7 @@ def main() -> None:
         "data": args.data,
         "instances": args.instances,
         "thresholds": [float(value) for value in args.thresholds.split(",")],
+        "layer_runner": args.layer_runner,
     }
     commits = [args.a, args.b]
     times: Dict[str, Dict[str, List[float]]] = {commit: {} for commit in commits}
@@ -155,7 +164,8 @@ def main() -> None:
     subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=False)  # the removed trees
     lines = [
         f"A/B: `{args.a}` (A) against `{args.b}` (B), {args.instances} sentences of "
-        f"`{Path(args.data).name}`, {args.repeats} repeats, interleaved (rotating order).",
+        f"`{Path(args.data).name}`, {args.repeats} repeats, interleaved (rotating order); "
+        f"layer runner {json.dumps(args.layer_runner or {'type': 'torch'})}.",
         "",
         "| batch size / threshold | mean exit layer A / B | A ms/instance | B ms/instance "
         "| B / A (median of per-repeat ratios) |",
