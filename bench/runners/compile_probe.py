@@ -9,7 +9,6 @@ linear does not compile (inductor rejects its reordered weight), so the compiled
     .venv/bin/python -m bench.runners.compile_probe ARCHIVE EVAL [--instances 100] [--repeats 5]
 """
 
-import argparse
 import copy
 import time
 
@@ -20,7 +19,7 @@ from early_exit.models.archive_loading import load_early_exit_archive
 from early_exit.modules.layer_runners import TorchLayerRunner
 from early_exit.sweep.timing import prepare_batches
 
-from bench.runners.side_by_side import depth_times
+from bench.runners.side_by_side import depth_times, parse_probe_arguments, probe_arguments
 
 
 class CompiledTorchRunner(TorchLayerRunner):
@@ -50,15 +49,11 @@ class CompiledTorchRunner(TorchLayerRunner):
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = probe_arguments(__doc__, instances=100, repeats=5)
     parser.add_argument("archive")
     parser.add_argument("eval_data")
-    parser.add_argument("--instances", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threshold", type=float, default=0.8)
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse_probe_arguments(parser, argv)
     torch._dynamo.config.cache_size_limit = 64  # a graph per layer and row layout
     archive = load_early_exit_archive(args.archive)
     base = archive.model.eval()

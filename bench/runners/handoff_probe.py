@@ -18,7 +18,6 @@ come from wrapping `onnxruntime.InferenceSession.run`, the runner's `run_packed`
 default, one thread for a call of fewer than `SMALL_CALL_TOKENS` tokens).
 """
 
-import argparse
 import collections
 import copy
 import statistics
@@ -30,6 +29,7 @@ import onnxruntime
 import torch
 
 from bench.runners import peers
+from bench.runners.side_by_side import parse_probe_arguments, probe_arguments
 from early_exit.dataset_readers import read_indexed
 from early_exit.models.archive_loading import load_early_exit_archive
 from early_exit.modules.exit_policies import MaxProbabilityPolicy
@@ -39,16 +39,12 @@ PRECISIONS = ("fp32", "int8")
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = probe_arguments(__doc__, instances=200, repeats=7)
     parser.add_argument("archive")
     parser.add_argument("eval")
-    parser.add_argument("--instances", type=int, default=200)
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", default="build/runners/cache")
     parser.add_argument("--session-threads", nargs="+", default=["auto"])
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = parse_probe_arguments(parser, argv)
     archive = load_early_exit_archive(args.archive)
     base = archive.model.eval()
     instances = read_indexed(archive.validation_dataset_reader, args.eval)[: args.instances]

@@ -11,7 +11,7 @@ per-round ratio to the "onnxruntime" fp32 runner.
 import argparse
 import copy
 import statistics
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -29,15 +29,32 @@ RUNNERS = [
 REFERENCE = "onnxruntime fp32"
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("archives", nargs="+", help="NAME=ARCHIVE:EVAL:THRESHOLD")
-    parser.add_argument("--instances", type=int, default=100)
-    parser.add_argument("--repeats", type=int, default=5)
+def probe_arguments(doc: str, instances: int, repeats: int) -> argparse.ArgumentParser:
+    """
+    The options every runner probe takes (`--instances`, `--repeats`, `--threads`), described by
+    the first paragraph of the probe's `doc`; a probe adds its own.
+    """
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--instances", type=int, default=instances)
+    parser.add_argument("--repeats", type=int, default=repeats)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--cache", default="build/runners/cache")
+    return parser
+
+
+def parse_probe_arguments(
+    parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]
+) -> argparse.Namespace:
+    """The probe's arguments, with torch set to `--threads` threads."""
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    return args
+
+
+def main(argv=None) -> None:
+    parser = probe_arguments(__doc__, instances=100, repeats=5)
+    parser.add_argument("archives", nargs="+", help="NAME=ARCHIVE:EVAL:THRESHOLD")
+    parser.add_argument("--cache", default="build/runners/cache")
+    args = parse_probe_arguments(parser, argv)
     print("| archive | batch size | depth | runner | ms / sentence | against onnxruntime fp32 |")
     print("| --- | ---: | --- | --- | ---: | ---: |")
     for spec in args.archives:
