@@ -34,9 +34,10 @@ START, END = "<!-- budget:start -->", "<!-- budget:end -->"
 COMMAND = ".venv/bin/python -m scripts.results.budget --work-dir build/results"
 DATASETS = ("sst2", "ag_news")
 # The candidates the controller's defaults were chosen from: (window, integral, proportional,
-# payback gain); payback 0 is the PI rule without the cap from the recent rows' confidences.
+# payback gain, deadband, max step); payback 0 is the PI rule without the cap from the recent
+# rows' confidences. The last ones try to swing less on a stream without drift.
 CANDIDATES = [
-    (window, *gains)
+    (window, *gains, 0.0, None)
     for window in (100, 200, 400)
     for gains in (
         (20.0, 10.0, 0.0),
@@ -46,6 +47,15 @@ CANDIDATES = [
         (20.0, 10.0, 3.0),
         (40.0, 20.0, 2.0),
     )
+] + [
+    (200, 20.0, 0.0, 2.0, 0.0, None),
+    (200, 20.0, 5.0, 2.0, 0.0, None),
+    (200, 20.0, 5.0, 3.0, 0.0, None),
+    (200, 10.0, 5.0, 2.0, 0.0, None),
+    (200, 20.0, 10.0, 2.0, 1.0, None),
+    (200, 20.0, 10.0, 2.0, 2.0, None),
+    (200, 20.0, 10.0, 2.0, 0.0, 0.5),
+    (200, 20.0, 10.0, 2.0, 0.0, 1.0),
 ]
 PLOT_BUDGET = 0.4
 
@@ -72,13 +82,20 @@ def _worst(outcome: Dict) -> str:
     return "-" if outcome["worst"] is None else f"{outcome['worst']:.3f}"
 
 
-def _targets(row: Dict) -> str:
-    policy, budget = row["policy"], row["budget"]
+def target_marks(policy: Dict, budget: float, per_window: float) -> tuple:
+    """Whether a run meets the section's targets: (mean, windows, accuracy)."""
     mean_ok = abs(policy["mean"] - budget) <= 0.01
     window_ok = policy["worst"] is None or policy["worst"] - budget <= 0.05
-    accuracy_ok = row["per_window"] - policy["accuracy"] <= 0.01
-    marks = [("mean", mean_ok), ("windows", window_ok), ("accuracy", accuracy_ok)]
+    return mean_ok, window_ok, per_window - policy["accuracy"] <= 0.01
+
+
+def _targets(row: Dict) -> str:
+    marks = zip(("mean", "windows", "accuracy"), target_marks(*_run(row)))
     return ", ".join(f"{name} {'yes' if ok else 'no'}" for name, ok in marks)
+
+
+def _run(row: Dict) -> tuple:
+    return row["policy"], row["budget"], row["per_window"]
 
 
 def dataset_table(rows: List[Dict]) -> List[str]:
@@ -131,61 +148,126 @@ def plot(dataset: str, data: Dict, rows: List[Dict], window: int, out: Path) -> 
         figure.savefig(handle, format="png", dpi=90)
 
 
-def candidates_table(datas: Dict[str, Dict], chosen: tuple) -> List[str]:
-    """Each candidate over every stream and budget at batch size 32, and a constructed step."""
+def candidates_table(sections: Dict[str, tuple], chosen: tuple) -> List[str]:
+    """
+    Each candidate over every stream and budget at batch size 32: over the three orders of each
+    evaluation split and a constructed step, how close it holds; over the section's streams
+    (`sections`: dataset -> (streams by name, dev curves)), the targets it meets, against the
+    default's (adopted only with more in total and no mean or window target of the default lost).
+    """
     constructed = difficulty_step()
     head_compute = [(head + 1) / 6 for head in range(6)]
     labels = torch.zeros(len(constructed), dtype=torch.long)
-    runs: List = [(Stream(constructed, labels, head_compute), None)]
-    for data in datas.values():
-        curves = dev_curves(data)
-        runs += [(stream_of(data, order), curves) for order in streams(data["eval"]).values()]
+    runs: List = [(Stream(constructed, labels, head_compute), None, False)]
+    for section, curves in sections.values():
+        runs += [(stream, curves, " then " not in name) for name, stream in section.items()]
     lines = [
-        "| window | integral gain | proportional gain | payback gain | largest mean - budget | "
-        "largest worst window - budget | runs with every window within 0.05 | accuracy below "
-        "per-window hindsight (mean, points) | |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| window | integral gain | proportional gain | payback gain | deadband | max step | "
+        "largest mean - budget | largest worst window - budget | runs with every window within "
+        "0.05 | accuracy below per-window hindsight (mean, points) | section's targets met: mean "
+        "/ windows / accuracy / total | |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
-    measured = []
-    for candidate in CANDIDATES:
-        means, worsts, gaps = _candidate(candidate, runs)
-        held = sum(worst <= 0.05 for worst in worsts)
-        gap = 100 * sum(gaps) / len(gaps)
-        measured.append((candidate, max(means), max(worsts), f"{held}/{len(worsts)}", gap))
+    measured = [(candidate, *_candidate(candidate, runs)) for candidate in CANDIDATES]
+    default = next(entry[5] for entry in measured if entry[0] == chosen)
     eligible = [entry for entry in measured if entry[0][0] <= 200 and entry[4] <= 1.0]
     picked = min(eligible, key=lambda entry: entry[2])[0] if eligible else None
-    for candidate, mean, worst, held, gap in measured:
-        marks = [
+    for candidate, mean, worst, held, gap, marks in measured:
+        notes = [
             "the default" if candidate == chosen else "",
             "the rule's pick" if candidate == picked else "",
+            "wins over the default" if _wins(marks, default) else "",
         ]
-        window, integral, proportional, payback = candidate
+        met = [sum(mark[index] for mark in marks) for index in range(3)]
+        window, integral, proportional, payback, deadband, max_step = candidate
         lines.append(
-            f"| {window} | {integral:g} | {proportional:g} | {payback:g} | {mean:.3f} | "
-            f"{worst:+.3f} | {held} | {gap:.2f} | {', '.join(mark for mark in marks if mark)} |"
+            f"| {window} | {integral:g} | {proportional:g} | {payback:g} | {deadband:g} | "
+            f"{'-' if max_step is None else f'{max_step:g}'} | {mean:.3f} | {worst:+.3f} | "
+            f"{held} | {gap:.2f} | {' / '.join(map(str, met))} / {sum(met)} of {3 * len(marks)} "
+            f"| {', '.join(note for note in notes if note)} |"
         )
-    return lines
+    winners = [entry[0] for entry in measured if _wins(entry[5], default)]
+    return lines + [
+        "",
+        "Candidates that win over the default (more of the section's targets met in total, at "
+        "their own window, and no mean or window target of the default's lost): "
+        + (", ".join(map(str, winners)) if winners else "none")
+        + ".",
+    ]
+
+
+def _wins(marks: List[tuple], default: List[tuple]) -> bool:
+    """More targets met in total than the default, and no mean or window target of it lost."""
+    kept = all(mine[i] or not theirs[i] for mine, theirs in zip(marks, default) for i in (0, 1))
+    return kept and sum(map(sum, marks)) > sum(map(sum, default))
 
 
 def _candidate(candidate: tuple, runs: List) -> tuple:
-    """Over every run and budget: |mean - budget|, worst window - budget, accuracy gap."""
-    window, integral, proportional, payback = candidate
-    means, worsts, gaps = [], [], []
-    for stream, curves in runs:
+    """
+    Over the orders and the constructed step, every budget: the largest |mean - budget|, the
+    largest worst window - budget, how many runs hold every window, the mean accuracy gap; and
+    the target marks of each run of the section's streams.
+    """
+    window, integral, proportional, payback, deadband, max_step = candidate
+    settings = {
+        "integral_gain": integral,
+        "proportional_gain": proportional,
+        "payback_gain": payback,
+        "deadband": deadband,
+        "max_step": max_step,
+    }
+    means, worsts, gaps, marks = [], [], [], []
+    for stream, curves, ordered in runs:
         for budget in BUDGETS:
-            gains = {
-                "integral_gain": integral,
-                "proportional_gain": proportional,
-                "payback_gain": payback,
-            }
-            policy = budget_policy(budget, window, curves, **gains)
-            outcome = stream.adaptive(policy, BATCH_SIZE)
+            outcome = stream.adaptive(budget_policy(budget, window, curves, **settings), BATCH_SIZE)
+            per_window = stream.per_window_hindsight(budget, window) if curves else None
+            if curves is not None:  # the section's streams, at the candidate's window
+                marks.append(target_marks(outcome, budget, per_window))
+            if curves is not None and not ordered:
+                continue
             means.append(abs(outcome["mean"] - budget))
             if outcome["worst"] is not None:
                 worsts.append(outcome["worst"] - budget)
             if curves is not None:  # a real stream, with labels
-                gaps.append(stream.per_window_hindsight(budget, window) - outcome["accuracy"])
-    return means, worsts, gaps
+                gaps.append(per_window - outcome["accuracy"])
+    held = f"{sum(worst <= 0.05 for worst in worsts)}/{len(worsts)}"
+    return max(means), max(worsts), held, 100 * sum(gaps) / len(gaps), marks
+
+
+def hindsight_bias(sections: Dict[str, tuple], window: int) -> List[str]:
+    """
+    How optimistic the per-window hindsight is where nothing drifts: on each shuffled stream, its
+    accuracy against the best fixed threshold in hindsight at the budget, and the default's.
+    """
+    notes = []
+    for dataset, (runs, curves) in sections.items():
+        stream = runs["shuffled"]
+        parts = []
+        for budget in BUDGETS:
+            per_window = stream.per_window_hindsight(budget, window)
+            fixed = stream.hindsight(budget, window)["accuracy"]
+            policy = stream.adaptive(budget_policy(budget, window, curves), BATCH_SIZE)
+            parts.append(
+                f"{budget:g}: {pct(per_window)} against {pct(fixed)} (+{100 * (per_window - fixed):.1f}"
+                f"; the policy {pct(policy['accuracy'])})"
+            )
+        notes.append(
+            f"{title(dataset)} ({stream.num_labelled:,} labelled, a point is "
+            f"{stream.num_labelled / 100:.1f} instances; " + ", ".join(parts) + ")"
+        )
+    return [
+        "Why accuracy rows still miss where nothing drifts: the per-window hindsight picks each "
+        f"block of {window} instances' best threshold knowing its labels, an optimistic bound. "
+        "On the shuffled streams, where one threshold is about the most accurate way to spend a "
+        "mean compute, it stands above the best fixed threshold in hindsight at the budget (per "
+        "budget: per-window hindsight against global hindsight, points above): "
+        + "; ".join(notes)
+        + ". The rest of the gap, the policy below the global hindsight, is the cost of its "
+        "swings; the candidates that swing less (a deadband, a step limit, a smaller "
+        "proportional gain) close part of it but answer drift later and lose mean or window "
+        "targets (the table above).",
+        "",
+    ]
 
 
 def missed(rows: List[Dict]) -> List[str]:
@@ -241,6 +323,7 @@ def window_note(rows: List[Dict], switch: int, window: int, cheapest: float) -> 
 def write_section(args: argparse.Namespace, window: int) -> None:
     from scripts.results.training import prepare_data
     from early_exit.modules.exit_policies.compute_budget import (
+        DEADBAND,
         INTEGRAL_GAIN,
         PAYBACK_GAIN,
         PROPORTIONAL_GAIN,
@@ -248,13 +331,12 @@ def write_section(args: argparse.Namespace, window: int) -> None:
 
     work = args.work_dir
     cache = args.cache_dir or work / "budget"
-    datas, lines = {}, []
+    sections, lines = {}, []
     for dataset in DATASETS:
         paths = prepare_data(dataset, args.shared_data, work)
         archive = work / "models" / f"{dataset}_early_exit" / "model.tar.gz"
         data = collect(archive, paths["dev"], paths["eval"], cache / f"{dataset}_heads.pt")
         count = len(data["eval"]["labels"])
-        datas[dataset] = data
         orders = streams(data["eval"])
         runs = {name: stream_of(data, order) for name, order in orders.items()}
         other = prepare_data(FOREIGN[dataset], args.shared_data, work)["eval"]
@@ -262,15 +344,25 @@ def write_section(args: argparse.Namespace, window: int) -> None:
         name = f"shuffled, then {title(FOREIGN[dataset])} text"
         runs[name] = stream_of(data, orders["shuffled"], foreign)
         rows = measure_dataset(data, runs, window)
+        sections[dataset] = (runs, dev_curves(data))
         plot(dataset, data, rows, window, ROOT / "docs" / "results" / f"budget_{dataset}.png")
         lines += [f"### {title(dataset)} ({count:,} evaluation instances)", ""]
         lines += dataset_table(rows) + [""] + missed(rows)
         lines += window_note(rows, count, window, data["head_compute"][0])
         lines += [f"![{title(dataset)}: compute over the stream](results/budget_{dataset}.png)"]
         lines += [""]
-    chosen = (window, INTEGRAL_GAIN, PROPORTIONAL_GAIN, PAYBACK_GAIN)
+    chosen = (window, INTEGRAL_GAIN, PROPORTIONAL_GAIN, PAYBACK_GAIN, DEADBAND, None)
     section = "\n".join(
-        [START, *intro(window), *lines, *controller_text(), *candidates_table(datas, chosen), END]
+        [
+            START,
+            *intro(window),
+            *lines,
+            *controller_text(),
+            *candidates_table(sections, chosen),
+            "",
+            *hindsight_bias(sections, window),
+            END,
+        ]
     )
     report = ROOT / "docs" / "results.md"
     text = report.read_text() if report.exists() else ""
@@ -332,6 +424,17 @@ def controller_text() -> List[str]:
         "per-window hindsight on average, the smallest worst window. Larger gains hold the "
         "windows tighter but swing the threshold, which costs accuracy; the cap holds them "
         "without the swing, since it only ever lowers the threshold to where the recent rows "
-        "say it should be.",
+        "say it should be. The last candidates try to swing less where nothing drifts (the "
+        "default swings the threshold on the shuffled SST-2 stream, which costs accuracy there): "
+        "a smaller proportional gain, leaving the fast answer to the cap; a deadband (errors "
+        "within that many standard errors of the window's mean count as sampling noise and do "
+        "not move the controller); a step limit on the PI rule's threshold (max step in `u` per "
+        "window of instances; the cap may still lower it at once). The section's targets: those "
+        "of the tables above, over their 24 rows (both datasets, four streams, three budgets), "
+        "at the candidate's window; a candidate would replace the default only with more of them "
+        "met in total and none of the default's mean or window targets lost. By that count "
+        "payback gain 3 replaced 2 (the rule's first pick): the same mean and accuracy targets, "
+        "two more runs with every window held; it is the default now, although the rule above "
+        "would pick another candidate that holds the windows tighter but loses mean targets.",
         "",
     ]

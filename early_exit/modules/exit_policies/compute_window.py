@@ -48,6 +48,19 @@ class ComputeWindow:
         return self._sum / len(self._recent) if self._recent else 0.0
 
     @property
+    def standard_error(self) -> float:
+        """
+        The sampling standard error of `mean`: the recent computes' standard deviation over the
+        square root of their count (0 before two).
+        """
+        count = len(self._recent)
+        if count < 2:
+            return 0.0
+        mean = self._sum / count
+        variance = sum((compute - mean) ** 2 for compute in self._recent) / (count - 1)
+        return (variance / count) ** 0.5
+
+    @property
     def overall(self) -> float:
         """The mean compute of every instance seen (0 before any)."""
         return self.total / self.seen if self.seen else 0.0

@@ -4,6 +4,8 @@ threshold overshoots, the policy holds the budget at batch size 1 and 32; its th
 range; its settings are checked; the same order and batch size give the same decisions.
 """
 
+import math
+
 import pytest
 import torch
 from allennlp.common import Params
@@ -186,6 +188,8 @@ def test_a_config_gives_the_policy():
         ({"budget": 0.4, "policy": "compute_budget"}, "policy must be max_probability or entr"),
         ({"budget": 0.4, "start": 1.5}, "start must be in \\[0, 1\\]"),
         ({"budget": 0.4, "integral_gain": -1}, "integral_gain must be a number >= 0"),
+        ({"budget": 0.4, "deadband": -1}, "deadband must be a number >= 0"),
+        ({"budget": 0.4, "max_step": "1"}, "max_step must be a number >= 0"),
         ({}, "budget"),
     ],
 )
@@ -207,6 +211,45 @@ def test_the_compute_window_tracks_the_mean_and_the_worst_window_after_the_first
     assert window.worst is None and window.mean == pytest.approx(1 / 3)
     window.add([0.5, 1.0])  # windows starting at 3: (0, 0, .5), (0, .5, 1)
     assert window.worst == pytest.approx(0.5) and window.overall == pytest.approx(4.5 / 7)
+
+
+def test_the_compute_window_gives_the_standard_error_of_its_mean():
+    values = torch.rand(50, generator=torch.Generator().manual_seed(1), dtype=torch.double)
+    window = ComputeWindow(20)
+    assert window.standard_error == 0.0
+    window.add(values.tolist())
+    recent = values[-20:]
+    assert window.standard_error == pytest.approx(float(recent.std() / 20**0.5))
+
+
+def _u(thresholds):
+    return [-math.log(1.0 - threshold) for threshold in thresholds]
+
+
+def test_a_deadband_swings_the_threshold_less_where_nothing_drifts():
+    easy = PROBS[:HALF]  # no drift: the first half's rows, in a random order
+    ranges = {}
+    for deadband in (0.0, 2.0):
+        policy = ComputeBudgetPolicy(0.4, start=_threshold_for(0.4, easy), deadband=deadband)
+        heads, thresholds = stream_exit_heads(policy, easy, HEAD_COMPUTE, 32)
+        after = _u(thresholds[policy.window :])
+        ranges[deadband] = max(after) - min(after)
+        assert abs(float(_computes(heads).mean()) - 0.4) <= 0.03, deadband
+    assert ranges[2.0] < 0.75 * ranges[0.0]
+    assert ComputeBudgetPolicy(0.4, deadband=2.0).parameters()["deadband"] == 2.0
+
+
+@pytest.mark.parametrize("payback_gain", [0.0, PAYBACK_GAIN])
+def test_a_step_limit_bounds_the_pi_rule_and_lets_the_cap_lower_at_once(payback_gain):
+    policy = ComputeBudgetPolicy(0.4, start=0.9, max_step=0.5, payback_gain=payback_gain)
+    _, thresholds = stream_exit_heads(policy, PROBS, HEAD_COMPUTE, 32)
+    moves = [b - a for a, b in zip(_u(thresholds[::32]), _u(thresholds[32::32]))]
+    reach = 0.5 * 32 / policy.window
+    assert max(moves) <= reach + 1e-9  # up: never faster than the limit
+    if payback_gain:
+        assert min(moves) < -reach  # after the step in difficulty, the cap lowers it at once
+    else:
+        assert min(moves) >= -reach - 1e-9
 
 
 CURVES = {"max_probability": [[1.0, 1.0], [0.9, 0.62], [0.8, 0.48], [0.5, 0.3], [0.0, 0.17]]}
