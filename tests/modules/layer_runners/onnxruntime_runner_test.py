@@ -6,6 +6,7 @@ that is reused and follows the weights, and one clear error for what it cannot d
 
 import json
 import os
+from typing import Any, Dict, Tuple
 
 import pytest
 import torch
@@ -49,16 +50,26 @@ def _all_layers(encoder: LayerwiseTransformer, packed: PackedRows) -> torch.Tens
     return hidden  # (num_tokens, hidden_size)
 
 
+def layers_of_runner_and_torch(path: str, runner: LayerRunner) -> Tuple[torch.Tensor, torch.Tensor]:
+    """
+    The last layer's output of a 4-layer encoder at `path` on the same packed rows, under
+    `runner` and under the torch runner: `(got, expected)`, each `(num_tokens, hidden_size)`.
+    """
+    encoder = LayerwiseTransformer(path, num_layers=4, keep_pooler=False).eval()
+    packed = _packed_inputs(encoder)
+    expected = _all_layers(encoder, packed)
+    encoder.use_layer_runner(runner)
+    got = _all_layers(encoder, packed)
+    assert got.shape == expected.shape
+    return got, expected
+
+
 @pytest.mark.parametrize("family", ["bert", "distilbert"])
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_packed_layers_agree_with_the_torch_runner(family, precision, tiny_distilbert, tmp_path):
     path = TINY_BERT if family == "bert" else tiny_distilbert
-    encoder = LayerwiseTransformer(path, num_layers=4, keep_pooler=False).eval()
-    packed = _packed_inputs(encoder)
-    expected = _all_layers(encoder, packed)
-    encoder.use_layer_runner(OnnxRuntimeLayerRunner(precision, cache_dir=str(tmp_path)))
-    got = _all_layers(encoder, packed)
-    assert got.shape == expected.shape
+    runner = OnnxRuntimeLayerRunner(precision, cache_dir=str(tmp_path))
+    got, expected = layers_of_runner_and_torch(path, runner)
     if precision == "fp32":
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
     else:  # int8 weights move the outputs, but not far (a random layer norm keeps them O(1))
@@ -67,14 +78,26 @@ def test_packed_layers_agree_with_the_torch_runner(family, precision, tiny_disti
 
 @pytest.mark.parametrize("batch_size", [1, 7])
 def test_fp32_exits_equal_the_torch_runner_per_batch_and_carried(batch_size, tmp_path):
+    exits_equal_the_torch_runner_per_batch_and_carried(
+        batch_size, {"type": "onnxruntime", "cache_dir": str(tmp_path)}, "onnxruntime fp32"
+    )
+
+
+def exits_equal_the_torch_runner_per_batch_and_carried(
+    batch_size: int, runner_config: Dict[str, Any], description: str
+) -> None:
+    """
+    Exits and outputs of `runner_config` (described as `description`) equal the torch runner's on
+    the tiny BERT's batches of `batch_size`, batch by batch and carried.
+    """
     model, instances, vocab = build()
     batches = batches_of(instances, vocab, batch_size)
     model.confidence_threshold = median_first_head_threshold(model, batches)
     with torch.inference_mode():
         expected = [model(**batch) for batch in batches]
         assert len({int(head) for out in expected for head in out["exit_head"]}) > 1
-        model.layer_runner = {"type": "onnxruntime", "cache_dir": str(tmp_path)}
-        assert model.layer_runner.describe() == "onnxruntime fp32"
+        model.layer_runner = runner_config
+        assert model.layer_runner.describe() == description
         per_batch = [model(**batch) for batch in batches]
         carried = list(model.forward_stream(batches, min_tokens=40))
     assert_same_outputs(expected, per_batch)
@@ -187,6 +210,13 @@ def test_a_gpu_is_refused_with_what_to_use_instead():
 
 
 def test_layers_that_cannot_be_packed_are_refused(tmp_path):
+    unpackable_layers_are_refused(
+        tmp_path, OnnxRuntimeLayerRunner(), r'cannot be packed.*use \{"type": "torch"\}'
+    )
+
+
+def unpackable_layers_are_refused(tmp_path, runner: LayerRunner, message: str) -> None:
+    """An encoder with relative positions under `runner` is refused with `message`."""
     config = transformers.BertConfig(
         vocab_size=120,
         hidden_size=32,
@@ -196,12 +226,9 @@ def test_layers_that_cannot_be_packed_are_refused(tmp_path):
         position_embedding_type="relative_key",
     )
     transformers.AutoModel.from_config(config).save_pretrained(str(tmp_path / "relative"))
-    with pytest.raises(ConfigurationError, match=r'cannot be packed.*use \{"type": "torch"\}'):
+    with pytest.raises(ConfigurationError, match=message):
         LayerwiseTransformer(
-            str(tmp_path / "relative"),
-            num_layers=2,
-            keep_pooler=False,
-            layer_runner=OnnxRuntimeLayerRunner(),
+            str(tmp_path / "relative"), num_layers=2, keep_pooler=False, layer_runner=runner
         )
 
 
@@ -238,6 +265,17 @@ def test_a_bad_runner_is_one_error_line_on_the_command_line(command, option, tmp
 def test_small_and_large_calls_compute_the_same_layer(tmp_path):
     # Calls under SMALL_CALL_TOKENS tokens run on a one-thread session, larger ones on torch's
     # threads: both the same graph.
+    small_and_large_calls_agree(OnnxRuntimeLayerRunner("fp32", cache_dir=str(tmp_path)))
+
+
+def small_and_large_calls_agree(
+    runner: LayerRunner,
+) -> Tuple[LayerwiseTransformer, PackedRows, torch.Tensor]:
+    """
+    Layer 1 under `runner` on a call under `SMALL_CALL_TOKENS` tokens and one over it equals the
+    torch runner's, and the small call's rows are the large one's first: the encoder, the small
+    rows and the small call's output, for more checks.
+    """
     torch.set_num_threads(2)
     encoder = LayerwiseTransformer(TINY_BERT, num_layers=2, keep_pooler=False).eval()
     torch.manual_seed(2)
@@ -248,11 +286,12 @@ def test_small_and_large_calls_compute_the_same_layer(tmp_path):
     small = PackedRows.from_tokens(torch.arange(2), hidden[: int(lengths[:2].sum())], lengths[:2])
     with torch.inference_mode():
         expected = [encoder.run_packed_layer(1, rows) for rows in (small, large)]
-        encoder.use_layer_runner(OnnxRuntimeLayerRunner("fp32", cache_dir=str(tmp_path)))
+        encoder.use_layer_runner(runner)
         got = [encoder.run_packed_layer(1, rows) for rows in (small, large)]
     for one, other in zip(got, expected):
         torch.testing.assert_close(one, other, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(got[1][: got[0].shape[0]], got[0], atol=1e-5, rtol=1e-5)
+    return encoder, small, got[0]
 
 
 def test_fp32_exits_equal_the_torch_runner_on_distilbert(tiny_distilbert, tmp_path):
