@@ -28,6 +28,8 @@ import torch
 from early_exit.models.archive_loading import load_early_exit_archive
 from early_exit.modules import PackedRows
 from early_exit.modules.layer_runners.onnx_graph import export_packed_layer, quantize_int8
+from early_exit.modules.layer_runners.onnxruntime_runner import session_call
+from early_exit.modules.layer_runners.openvino_runner import compile_settings
 
 Feeds = Dict[str, numpy.ndarray]
 
@@ -62,27 +64,10 @@ def weights_int8(source: str, target: str) -> None:
     onnx.save(model, target)
 
 
-def onnxruntime_call(path: str, threads: int) -> Callable[[Feeds], numpy.ndarray]:
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    return lambda feeds: session.run(None, feeds)[0]
-
-
 def openvino_call(path: str, threads: int, **extra) -> Callable[[Feeds], numpy.ndarray]:
     import openvino
 
-    config = {
-        "INFERENCE_NUM_THREADS": threads,
-        "INFERENCE_PRECISION_HINT": "f32",
-        "NUM_STREAMS": 1,
-        "PERFORMANCE_HINT": "LATENCY",
-        "ENABLE_CPU_PINNING": False,
-        **extra,
-    }
+    config = {**compile_settings(threads), **extra}  # the openvino runner's, and `extra`
     request = openvino.Core().compile_model(path, "CPU", config).create_infer_request()
     return lambda feeds: request.infer(feeds, share_outputs=False)[0]
 
@@ -118,8 +103,8 @@ def main(argv=None) -> None:
         with torch.inference_mode():
             expected = adapter.run_packed(layer, packed).numpy()
         calls = {
-            "ONNX Runtime fp32": onnxruntime_call(fp32, threads),
-            "ONNX Runtime int8 (dynamic)": onnxruntime_call(int8, threads),
+            "ONNX Runtime fp32": session_call(fp32, threads),
+            "ONNX Runtime int8 (dynamic)": session_call(int8, threads),
             "OpenVINO fp32": openvino_call(fp32, threads),
             "OpenVINO on ONNX Runtime's int8 graph": openvino_call(int8, threads),
             "the same, dynamic quantization (groups of 32)": openvino_call(

@@ -69,13 +69,19 @@ class OnnxRuntimeLayerRunner(ExportedGraphRunner):
 
     @overrides
     def _compile(self, path: str, threads: int) -> Call:
-        import onnxruntime
+        return session_call(path, threads, self.spinning)
 
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry(
-            "session.intra_op.allow_spinning", "1" if self.spinning else "0"
-        )
-        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        return lambda feeds: session.run(None, feeds)[0]
+
+def session_call(path: str, threads: int, spinning: bool = False) -> Call:
+    """
+    The graph at `path` as an ONNX Runtime session on the CPU with `threads` intra-op threads
+    (spinning between calls or not), called with its inputs by name; returns its first output.
+    """
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    return lambda feeds: session.run(None, feeds)[0]

@@ -1,6 +1,6 @@
 import functools
 import os
-from typing import Any
+from typing import Any, Dict
 
 from overrides import overrides
 
@@ -52,13 +52,7 @@ class OpenVinoLayerRunner(ExportedGraphRunner):
 
     @overrides
     def _compile(self, path: str, threads: int) -> Call:
-        config = {
-            "INFERENCE_NUM_THREADS": threads,
-            "INFERENCE_PRECISION_HINT": "f32",
-            "NUM_STREAMS": 1,
-            "PERFORMANCE_HINT": "LATENCY",
-            "ENABLE_CPU_PINNING": False,
-        }
+        config = compile_settings(threads)
         folder = os.path.dirname(path)
         if os.access(folder, os.W_OK):
             config["CACHE_DIR"] = os.path.join(folder, COMPILED_FOLDER)
@@ -70,6 +64,21 @@ class OpenVinoLayerRunner(ExportedGraphRunner):
             return request.infer(feeds, share_inputs=True, share_outputs=False)[0]
 
         return call
+
+
+def compile_settings(threads: int) -> Dict[str, Any]:
+    """
+    OpenVINO's settings for one layer's compiled model on `threads` threads: float32 stated (on a
+    CPU with bfloat16 units it would otherwise compute in bfloat16), one stream, latency, no
+    pinning of threads to cores (one compiled model per layer, and torch between them).
+    """
+    return {
+        "INFERENCE_NUM_THREADS": threads,
+        "INFERENCE_PRECISION_HINT": "f32",
+        "NUM_STREAMS": 1,
+        "PERFORMANCE_HINT": "LATENCY",
+        "ENABLE_CPU_PINNING": False,
+    }
 
 
 @functools.lru_cache(maxsize=None)
