@@ -272,8 +272,9 @@ class ComputeBudgetPolicy(ExitPolicy):
         rate, target = min(EMA_WINDOWS / self.window, 1.0), max(self.budget - MARGIN, 0.0)
         for compute in computes:  # per instance, so that batch sizes 1 and 32 agree
             self._recent_error += rate * (compute - target - self._recent_error)
-        # Errors within `deadband` standard errors of the window's mean are sampling noise.
-        band = self.deadband * self._recent.standard_error
+        # Errors within `deadband` standard errors of the window's mean are sampling noise (the
+        # standard error sums over the whole window: only computed where a deadband is set).
+        band = self.deadband * self._recent.standard_error if self.deadband else 0.0
         error = _shrink(self._recent.mean - target, band)
         step = self.integral_gain * len(computes) / self.window * error
         self._integral = min(max(self._integral - step, 0.0), U_MAX)
