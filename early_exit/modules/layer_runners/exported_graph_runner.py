@@ -182,7 +182,7 @@ class ExportedGraphRunner(LayerRunner):
         path = self.graphs.find(name)
         exported = path is None
         if path is None:
-            path, _ = self.graphs.write(name, lambda target: self._make_graph(layer, target))
+            path = self.graphs.write(name, lambda target: self._make_graph(layer, target))
             # Weights that change in this process (validation between training epochs) leave one
             # graph per layer behind, not one per change: this runner's own previous export goes.
             previous = self._exported.get(index)

@@ -6,7 +6,7 @@ an export happens once per weights and settings: one rule for every such runner.
 import logging
 import os
 import tempfile
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Optional
 
 from early_exit.common.files import atomic_write
 
@@ -54,7 +54,6 @@ class GraphCache:
         self, runner: str, cache_dir: Optional[str], archive_file: Optional[str] = None
     ) -> None:
         self.runner = runner
-        self.cache_dir = cache_dir
         if cache_dir is not None:
             self.folders = [cache_dir]
         else:
@@ -72,10 +71,10 @@ class GraphCache:
                 return path
         return None
 
-    def write(self, name: str, make: Callable[[str], None]) -> Tuple[str, str]:
+    def write(self, name: str, make: Callable[[str], None]) -> str:
         """
         Writes graph `name` with `make(target)` (atomically) into the first writable folder;
-        returns its path and the folder.
+        returns its path.
         """
         for folder in self.folders:
             if folder in self._unwritable:
@@ -83,7 +82,7 @@ class GraphCache:
             path = os.path.join(folder, name)
             try:
                 atomic_write(path, make)
-                return path, folder
+                return path
             except OSError as error:
                 self._unwritable.append(folder)
                 why = error.strerror or str(error)
@@ -102,7 +101,7 @@ class GraphCache:
             self.fallback_dir = self._temporary.name
         path = os.path.join(self.fallback_dir, name)
         make(path)
-        return path, self.fallback_dir
+        return path
 
     def _warn_temporary(self, folder: str, why: str) -> None:
         logger.warning(
